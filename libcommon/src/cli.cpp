@@ -275,6 +275,24 @@ struct ParseAccess {
       }
     }
     if (a.given("help") || a.given("version") || a.given("generate-man") || a.given("generate-completion")) return a;
+    // Common options.
+    Common& c = a.common_;
+    std::int64_t t = a.integer("threads", 0, 4096);
+    c.threads = t == 0 ? hardware_threads() : static_cast<int>(t);
+    c.device = a.str("device");
+    static const std::regex dev_re("cpu|cuda(:[0-9]{1,2})?");
+    if (!std::regex_match(c.device, dev_re)) throw UsageError("invalid device '" + c.device + "' (expected cpu, cuda or cuda:N)");
+    std::string seed = a.str("seed");
+    errno = 0;
+    char* end = nullptr;
+    unsigned long long sv = std::strtoull(seed.c_str(), &end, 10);
+    if (seed.empty() || seed[0] == '-' || errno != 0 || *end != '\0')
+      throw UsageError("invalid value '" + seed + "' for --seed: expected a non-negative integer");
+    c.seed = sv;
+    c.verbosity = a.given("quiet") ? 0 : 1 + static_cast<int>(a.all("verbose").size());
+    c.verbosity = std::min(c.verbosity, 3);
+    c.keep_going = a.given("keep-going");
+    c.progress = a.given("progress");
     // Positionals.
     std::size_t required = 0;
     bool many = false;
@@ -295,24 +313,6 @@ struct ParseAccess {
       if (!p.choices.empty() && std::find(p.choices.begin(), p.choices.end(), a.positionals_[k]) == p.choices.end())
         throw UsageError("unknown " + p.name + " '" + a.positionals_[k] + "' (expected " + sh_words(p.choices) + ")");
     }
-    // Common options.
-    Common& c = a.common_;
-    std::int64_t t = a.integer("threads", 0, 4096);
-    c.threads = t == 0 ? hardware_threads() : static_cast<int>(t);
-    c.device = a.str("device");
-    static const std::regex dev_re("cpu|cuda(:[0-9]{1,2})?");
-    if (!std::regex_match(c.device, dev_re)) throw UsageError("invalid device '" + c.device + "' (expected cpu, cuda or cuda:N)");
-    std::string seed = a.str("seed");
-    errno = 0;
-    char* end = nullptr;
-    unsigned long long sv = std::strtoull(seed.c_str(), &end, 10);
-    if (seed.empty() || seed[0] == '-' || errno != 0 || *end != '\0')
-      throw UsageError("invalid value '" + seed + "' for --seed: expected a non-negative integer");
-    c.seed = sv;
-    c.verbosity = a.given("quiet") ? 0 : 1 + static_cast<int>(a.all("verbose").size());
-    c.verbosity = std::min(c.verbosity, 3);
-    c.keep_going = a.given("keep-going");
-    c.progress = a.given("progress");
     return a;
   }
 };

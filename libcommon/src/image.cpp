@@ -221,8 +221,9 @@ void write_image(const std::string& path, const cv::Mat& image) {
     throw Error(path + ": can only write 8-bit grey or RGB images");
   auto dot = path.find_last_of('.');
   std::string ext = dot == std::string::npos ? std::string(".png") : path.substr(dot);
-  cv::Mat bgr = image;
+  cv::Mat bgr;  // a new buffer: never convert the caller's image in place
   if (image.channels() == 3) cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
+  else bgr = image;
   std::vector<unsigned char> buf;
   try {
     if (!cv::imencode(ext, bgr, buf)) throw Error(path + ": cannot encode image");

@@ -584,10 +584,11 @@ void check_file_header(const unsigned char* h, std::size_t got, const std::strin
 
 TensorReader::TensorReader(io::Input& in, TensorFileLimits limits) : in_(in), lim_(limits) {
   if (in_.seekable()) {
-    if (in_.size() < kFileHeader) throw FormatError(in_.name() + ": not an hfr tensor file (too short: " + std::to_string(in_.size()) + " bytes)");
     unsigned char h[kFileHeader];
-    in_.pread_exact(h, kFileHeader, 0);
-    check_file_header(h, kFileHeader, in_.name());
+    std::size_t got = static_cast<std::size_t>(std::min<std::uint64_t>(in_.size(), kFileHeader));
+    if (got == 0) throw FormatError(in_.name() + ": empty file (expected an hfr tensor file)");
+    in_.pread_exact(h, got, 0);
+    check_file_header(h, got, in_.name());
     load_index();
     random_access_ = true;
   }

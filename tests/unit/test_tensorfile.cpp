@@ -197,7 +197,7 @@ TEST_CASE("tensorfile: trailing garbage and wrong magic are refused", "[tensorfi
   CHECK_THROWS_WITH(r.read_all(), Catch::Contains("unexpected data after the end"));
   auto mem = io::memory_input(f.data(), f.size());
   CHECK_THROWS_WITH(TensorReader(*mem), Catch::Contains("no valid trailer"));
-  std::string npy = "\x93NUMPY\x01\x00 some more bytes to be long enough for the header check...";
+  std::string npy("\x93NUMPY\x01\x00 some more bytes to be long enough for the header check...", 70);
   auto m2 = io::memory_input(npy.data(), npy.size());
   CHECK_THROWS_WITH(TensorReader(*m2), Catch::Contains("NumPy .npy file, not an hfr tensor file"));
   std::string text = "{\"id\": 1}\n";
@@ -318,7 +318,7 @@ TEST_CASE("tensorfile: hostile index entries are refused", "[tensorfile]") {
                     Catch::Contains("contiguously"));
   CHECK_THROWS_WITH(open(craft(R"({"tensors":[{"name":"a","dtype":"f32","shape":[8],"chunks":[[16,)" + std::to_string(48 + dlen + 16) +
                                R"(,0,8]]}]})")),
-                    Catch::Contains("rows × row size"));
+                    Catch::Contains("disagrees with the index"));
   CHECK_THROWS_WITH(open(craft(R"({"tensors":[{"name":"a","dtype":"f32","shape":[1,2,3,4,5,6,7,8,9],"chunks":[]}]})")),
                     Catch::Contains("rank 9 exceeds"));
   CHECK_THROWS_WITH(open(craft(R"({"tensors":[{"name":"a","dtype":"f32","shape":[-4],"chunks":[]}]})")),

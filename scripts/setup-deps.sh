@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs the Debian packages hfr needs, only those missing. Idempotent and
+# quiet when nothing is missing. Needs root (or sudo) only to install.
+#
+# Choices recorded in bench/README.md:
+#  - libopenblas0-pthread: Debian's LibTorch is linked against the reference
+#    BLAS through the alternatives system; OpenBLAS replaces it (sgemm ~5 ->
+#    90-196 GFLOP/s here).
+#  - clang + libfuzzer: the fuzzing targets and sanitizer builds.
+#  - python3-numpy: reference checks of the .npy export in tests.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config git
+  libtorch-dev libopencv-dev libembree-dev nlohmann-json3-dev libzstd-dev zstd
+  libxxhash-dev libgif-dev catch2 libopenblas0-pthread
+  clang libclang-rt-14-dev libfuzzer-14-dev
+  python3-numpy
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO="sudo"
+  else
+    echo "hfr set-up: these Debian packages are missing: ${missing[*]}" >&2
+    echo "hfr set-up: installing them needs root. Run as root, or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+echo "hfr set-up: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+echo "hfr set-up: done" >&2

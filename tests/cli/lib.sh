@@ -1,0 +1,34 @@
+# Shared helpers for the CLI tests: run real binaries, check exit codes,
+# stdout and stderr. Each test is a bash script run by CTest; exit 77 = skip.
+set -u
+BIN=${HFR_BIN:?HFR_BIN must point at the built binaries}
+export PATH="$BIN:$PATH"
+SRC=${HFR_SRC:?}
+T=$(mktemp -d /tmp/hfr-cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+FAILS=0
+PY=/usr/bin/python3
+
+fail() { echo "FAIL: $*" >&2; FAILS=$((FAILS + 1)); }
+pass() { echo "ok: $*"; }
+
+# run CMD...: runs with stdout in $T/out, stderr in $T/err, status in $RC.
+run() { "$@" >"$T/out" 2>"$T/err"; RC=$?; }
+
+expect_rc() { # expected description
+  if [ "$RC" -eq "$1" ]; then pass "$2 (exit $RC)"; else fail "$2: exit $RC, expected $1; stderr: $(head -c 400 "$T/err")"; fi
+}
+expect_err() { # substring description
+  if grep -qF -- "$1" "$T/err"; then pass "$2"; else fail "$2: stderr lacks '$1': $(head -c 400 "$T/err")"; fi
+}
+expect_out() {
+  if grep -qF -- "$1" "$T/out"; then pass "$2"; else fail "$2: stdout lacks '$1': $(head -c 400 "$T/out")"; fi
+}
+expect_empty() { # file description
+  if [ ! -s "$1" ]; then pass "$2"; else fail "$2: $(basename "$1") not empty: $(head -c 300 "$1")"; fi
+}
+finish() {
+  if [ "$FAILS" -ne 0 ]; then echo "$FAILS check(s) failed" >&2; exit 1; fi
+  exit 0
+}
+TOOLS="hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed hfr-match hfr-eval hfr-tensor"
