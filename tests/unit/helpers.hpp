@@ -1,6 +1,8 @@
 // Test helpers: a non-seekable input (as a pipe looks to the library).
 #pragma once
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "hfr/io.hpp"
@@ -14,7 +16,7 @@ class PipeInput : public io::Input {
   }
   std::size_t read(void* buf, std::size_t n) override {
     std::size_t k = std::min({n, data_.size() - pos_, max_read_});
-    std::memcpy(buf, data_.data() + pos_, k);
+    if (k) std::memcpy(buf, data_.data() + pos_, k);
     pos_ += k;
     return k;
   }

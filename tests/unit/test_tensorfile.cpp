@@ -126,6 +126,8 @@ TEST_CASE("tensorfile: streaming writer with unknown total rows", "[tensorfile]"
     labels.insert(labels.end(), l.begin(), l.end());
   }
   w.begin("never", DType::u8, {3});
+  w.begin("hollow", DType::f32, {4, 0});  // rows of zero bytes
+  w.append("hollow", nullptr, 5);
   w.close();
   auto file = out->data();
   for (bool seekable : {true, false}) {
@@ -133,7 +135,8 @@ TEST_CASE("tensorfile: streaming writer with unknown total rows", "[tensorfile]"
                                              : std::unique_ptr<io::Input>(new PipeInput(file, 4096));
     TensorReader r(*in);
     auto ts = r.read_all();
-    REQUIRE(ts.size() == 3);
+    REQUIRE(ts.size() == 4);
+    CHECK(ts[3].info.shape == Shape{5, 4, 0});
     CHECK(ts[0].info.shape == Shape{static_cast<std::int64_t>(all.size() / 8), 8});
     CHECK(std::memcmp(ts[0].ptr(), all.data(), all.size() * 4) == 0);
     CHECK(std::memcmp(ts[1].ptr(), labels.data(), labels.size() * 4) == 0);
@@ -197,7 +200,8 @@ TEST_CASE("tensorfile: trailing garbage and wrong magic are refused", "[tensorfi
   CHECK_THROWS_WITH(r.read_all(), Catch::Contains("unexpected data after the end"));
   auto mem = io::memory_input(f.data(), f.size());
   CHECK_THROWS_WITH(TensorReader(*mem), Catch::Contains("no valid trailer"));
-  std::string npy("\x93NUMPY\x01\x00 some more bytes to be long enough for the header check...", 70);
+  const char npy_bytes[] = "\x93NUMPY\x01\x00 some more bytes to be long enough for the header check...";
+  std::string npy(npy_bytes, sizeof npy_bytes - 1);
   auto m2 = io::memory_input(npy.data(), npy.size());
   CHECK_THROWS_WITH(TensorReader(*m2), Catch::Contains("NumPy .npy file, not an hfr tensor file"));
   std::string text = "{\"id\": 1}\n";
