@@ -49,6 +49,13 @@ Record parse_record(const std::string& line, const std::string& context, int max
   return r;
 }
 
+Record error_record(const Record& input, const std::string& message, const std::string& source) {
+  Record r = input.is_object() ? input : Record::object();
+  if (!source.empty() && !r.contains("id")) r["source"] = source;
+  r["error"] = message;
+  return r;
+}
+
 std::string record_context(const Record& record, std::uint64_t line) {
   if (record.is_object()) {
     auto it = record.find("id");

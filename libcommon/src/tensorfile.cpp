@@ -447,8 +447,12 @@ void TensorWriter::begin(const std::string& name, DType dtype, const Shape& inne
   e->row_bytes = row_bytes_of(dtype, inner_shape, "tensor '" + name + "'");
   e->info.shape = inner_shape;
   e->info.shape.insert(e->info.shape.begin(), 0);
-  by_name_[name] = e.get();
+  Entry* ent = e.get();
+  by_name_[name] = ent;
   entries_.push_back(std::move(e));
+  // A zero-row chunk declares the tensor now, so stream readers (and writers
+  // re-encoding a stream) see tensors in the order they were begun.
+  write_chunk(kData, static_cast<std::uint8_t>(dtype), data_descriptor(name, 0, 0, inner_shape, false), nullptr, 0, ent, 0, 0);
 }
 
 void TensorWriter::flush_pending(const std::string& name, bool all) {
@@ -509,8 +513,8 @@ void TensorWriter::close() {
   for (auto& e : entries_) {
     if (!e->streaming) continue;
     flush_pending(e->info.name, true);
-    if (e->chunks.empty()) {
-      // Declares the tensor (possibly with zero rows) to stream readers.
+    if (e->row_bytes == 0 && e->info.shape[0] > 0) {
+      // Rows of zero bytes were counted, not stored: one empty chunk records them.
       write_chunk(kData, static_cast<std::uint8_t>(e->info.dtype), data_descriptor(e->info.name, 0, e->info.shape[0], e->inner, false),
                   nullptr, 0, e.get(), 0, e->info.shape[0]);
     }

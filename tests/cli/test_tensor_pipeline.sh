@@ -57,4 +57,8 @@ expect_out "$T/a.hft: OK (4 tensors)" "verify prints OK"
 # The f16 file is about half the size.
 a=$(stat -c %s "$T/a.hft"); h=$(stat -c %s "$T/h.hft")
 [ $((h * 10)) -lt $((a * 6)) ] && pass "f16 file is smaller ($h vs $a bytes)" || fail "f16 file not smaller: $h vs $a"
+# Tensor order survives re-encoding through pipes.
+order_a=$(hfr-tensor info --json "$T/a.hft" | grep -o '"name":"[a-z]*"' | tr '\n' ' ')
+order_h=$(cat "$T/a.hft" | hfr-tensor cat | hfr-tensor cat | hfr-tensor info --json | grep -o '"name":"[a-z]*"' | tr '\n' ' ')
+[ "$order_a" = "$order_h" ] && pass "tensor order kept through two streaming re-encodes" || fail "order '$order_a' became '$order_h'"
 finish

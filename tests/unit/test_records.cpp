@@ -84,3 +84,11 @@ TEST_CASE("records: context names the record id when present", "[records]") {
   CHECK(record_context(Record{{"id", 12}}, 4) == "record 12");
   CHECK(record_context(Record{{"x", 1}}, 4) == "line 4");
 }
+
+TEST_CASE("records: error records keep the input's fields", "[records]") {
+  Record in{{"id", "x"}, {"path", "a.jpg"}};
+  Record e = error_record(in, "a.jpg: no face found");
+  CHECK(e.dump() == R"({"id":"x","path":"a.jpg","error":"a.jpg: no face found"})");
+  Record bad = error_record(nullptr, "in.jsonl:3: malformed JSON", "in.jsonl:3");
+  CHECK(bad.dump() == R"({"source":"in.jsonl:3","error":"in.jsonl:3: malformed JSON"})");
+}

@@ -58,6 +58,11 @@ class RecordWriter {
 // given context.
 Record parse_record(const std::string& line, const std::string& context, int max_depth = 64);
 
+// The record written for a failed item under --keep-going: the input record's
+// fields (when it could be parsed) plus "error" (the message) and, for lines
+// that could not be parsed, "source" ("file:line").
+Record error_record(const Record& input, const std::string& message, const std::string& source = "");
+
 // Returns "<record id>" context for messages: the record's "id" if present,
 // else "line N".
 std::string record_context(const Record& record, std::uint64_t line);
