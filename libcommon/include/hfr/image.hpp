@@ -8,7 +8,7 @@
 //    grey inputs are replicated into the three channels; alpha is dropped.
 //  - ColorMode::grey gives 8-bit, 1 channel; colour inputs are converted with
 //    ITU-R BT.601 luma, Y = 0.299 R + 0.587 G + 0.114 B (as OpenCV does).
-//  - 16-bit inputs are reduced to 8 bits (value >> 8, as OpenCV does).
+//  - 16-bit inputs are reduced to 8 bits (value / 256, rounded).
 //  - JPEG EXIF orientation is applied.
 #pragma once
 #include <cstdint>
