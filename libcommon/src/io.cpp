@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -231,7 +232,14 @@ class AtomicFileOutput : public FdOutput {
   void commit() override {
     if (committed_) return;
     flush();
-    if (fsync(fd_) != 0 && errno != EINVAL) throw Error(errno_message(path_, errno));
+    // The rename makes the output appear whole or not at all to other
+    // processes, also when this one is killed. Durability across a power loss
+    // (fsync) costs seconds on large files and is opt-in: HFR_FSYNC=1.
+    static const bool want_sync = [] {
+      const char* v = std::getenv("HFR_FSYNC");
+      return v && *v && std::string(v) != "0";
+    }();
+    if (want_sync && fsync(fd_) != 0 && errno != EINVAL) throw Error(errno_message(path_, errno));
     if (::close(fd_) != 0) {
       fd_ = -1;
       throw Error(errno_message(path_, errno));

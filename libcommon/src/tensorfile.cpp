@@ -10,8 +10,12 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
 #include <limits>
 #include <set>
 
@@ -331,10 +335,69 @@ struct TensorWriter::Entry {
   json chunks = json::array();         // [offset, length, row0, rows]
 };
 
+// Compression happens on the caller's thread; a second thread writes finished
+// chunks to the output, so compressing chunk k+1 overlaps writing chunk k.
 struct TensorWriter::Codec {
   ZSTD_CCtx* cctx = nullptr;
-  std::vector<unsigned char> buf;
-  ~Codec() { ZSTD_freeCCtx(cctx); }
+  io::Output* out = nullptr;
+  std::thread writer;
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<std::vector<unsigned char>> queue;  // chunks waiting to be written
+  std::vector<std::vector<unsigned char>> spare;  // recycled buffers
+  bool busy = false, stop = false;
+  std::exception_ptr error;
+
+  void run() {
+    std::unique_lock<std::mutex> lock(m);
+    for (;;) {
+      cv.wait(lock, [&] { return stop || !queue.empty(); });
+      if (queue.empty()) return;
+      std::vector<unsigned char> buf = std::move(queue.front());
+      queue.pop_front();
+      busy = true;
+      lock.unlock();
+      try {
+        if (!error) out->write(buf.data(), buf.size());
+      } catch (...) {
+        error = std::current_exception();
+      }
+      lock.lock();
+      busy = false;
+      buf.clear();
+      spare.push_back(std::move(buf));
+      cv.notify_all();
+    }
+  }
+  std::vector<unsigned char> take_buffer() {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return queue.size() < 2 || error; });
+    if (error) std::rethrow_exception(error);
+    if (spare.empty()) return {};
+    auto b = std::move(spare.back());
+    spare.pop_back();
+    return b;
+  }
+  void submit(std::vector<unsigned char> buf) {
+    std::lock_guard<std::mutex> lock(m);
+    queue.push_back(std::move(buf));
+    cv.notify_all();
+  }
+  void drain() {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return (queue.empty() && !busy) || error; });
+    if (error) std::rethrow_exception(error);
+  }
+  ~Codec() {
+    {
+      std::lock_guard<std::mutex> lock(m);
+      stop = true;
+      if (error || std::uncaught_exceptions()) queue.clear();
+      cv.notify_all();
+    }
+    if (writer.joinable()) writer.join();
+    ZSTD_freeCCtx(cctx);
+  }
 };
 
 TensorWriter::TensorWriter(io::Output& out, TensorWriterOptions options) : out_(out), opt_(options), codec_(new Codec) {
@@ -356,25 +419,34 @@ TensorWriter::TensorWriter(io::Output& out, TensorWriterOptions options) : out_(
   put<std::uint32_t>(h + 12, 0);
   out_.write(h, sizeof h);
   offset_ = kFileHeader;
+  codec_->out = &out_;
+  codec_->writer = std::thread([c = codec_.get()] { c->run(); });
 }
 
 TensorWriter::~TensorWriter() = default;
 
 void TensorWriter::write_chunk(std::uint8_t kind, std::uint8_t dtype, const std::string& descriptor, const void* raw,
                                std::size_t raw_len, Entry* entry, std::int64_t row0, std::int64_t rows) {
-  const unsigned char* payload = static_cast<const unsigned char*>(raw);
+  // The whole chunk is assembled in one buffer: header, descriptor, payload
+  // (compressed straight into place), then handed to the writer thread.
+  std::vector<unsigned char> buf = codec_->take_buffer();
+  const std::size_t pre = kChunkHeader + descriptor.size();
   std::size_t stored = raw_len;
   std::uint8_t codec = kCodecNone;
   if (opt_.level > 0 && raw_len > 0) {
     std::size_t bound = ZSTD_compressBound(raw_len);
-    if (codec_->buf.size() < bound) codec_->buf.resize(bound);
-    std::size_t r = ZSTD_compress2(codec_->cctx, codec_->buf.data(), bound, raw, raw_len);
+    buf.resize(pre + bound);
+    std::size_t r = ZSTD_compress2(codec_->cctx, buf.data() + pre, bound, raw, raw_len);
     if (ZSTD_isError(r)) throw Error(out_.name() + ": zstd: " + ZSTD_getErrorName(r));
-    payload = codec_->buf.data();
     stored = r;
     codec = kCodecZstd;
+    buf.resize(pre + stored);
+  } else {
+    buf.resize(pre + raw_len);
+    if (raw_len) std::memcpy(buf.data() + pre, raw, raw_len);
   }
-  unsigned char h[kChunkHeader] = {};
+  unsigned char* h = buf.data();
+  std::memset(h, 0, kChunkHeader);
   std::memcpy(h, kChunkMagic, 4);
   h[4] = kind;
   h[5] = codec;
@@ -382,13 +454,12 @@ void TensorWriter::write_chunk(std::uint8_t kind, std::uint8_t dtype, const std:
   put<std::uint32_t>(h + 8, static_cast<std::uint32_t>(descriptor.size()));
   put<std::uint64_t>(h + 16, stored);
   put<std::uint64_t>(h + 24, raw_len);
-  put<std::uint64_t>(h + 32, XXH3_64bits(payload, stored));
+  put<std::uint64_t>(h + 32, XXH3_64bits(buf.data() + pre, stored));
   put<std::uint64_t>(h + 40, header_hash(h, descriptor));
+  if (!descriptor.empty()) std::memcpy(h + kChunkHeader, descriptor.data(), descriptor.size());
   std::uint64_t at = offset_;
-  out_.write(h, sizeof h);
-  out_.write(descriptor.data(), descriptor.size());
-  out_.write(payload, stored);
-  std::uint64_t len = kChunkHeader + descriptor.size() + stored;
+  std::uint64_t len = buf.size();
+  codec_->submit(std::move(buf));
   offset_ += len;
   if (entry) entry->chunks.push_back(json::array({at, len, row0, rows}));
 }
@@ -526,6 +597,7 @@ void TensorWriter::close() {
   std::string text = index.dump();
   std::uint64_t index_off = offset_;
   write_chunk(kIndex, 0, std::string(), text.data(), text.size(), nullptr, 0, 0);
+  codec_->drain();  // every chunk is written; the trailer goes last, from this thread
   unsigned char t[kTrailer] = {};
   put<std::uint64_t>(t, index_off);
   put<std::uint64_t>(t + 8, offset_ - index_off);
