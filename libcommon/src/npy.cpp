@@ -98,16 +98,25 @@ Tensor read_npy(io::Input& in, const std::string& name, const TensorFileLimits& 
   if (m[1] == "True") throw FormatError(nm + ": Fortran-ordered .npy arrays are not supported (save with np.ascontiguousarray)");
   if (!std::regex_search(h, m, shape_re)) throw FormatError(nm + ": .npy header has no shape");
   Shape shape;
+  // "3, 4" or "3," or "": comma-separated decimal integers, whitespace around them.
   std::string dims = m[1];
   std::size_t i = 0;
-  while (i < dims.size()) {
-    while (i < dims.size() && (dims[i] == ' ' || dims[i] == ',')) ++i;
+  auto skip_space = [&] {
+    while (i < dims.size() && std::isspace(static_cast<unsigned char>(dims[i]))) ++i;
+  };
+  for (;;) {
+    skip_space();
     if (i >= dims.size()) break;
     std::size_t j = i;
     while (j < dims.size() && std::isdigit(static_cast<unsigned char>(dims[j]))) ++j;
+    if (j == i) throw FormatError(nm + ": malformed .npy shape '(" + dims + ")'");
     if (j - i > 18) throw FormatError(nm + ": .npy dimension too large");
     shape.push_back(std::stoll(dims.substr(i, j - i)));
     i = j;
+    skip_space();
+    if (i >= dims.size()) break;
+    if (dims[i] != ',') throw FormatError(nm + ": malformed .npy shape '(" + dims + ")'");
+    ++i;
   }
   if (shape.size() > limits.max_rank) throw FormatError(nm + ": .npy rank too large");
   Tensor t;

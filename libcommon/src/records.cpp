@@ -7,8 +7,16 @@
 namespace hfr {
 namespace {
 
-// Nesting depth of JSON text, ignoring brackets inside strings. Cheap guard
-// against stack exhaustion on hostile input; the parser validates the rest.
+std::string short_reason(const std::string& what) {
+  // nlohmann messages look like "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
+  std::string s = what;
+  auto b = s.find("] ");
+  if (b != std::string::npos && s.rfind("[json.exception", 0) == 0) s = s.substr(b + 2);
+  return s;
+}
+
+}  // namespace
+
 int json_depth(const std::string& s) {
   int depth = 0, max_depth = 0;
   bool in_string = false, escaped = false;
@@ -25,16 +33,6 @@ int json_depth(const std::string& s) {
   }
   return max_depth;
 }
-
-std::string short_reason(const std::string& what) {
-  // nlohmann messages look like "[json.exception.parse_error.101] parse error at line 1, column 5: ..."
-  std::string s = what;
-  auto b = s.find("] ");
-  if (b != std::string::npos && s.rfind("[json.exception", 0) == 0) s = s.substr(b + 2);
-  return s;
-}
-
-}  // namespace
 
 Record parse_record(const std::string& line, const std::string& context, int max_depth) {
   if (json_depth(line) > max_depth)

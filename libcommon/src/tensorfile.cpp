@@ -20,6 +20,7 @@
 #include <set>
 
 #include "hfr/error.hpp"
+#include "hfr/records.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "hfr tensor files assume a little-endian host");
 
@@ -127,17 +128,7 @@ void decode_payload(const ChunkHeader& c, const unsigned char* stored, void* dst
 }
 
 json parse_json_bounded(const std::string& text, const std::string& ctx) {
-  int depth = 0, max_depth = 0;
-  bool in_str = false, esc = false;
-  for (char ch : text) {
-    if (in_str) {
-      if (esc) esc = false;
-      else if (ch == '\\') esc = true;
-      else if (ch == '"') in_str = false;
-    } else if (ch == '"') in_str = true;
-    else if (ch == '[' || ch == '{') max_depth = std::max(max_depth, ++depth);
-    else if (ch == ']' || ch == '}') --depth;
-  }
+  int max_depth = json_depth(text);
   if (max_depth > 64) throw FormatError(ctx + ": JSON nested too deeply");
   try {
     return json::parse(text);

@@ -70,4 +70,9 @@ TEST_CASE("npy: malformed files are refused", "[npy]") {
   CHECK_THROWS_WITH(parse(hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999999999,), }", 8)),
                     Catch::Contains("too large"));
   CHECK(parse(hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8)).info.shape == Shape{2});
+  // Found by fuzz_npy: whitespace other than spaces inside the shape tuple.
+  CHECK(parse(hdr("{'descr': '<i8', 'fortran_order': False, 'shape': (5\f,), }", 40)).info.shape == Shape{5});
+  CHECK_THROWS_WITH(parse(hdr("{'descr': '<i8', 'fortran_order': False, 'shape': (5 3,), }", 40)), Catch::Contains("malformed .npy shape"));
+  CHECK(parse(hdr("{'descr': '<i8', 'fortran_order': False, 'shape': ( 5 ,\t), }", 40)).info.shape == Shape{5});
+  CHECK_THROWS_WITH(parse(hdr("{'descr': '<i8', 'fortran_order': False, 'shape': (5,,), }", 40)), Catch::Contains("malformed .npy shape"));
 }

@@ -265,11 +265,11 @@ TEST_CASE("tensorfile: hostile index entries are refused", "[tensorfile]") {
     float x[4] = {1, 2, 3, 4};
     w.write("a", DType::f32, {4}, x);
     w.close();
-    auto f = out->data();
+    const std::vector<unsigned char>& whole = out->data();
     // Locate the index via the trailer and replace it.
-    std::uint64_t ioff;
-    std::memcpy(&ioff, &f[f.size() - 32], 8);
-    f.resize(ioff);
+    std::uint64_t ioff = 0;
+    if (whole.size() >= 32) std::memcpy(&ioff, whole.data() + whole.size() - 32, 8);
+    std::vector<unsigned char> f(whole.begin(), whole.begin() + static_cast<std::ptrdiff_t>(ioff));
     auto out2 = io::memory_output();
     out2->write(f.data(), f.size());
     // Reuse the writer's own encoding by writing a file whose index we control:

@@ -54,6 +54,11 @@ class RecordWriter {
   std::string line_;
 };
 
+// Greatest nesting depth of arrays/objects in JSON text, ignoring brackets
+// inside strings: a cheap guard against stack exhaustion on hostile input,
+// checked before parsing.
+int json_depth(const std::string& text);
+
 // Parses one line (exposed for tests and fuzzing). Throws FormatError with the
 // given context.
 Record parse_record(const std::string& line, const std::string& context, int max_depth = 64);
