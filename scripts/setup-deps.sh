@@ -15,7 +15,7 @@ PACKAGES=(
   libtorch-dev libopencv-dev libembree-dev nlohmann-json3-dev libzstd-dev zstd
   libxxhash-dev libgif-dev catch2 libopenblas0-pthread
   clang libclang-rt-14-dev libfuzzer-14-dev
-  python3-numpy
+  python3-numpy bc
 )
 
 missing=()
