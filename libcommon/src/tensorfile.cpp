@@ -399,10 +399,10 @@ TensorWriter::TensorWriter(io::Output& out, TensorWriterOptions options) : out_(
   if (!codec_->cctx) throw std::bad_alloc();
   ZSTD_CCtx_setParameter(codec_->cctx, ZSTD_c_compressionLevel, opt_.level);
   ZSTD_CCtx_setParameter(codec_->cctx, ZSTD_c_checksumFlag, 0);  // we hash the stored bytes ourselves
-  if (opt_.threads > 1) {
-    // zstd's own worker threads compress one large chunk in parallel.
-    ZSTD_CCtx_setParameter(codec_->cctx, ZSTD_c_nbWorkers, opt_.threads);
-  }
+  // zstd's worker threads split each chunk into jobs. With one or more workers
+  // the compressed bytes do not depend on their number, so files are the same
+  // whatever --threads says.
+  ZSTD_CCtx_setParameter(codec_->cctx, ZSTD_c_nbWorkers, std::max(1, opt_.threads));
   unsigned char h[kFileHeader] = {};
   std::memcpy(h, kFileMagic, 8);
   put<std::uint16_t>(h + 8, kMajor);

@@ -330,3 +330,22 @@ TEST_CASE("tensorfile: hostile index entries are refused", "[tensorfile]") {
   CHECK_THROWS_WITH(open(craft(R"({"tensors":[{"name":"a"},{"name":"a"}]})")), Catch::Contains("missing dtype"));
   CHECK_THROWS_WITH(open(craft(R"([1,2,3])")), Catch::Contains("missing tensor list"));
 }
+
+TEST_CASE("tensorfile: output bytes do not depend on the thread count", "[tensorfile]") {
+  std::vector<float> v(3 << 20);
+  std::mt19937 g(9);
+  for (auto& x : v) x = static_cast<float>(g() % 4096) / 64.0f;
+  std::vector<std::vector<unsigned char>> files;
+  for (int threads : {1, 2, 3}) {
+    auto out = io::memory_output();
+    TensorWriterOptions o;
+    o.threads = threads;
+    o.chunk_bytes = 8u << 20;
+    TensorWriter w(*out, o);
+    w.write("v", DType::f32, {static_cast<std::int64_t>(v.size())}, v.data());
+    w.close();
+    files.push_back(out->data());
+  }
+  CHECK(files[0] == files[1]);
+  CHECK(files[0] == files[2]);
+}

@@ -137,6 +137,7 @@ int cmd_verify(const hfr::cli::Args& a) {
 hfr::TensorWriterOptions writer_options(const hfr::cli::Args& a) {
   hfr::TensorWriterOptions o;
   o.level = static_cast<int>(a.integer("level", 0, 19));
+  o.threads = a.common().threads;
   return o;
 }
 

@@ -55,7 +55,7 @@ struct TensorFileLimits {
 struct TensorWriterOptions {
   int level = 3;                        // zstd level (1..19); 0 stores uncompressed
   std::size_t chunk_bytes = 4u << 20;   // target decoded bytes per chunk
-  int threads = 1;                      // compression threads
+  int threads = 1;                      // zstd compression workers (output identical for any value)
 };
 
 class TensorWriter {
