@@ -85,7 +85,6 @@ class TensorWriter {
   std::uint64_t bytes_written() const { return offset_; }
 
  private:
-  struct Pending;
   struct Entry;
   void write_chunk(std::uint8_t kind, std::uint8_t dtype, const std::string& descriptor,
                    const void* raw, std::size_t raw_len, Entry* entry, std::int64_t row0,
