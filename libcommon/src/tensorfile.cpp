@@ -861,8 +861,15 @@ bool TensorReader::next(TensorChunk& chunk) {
     std::string descr(c.descr_len, '\0');
     if (c.descr_len && in_.read_full(&descr[0], c.descr_len) != c.descr_len) throw FormatError(ctx + ": truncated descriptor");
     verify_header_hash(h, descr, ctx);
-    s.stored.resize(c.stored);
-    if (c.stored && in_.read_full(s.stored.data(), c.stored) != c.stored) throw FormatError(ctx + ": truncated payload");
+    // Grow the buffer as bytes arrive, so a header that lies about its size
+    // cannot make a short stream allocate the full claimed amount.
+    s.stored.clear();
+    for (std::uint64_t got = 0; got < c.stored;) {
+      std::size_t step = static_cast<std::size_t>(std::min<std::uint64_t>(c.stored - got, 16u << 20));
+      s.stored.resize(static_cast<std::size_t>(got) + step);
+      if (in_.read_full(s.stored.data() + got, step) != step) throw FormatError(ctx + ": truncated payload");
+      got += step;
+    }
     const std::uint64_t chunk_offset = s.offset;
     s.offset += c.total();
     ++s.chunk_no;

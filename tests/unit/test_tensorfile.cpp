@@ -349,3 +349,31 @@ TEST_CASE("tensorfile: output bytes do not depend on the thread count", "[tensor
   CHECK(files[0] == files[1]);
   CHECK(files[0] == files[2]);
 }
+
+TEST_CASE("tensorfile: a stream claiming a huge chunk fails when the bytes run out", "[tensorfile]") {
+  // Valid file header, then a data chunk header (valid checksum) claiming
+  // 900 MiB of payload that never arrives.
+  std::vector<unsigned char> f = {0x89, 'H', 'F', 'T', '\r', '\n', 0x1a, '\n', 1, 0, 0, 0, 0, 0, 0, 0};
+  std::string descr = R"({"name":"x","row0":0,"rows":235929600,"inner":[]})";
+  std::vector<unsigned char> h(48, 0);
+  std::memcpy(h.data(), "HFTC", 4);
+  h[4] = 2;  // data
+  h[5] = 0;  // uncompressed
+  h[6] = 1;  // f32
+  auto dl = static_cast<std::uint32_t>(descr.size());
+  std::memcpy(&h[8], &dl, 4);
+  std::uint64_t n = 900ull << 20;
+  std::memcpy(&h[16], &n, 8);
+  std::memcpy(&h[24], &n, 8);
+  std::string hh(reinterpret_cast<const char*>(h.data()), 40);
+  hh += descr;
+  std::uint64_t hash = XXH3_64bits(hh.data(), hh.size());
+  std::memcpy(&h[40], &hash, 8);
+  f.insert(f.end(), h.begin(), h.end());
+  f.insert(f.end(), descr.begin(), descr.end());
+  f.resize(f.size() + 1000, 0);
+  PipeInput in(f, 1 << 16);
+  TensorReader r(in);
+  TensorChunk c;
+  CHECK_THROWS_WITH(r.next(c), Catch::Contains("truncated payload"));
+}
