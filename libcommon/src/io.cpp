@@ -183,10 +183,12 @@ class FdOutput : public Output {
   }
   void flush() override {
     if (buf_.empty()) return;
-    std::vector<char> tmp;
-    tmp.swap(buf_);
-    buf_.reserve(kBuf);
-    write_all(fd_, tmp.data(), tmp.size(), name_);
+    // Clear even when the write fails, so the destructor does not retry it.
+    struct Clear {
+      std::vector<char>& b;
+      ~Clear() { b.clear(); }
+    } clear{buf_};
+    write_all(fd_, buf_.data(), buf_.size(), name_);
   }
   void commit() override { flush(); }
   std::uint64_t bytes_written() const override { return bytes_; }

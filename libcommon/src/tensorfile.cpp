@@ -945,8 +945,12 @@ bool TensorReader::next(TensorChunk& chunk) {
     if (s.decoded.size() < c.raw) s.decoded.resize(c.raw);
     decode_payload(c, s.stored.data(), s.decoded.data(), s.dctx, ctx);
     if (!rank0) ti->shape[0] += rows;
-    s.chunks[s.by_name[name]].push_back(json::array({chunk_offset, c.total(), row0, rows}));
-    if (!random_access_) infos_.assign(s.infos.begin(), s.infos.end());
+    const std::size_t idx = s.by_name[name];
+    s.chunks[idx].push_back(json::array({chunk_offset, c.total(), row0, rows}));
+    if (!random_access_) {  // keep the public list in step: one entry, not a copy of all
+      if (idx == infos_.size()) infos_.push_back(*ti);
+      else infos_[idx].shape = ti->shape;
+    }
     chunk.tensor = ti;
     chunk.row0 = row0;
     chunk.rows = rows;
