@@ -8,6 +8,10 @@
 #    90-196 GFLOP/s here).
 #  - clang + libfuzzer: the fuzzing targets and sanitizer builds.
 #  - python3-numpy: reference checks of the .npy export in tests.
+#  - libopenblas-dev: CBLAS headers for hfr-match's blocked sgemm scoring.
+#  - libfaiss-dev: vector indexes (flat, IVF, HNSW) for very large galleries.
+#  - libcairo2-dev: ROC/DET/CMC plots as SVG and PNG.
+#  - python3-sklearn: independent reference for the metrics in tests.
 set -euo pipefail
 
 PACKAGES=(
@@ -16,6 +20,7 @@ PACKAGES=(
   libxxhash-dev libgif-dev catch2 libopenblas0-pthread
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
+  libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
 )
 
 missing=()

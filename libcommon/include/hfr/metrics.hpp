@@ -1,0 +1,126 @@
+// Biometric metrics over score arrays (plain C++, no LibTorch): ROC, DET,
+// TAR at FAR targets under two named threshold conventions, EER, AUC,
+// closed-set ranks and CMC, open-set DIR at FPIR, fold statistics and
+// bootstrap confidence intervals. Semantics follow bob.measure; see
+// hfr-eval(1) and methods.md section 7.
+//
+// Conventions used everywhere here:
+//  - Higher score = more similar. A pair is accepted when score >= threshold.
+//  - FAR(t) = #{impostor >= t} / #impostor;  FRR(t) = #{genuine < t} / #genuine;
+//    TAR(t) = 1 - FRR(t).
+//  - Rank of a probe = 1 + #{non-mated scores >= its best mated score}
+//    (ties count against the probe).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hfr::metrics {
+
+// "at-most" (bob.measure, default): the lowest threshold whose achieved FAR is
+// <= the target. "nearest" (insightface scripts): the ROC point (as returned by
+// sklearn.metrics.roc_curve with drop_intermediate=False) whose FAR is nearest
+// to the target (ties: the first such point, i.e. the highest threshold).
+enum class FarConvention { at_most, nearest };
+const char* convention_name(FarConvention c);           // "at-most" / "nearest"
+FarConvention parse_convention(const std::string& s);   // throws UsageError
+
+struct RocPoint {
+  double threshold = 0;  // accept when score >= threshold
+  double far = 0;
+  double tar = 0;        // = 1 - frr
+};
+
+struct TarAtFar {
+  double target = 0;     // requested FAR
+  double threshold = 0;  // chosen threshold
+  double far = 0;        // FAR achieved at that threshold
+  double tar = 0;
+  std::uint64_t impostors_accepted = 0;  // #impostor >= threshold
+  // Impostor count the target rests on (target * #impostor); below ~100 the
+  // figure is thin and a bootstrap interval should accompany it.
+  double expected_impostors = 0;
+};
+
+struct Eer {
+  double eer = 0;        // (FAR + FRR) / 2 at the threshold minimising |FAR - FRR|
+  double threshold = 0;
+  double far = 0;
+  double frr = 0;
+};
+
+struct Interval {
+  double low = 0, high = 0;  // percentile interval
+  double level = 0.95;
+  int replicates = 0;
+};
+
+// Verification metrics over genuine (mated) and impostor (non-mated) scores.
+// The constructor validates (finite, both sets non-empty; throws hfr::Error
+// naming the first bad value) and sorts copies once; queries are then cheap.
+class Verification {
+ public:
+  Verification(std::vector<double> genuine, std::vector<double> impostor);
+
+  std::size_t genuine_count() const { return genuine_.size(); }
+  std::size_t impostor_count() const { return impostor_.size(); }
+
+  TarAtFar tar_at_far(double target, FarConvention convention = FarConvention::at_most) const;
+  Eer eer() const;
+  // Area under the ROC: P(genuine > impostor) + 0.5 P(genuine == impostor),
+  // equal to sklearn.metrics.roc_auc_score.
+  double auc() const;
+  // FAR/TAR at one threshold.
+  RocPoint at_threshold(double threshold) const;
+
+  // The ROC at every distinct score value (highest threshold first), as
+  // sklearn's roc_curve(drop_intermediate=False) without its leading
+  // (inf, 0, 0) point.
+  std::vector<RocPoint> roc() const;
+  // A curve of at most max_points points for plots and reports: keeps the end
+  // points and points spread evenly in log10(FAR) between far_min and 1.
+  std::vector<RocPoint> roc_curve(std::size_t max_points = 200, double far_min = 1e-7) const;
+
+  // Bootstrap percentile interval of TAR at the target FAR (at-most
+  // convention): genuine and impostor scores resampled with replacement,
+  // `replicates` times, from `seed`. Cost per replicate is independent of the
+  // impostor count (only the top tail of the impostors is resampled exactly).
+  Interval bootstrap_tar(double target, int replicates, std::uint64_t seed, double level = 0.95) const;
+
+  const std::vector<double>& genuine_sorted() const { return genuine_; }    // ascending
+  const std::vector<double>& impostor_sorted() const { return impostor_; }  // ascending
+
+ private:
+  std::vector<double> genuine_;
+  std::vector<double> impostor_;
+};
+
+// Closed-set identification. One entry per probe that has a mate in the
+// gallery: its rank as defined above (>= 1). Probes without a mate are not
+// counted here (see OpenSet).
+struct Cmc {
+  std::vector<double> rate;  // rate[k-1] = fraction of probes with rank <= k, k = 1..max_rank
+};
+Cmc cmc(const std::vector<std::uint64_t>& ranks, std::size_t max_rank);
+
+// Open-set identification (rank-1 DIR at FPIR, as in bob.measure's
+// detection_identification_rate): mated probes give (best mated score, rank),
+// non-mated probes give their top gallery score. threshold for an FPIR target
+// follows the at-most convention over the non-mated probes' top scores.
+struct DirAtFpir {
+  double target = 0, threshold = 0, fpir = 0, dir = 0;
+};
+DirAtFpir dir_at_fpir(const std::vector<double>& mated_scores, const std::vector<std::uint64_t>& mated_ranks,
+                      const std::vector<double>& nonmated_top_scores, double fpir_target, int rank = 1);
+
+// Mean and sample standard deviation (n - 1; 0 for one value) over folds.
+struct MeanStd {
+  double mean = 0, std = 0;
+  std::size_t n = 0;
+};
+MeanStd mean_std(const std::vector<double>& values);
+
+// Standard normal quantile (probit), for DET axes: ppf(p), p in (0, 1).
+double normal_deviate(double p);
+
+}  // namespace hfr::metrics

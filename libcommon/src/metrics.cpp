@@ -1,0 +1,1 @@
+#include "hfr/metrics.hpp"
