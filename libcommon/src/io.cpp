@@ -295,6 +295,48 @@ std::unique_ptr<Input> open_input(const std::string& path) {
   return std::make_unique<FdInput>(fd, path, true);
 }
 
+namespace {
+// A stream whose first bytes were already read: replays them, then reads on.
+class ReplayInput : public Input {
+ public:
+  ReplayInput(std::unique_ptr<Input> in, std::string head) : in_(std::move(in)), head_(std::move(head)) {
+    name_ = in_->name();
+  }
+  std::size_t read(void* buf, std::size_t n) override {
+    if (pos_ < head_.size()) {
+      std::size_t k = std::min(n, head_.size() - pos_);
+      std::memcpy(buf, head_.data() + pos_, k);
+      pos_ += k;
+      return k;
+    }
+    std::size_t r = in_->read(buf, n);
+    pos_ += r;
+    return r;
+  }
+  bool seekable() const override { return false; }
+  std::uint64_t size() const override { return 0; }
+  void seek(std::uint64_t) override { throw Error(name_ + ": cannot seek in a stream"); }
+  std::uint64_t position() const override { return pos_; }
+  void pread_exact(void*, std::size_t, std::uint64_t) override { throw Error(name_ + ": cannot seek in a stream"); }
+
+ private:
+  std::unique_ptr<Input> in_;
+  std::string head_;
+  std::uint64_t pos_ = 0;
+};
+}  // namespace
+
+std::unique_ptr<Input> peek_input(std::unique_ptr<Input> in, std::size_t n, std::string& head) {
+  head.assign(n, '\0');
+  std::uint64_t start = in->position();
+  head.resize(in->read_full(&head[0], n));
+  if (in->seekable()) {
+    in->seek(start);
+    return in;
+  }
+  return std::make_unique<ReplayInput>(std::move(in), head);
+}
+
 std::unique_ptr<Input> memory_input(const void* data, std::size_t size, std::string name) {
   return std::make_unique<MemInput>(data, size, std::move(name));
 }

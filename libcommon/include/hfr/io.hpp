@@ -36,6 +36,11 @@ class Input {
 
 // "-" is stdin. Throws hfr::Error("path: No such file or directory") etc.
 std::unique_ptr<Input> open_input(const std::string& path);
+// Reads up to n leading bytes of `in` into `head` (fewer at end of input) and
+// returns an input that yields the whole stream again from its start: a
+// seekable input is rewound, a stream replays the bytes read. For sniffing the
+// kind of data on stdin.
+std::unique_ptr<Input> peek_input(std::unique_ptr<Input> in, std::size_t n, std::string& head);
 // An input over a memory buffer (tests, fuzzing); seekable.
 std::unique_ptr<Input> memory_input(const void* data, std::size_t size, std::string name = "<memory>");
 
