@@ -67,6 +67,7 @@ docs: build
 bench: build
 	@cmake --build $(BUILD) --target bench_tensorfile -- --quiet
 	@bash bench/run_tensorfile.sh $(BUILD)
+	@bash bench/run_match.sh $(BUILD)
 
 fuzz: $(CHECK_BUILD)/build.ninja
 	@cmake --build $(CHECK_BUILD) -j$(JOBS) -- --quiet

@@ -61,6 +61,7 @@ Record top_record(const EmbeddingSet& probes, std::size_t i, const search::Probe
   rec["rank"] = std::move(ranks);
   if (labels) {
     rec["mated"] = std::move(mated);
+    rec["enrolled"] = r.has_mate;  // the gallery holds this subject
     if (r.has_mate) {
       rec["mate"] = r.mate_rank ? json(gids[r.mate_index]) : json(nullptr);
       rec["mate_score"] = jfloat(r.mate_score);
