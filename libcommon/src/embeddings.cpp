@@ -70,6 +70,24 @@ void EmbeddingSet::clear() {
   ids.clear();
   subjects.clear();
   origin.clear();
+  paths.clear();
+}
+
+EmbeddingSet EmbeddingSet::subset(const std::vector<std::size_t>& rows) const {
+  EmbeddingSet out;
+  out.source = source;
+  out.dim = dim;
+  std::size_t d = static_cast<std::size_t>(dim);
+  out.data.resize(rows.size() * d);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    std::size_t r = rows.at(i);
+    std::copy(row(r), row(r) + d, out.data.data() + i * d);
+    out.ids.push_back(ids.at(r));
+    out.subjects.push_back(subjects.at(r));
+    out.origin.push_back(origin.at(r));
+    out.paths.push_back(r < paths.size() ? paths[r] : std::string());
+  }
+  return out;
 }
 
 void EmbeddingSet::append(const EmbeddingSet& o) {
@@ -81,6 +99,7 @@ void EmbeddingSet::append(const EmbeddingSet& o) {
   ids.insert(ids.end(), o.ids.begin(), o.ids.end());
   subjects.insert(subjects.end(), o.subjects.begin(), o.subjects.end());
   origin.insert(origin.end(), o.origin.begin(), o.origin.end());
+  paths.insert(paths.end(), o.paths.begin(), o.paths.end());
 }
 
 bool EmbeddingSet::has_subjects() const {
@@ -171,6 +190,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
         std::string id = label_at(r.metadata(), "ids", row, n);
         out.ids.push_back(id.empty() ? std::to_string(row) : id);
         out.subjects.push_back(label_at(r.metadata(), "subjects", row, n));
+        out.paths.push_back(label_at(r.metadata(), "paths", row, n));
         out.origin.push_back(static_cast<std::uint64_t>(row));
       }
       t.next_row += count;
@@ -216,6 +236,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
       std::string id = label_at(r.metadata(), "ids", row, n);
       out.ids.push_back(id.empty() ? std::to_string(row) : id);
       out.subjects.push_back(label_at(r.metadata(), "subjects", row, n));
+      out.paths.push_back(label_at(r.metadata(), "paths", row, n));
       out.origin.push_back(static_cast<std::uint64_t>(row));
     }
     t.pending.erase(t.pending.begin(), t.pending.begin() + static_cast<std::ptrdiff_t>(count * rb));
@@ -257,6 +278,8 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     auto sv = rec.find(opt_.subject_field);
     if (sv != rec.end() && sv->is_string()) subject = sv->get<std::string>();
     else if (sv != rec.end() && sv->is_number_integer()) subject = std::to_string(sv->get<std::int64_t>());
+    auto pv = rec.find(opt_.path_field);
+    out.paths.push_back(pv != rec.end() && pv->is_string() ? pv->get<std::string>() : std::string());
     std::string file = f->get<std::string>();
     if (file[0] != '/') file = s.base_dir + file;
     wants.push_back({file, rw->get<std::int64_t>(), out.ids.size(), where + " (id " + id + ")"});
@@ -336,6 +359,7 @@ EmbeddingSet make_templates(const EmbeddingSet& set) {
       out.ids.push_back(key);
       out.subjects.push_back(key);
       out.origin.push_back(set.origin[i]);
+      out.paths.emplace_back();
       acc.resize(acc.size() + d, 0.0);
     }
     const float* r = norm.row(i);

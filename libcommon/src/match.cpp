@@ -9,6 +9,7 @@
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
 #include "hfr/progress.hpp"
+#include "hfr/protocols.hpp"
 #include "hfr/records.hpp"
 #include "hfr/tensorfile.hpp"
 
@@ -174,6 +175,50 @@ int run_pairs(const Options& o, const search::ExactSearch& gs, EmbeddingSet& pro
   return failed ? kExitPartial : kExitOk;
 }
 
+// Selects a protocol fold's gallery and probes from one embedding set of the
+// whole database, by path; the lists' subjects label the rows.
+std::pair<EmbeddingSet, EmbeddingSet> protocol_sets(const Options& o, std::uint64_t& missing) {
+  auto proto = protocols::read_protocol(o.protocol, o.protocol_dir, o.fold);
+  if (proto.folds.size() != 1) throw Error(o.protocol + ": fold " + std::to_string(o.fold) + " not found");
+  const protocols::Fold& fold = proto.folds[0];
+  std::uint64_t skipped = 0;
+  EmbeddingSet all = read_embeddings(o.gallery, o.read, &skipped);
+  if (skipped) log::warn(all.source + ": skipped " + std::to_string(skipped) + " records with an \"error\" field");
+  protocols::PathIndex index(o.ignore_extension);
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (i >= all.paths.size() || all.paths[i].empty())
+      throw FormatError(all.source + ": row " + std::to_string(all.origin[i]) + " (id " + all.ids[i] + ") has no \"" + o.read.path_field +
+                        "\" field, so protocol lists cannot name it");
+    index.add(all.paths[i], static_cast<std::int64_t>(i));
+  }
+  auto pick = [&](const std::vector<protocols::Entry>& entries, const char* role) {
+    std::vector<std::size_t> rows;
+    std::vector<std::string> subjects;
+    for (const auto& e : entries) {
+      std::int64_t r = index.lookup(e.path);
+      if (r < 0) {
+        std::string msg = e.origin + ": " + role + " " + e.path + " has no embedding in " + all.source;
+        if (!o.keep_going) throw FormatError(msg + " (--keep-going leaves such entries out)");
+        log::warn(msg);
+        ++missing;
+        continue;
+      }
+      rows.push_back(static_cast<std::size_t>(r));
+      subjects.push_back(e.subject);
+    }
+    EmbeddingSet s = all.subset(rows);
+    s.subjects = std::move(subjects);
+    if (s.size() == 0) throw Error(proto.name + " fold " + std::to_string(o.fold) + ": no " + role + " entry has an embedding");
+    return s;
+  };
+  EmbeddingSet g = pick(fold.gallery, "gallery");
+  EmbeddingSet p = pick(fold.probes, "probe");
+  log::info(proto.name + " fold " + std::to_string(o.fold) + ": " + std::to_string(g.size()) + " gallery, " + std::to_string(p.size()) + " probes");
+  if (o.gallery_templates) g = make_templates(g);
+  if (o.probe_templates) p = make_templates(p);
+  return {std::move(g), std::move(p)};
+}
+
 }  // namespace
 
 int run(const Options& o) {
@@ -190,7 +235,22 @@ int run(const Options& o) {
   // Gallery side: an exact searcher or a vector index.
   std::unique_ptr<search::ExactSearch> exact;
   std::unique_ptr<search::VectorIndex> vindex;
-  if (loaded_index) {
+  std::uint64_t missing = 0;
+  bool protocol = !o.protocol.empty();
+  EmbeddingSet protocol_probes;
+  if (protocol) {
+    if (loaded_index || o.mode == Mode::pairs) throw UsageError("--protocol selects a gallery and probes from one embedding set: no index file or --pairs");
+    if (!o.probes.empty()) throw UsageError("with --protocol give one embedding set of the whole database, not GALLERY PROBES");
+    auto sets = protocol_sets(o, missing);
+    protocol_probes = std::move(sets.second);
+    if (approximate) {
+      search::IndexOptions io = o.index;
+      io.type = o.index_type;
+      vindex = std::make_unique<search::VectorIndex>(sets.first, o.metric, io, o.threads);
+    } else {
+      exact = std::make_unique<search::ExactSearch>(std::move(sets.first), o.metric, o.threads);
+    }
+  } else if (loaded_index) {
     vindex = search::VectorIndex::load(o.gallery, o.index, o.threads);
     if (vindex->metric() != o.metric) log::info(o.gallery + ": using the index's metric, " + search::metric_name(vindex->metric()));
   } else {
@@ -207,7 +267,7 @@ int run(const Options& o) {
     vindex->save(o.save_index, o.provenance);
     log::info("index written to " + o.save_index);
   }
-  if (o.probes.empty()) {
+  if (o.probes.empty() && !protocol) {
     if (!o.save_index.empty()) return kExitOk;
     throw UsageError("missing PROBES");
   }
@@ -227,8 +287,9 @@ int run(const Options& o) {
   // Probes: streamed in blocks (or read whole when templates are wanted).
   std::unique_ptr<EmbeddingReader> reader;
   EmbeddingSet all_probes;
-  bool whole = o.probe_templates;
-  if (whole) all_probes = load_set(o.probes, o.read, true, "probe");
+  bool whole = o.probe_templates || protocol;
+  if (protocol) all_probes = std::move(protocol_probes);
+  else if (whole) all_probes = load_set(o.probes, o.read, true, "probe");
   else reader = std::make_unique<EmbeddingReader>(o.probes, o.read);
   auto next_block = [&](EmbeddingSet& b) {
     if (!whole) return reader->next(b, o.batch);
@@ -264,7 +325,7 @@ int run(const Options& o) {
     tw.close();
     out->commit();
     progress.finish();
-    return kExitOk;
+    return missing ? kExitPartial : kExitOk;
   }
 
   auto out = io::open_output(o.output);
@@ -282,7 +343,7 @@ int run(const Options& o) {
   w.flush();
   out->commit();
   progress.finish();
-  return kExitOk;
+  return missing ? kExitPartial : kExitOk;
 }
 
 }  // namespace hfr::match

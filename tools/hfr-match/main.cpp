@@ -11,7 +11,7 @@ hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
   s.name = "hfr-match";
   s.summary = "score probe embeddings against a gallery: top-k search, verification pairs, score matrices";
-  s.synopsis = {"[OPTION]... GALLERY PROBES", "--pairs=FILE [OPTION]... GALLERY PROBES", "--matrix [OPTION]... GALLERY PROBES",
+  s.synopsis = {"[OPTION]... GALLERY PROBES", "--protocol=NAME --fold=K [OPTION]... DATABASE", "--pairs=FILE [OPTION]... GALLERY PROBES", "--matrix [OPTION]... GALLERY PROBES",
                 "--index=TYPE --save-index=FILE [OPTION]... GALLERY [PROBES]"};
   s.description = {
       "Scores every probe against the gallery by cosine similarity of L2-normalised embeddings (the default) or by the negative "
@@ -59,6 +59,15 @@ hfr::cli::ToolSpec spec() {
       {"hnsw-m", 0, "N", "hnsw: links per node.", "32", {}, Complete::none},
       {"ef-search", 0, "N", "hnsw: candidates kept per query (higher: better recall, slower).", "64", {}, Complete::none},
       {"save-index", 0, "FILE", "Save the built index (with gallery ids and subjects) to FILE.", "", {}, Complete::file},
+      {"protocol", 0, "NAME", "Run a benchmark protocol fold: GALLERY is one embedding set of the whole database, the fold's lists "
+       "select gallery and probes by path and give their subjects.", "",
+       {"casia-nir-vis-2.0", "lamp-hq", "oulu-casia-nir-vis", "buaa-visnir"}, Complete::choices},
+      {"protocol-dir", 0, "DIR", "Directory holding the protocol's list files.", ".", {}, Complete::dir},
+      {"fold", 0, "K", "Protocol fold (CASIA NIR-VIS 2.0 and LAMP-HQ: 1..10).", "1", {}, Complete::none},
+      {"path-field", 0, "NAME", "Record field holding the source image path (matched against protocol lists).", "path", {},
+       Complete::none},
+      {"ignore-extension", 0, "", "Match list paths to images whatever their file extension (CASIA lists name .jpg, the "
+       "database stores .bmp).", "", {}, Complete::none},
       {"force", 'f', "", "Write binary data even to a terminal.", "", {}, Complete::none},
   };
   s.keep_going = true;
@@ -69,6 +78,8 @@ hfr::cli::ToolSpec spec() {
       {"hfr-match --gallery-templates --top 5 enrol.jsonl probes.jsonl", "Search against one template per enrolled subject."},
       {"hfr-match --index hnsw --save-index big.idx.hft big.hft", "Build and save an HNSW index of a large gallery."},
       {"hfr-match big.idx.hft probes.hft --ef-search 128", "Search a saved index."},
+      {"for k in $(seq 10); do hfr-match --matrix --protocol casia-nir-vis-2.0 --protocol-dir lists --fold $k --ignore-extension "
+       "all.jsonl -o fold$k.hft; done; hfr-eval fold*.hft", "CASIA NIR-VIS 2.0 View 2: ten folds, mean ± std."},
   };
   s.see_also = {"hfr-embed(1)", "hfr-eval(1)", "hfr-formats(5)"};
   return s;
@@ -83,6 +94,7 @@ int main(int argc, char** argv) {
     o.gallery = pos.at(0);
     if (pos.size() > 1) o.probes = pos[1];
     if (pos.size() > 2) throw hfr::UsageError("too many arguments: expected GALLERY PROBES");
+    if (a.given("protocol") && pos.size() != 1) throw hfr::UsageError("--protocol takes one embedding set (DATABASE), not GALLERY PROBES");
     o.output = a.str("output");
     o.top = static_cast<std::size_t>(a.integer("top", 1, 1000000));
     if (a.given("pairs") && a.flag("matrix")) throw hfr::UsageError("--pairs and --matrix exclude each other");
@@ -107,6 +119,11 @@ int main(int argc, char** argv) {
     if (!a.given("nprobe")) o.index.nprobe = 0;  // a saved index keeps its own unless asked
     if (!a.given("ef-search")) o.index.ef_search = 0;
     o.save_index = a.str("save-index");
+    o.protocol = a.str("protocol");
+    o.protocol_dir = a.str("protocol-dir");
+    o.fold = static_cast<int>(a.integer("fold", 1, 1000));
+    o.read.path_field = a.str("path-field");
+    o.ignore_extension = a.flag("ignore-extension");
     o.threads = a.common().threads;
     o.keep_going = a.common().keep_going;
     o.force = a.flag("force");

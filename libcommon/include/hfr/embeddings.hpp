@@ -29,12 +29,15 @@ struct EmbeddingSet {
   std::vector<std::string> ids;       // one per row
   std::vector<std::string> subjects;  // one per row, "" = unknown
   std::vector<std::uint64_t> origin;  // input position of each row (record line or tensor row)
+  std::vector<std::string> paths;     // source path per row when the input names one ("" otherwise)
 
   std::size_t size() const { return ids.size(); }
   const float* row(std::size_t i) const { return data.data() + i * static_cast<std::size_t>(dim); }
   float* row(std::size_t i) { return data.data() + i * static_cast<std::size_t>(dim); }
   void clear();
   void append(const EmbeddingSet& other);  // dims must agree
+  // The rows at `rows` (in that order) as a new set.
+  EmbeddingSet subset(const std::vector<std::size_t>& rows) const;
   bool has_subjects() const;               // every row has a known subject
 };
 
@@ -44,6 +47,7 @@ struct EmbeddingReadOptions {
   std::string subject_field = "subject";
   std::string file_field = "embeddings";
   std::string row_field = "row";
+  std::string path_field = "path";     // source image path (records) / metadata "paths" (tensor files)
 };
 
 class EmbeddingReader {

@@ -30,6 +30,12 @@ struct Options {
   bool keep_going = false;
   bool force = false;           // binary output to a terminal
   std::string provenance;       // JSON object: tool, version, arguments
+  // Protocol mode: `gallery` names one embedding set of a whole database
+  // (records with source paths); the fold's gallery and probe lists select
+  // its rows by path, and the lists' subjects label them.
+  std::string protocol, protocol_dir;
+  int fold = 1;
+  bool ignore_extension = false;  // list paths match items whatever their file extension
 };
 
 // Runs the whole job; returns the exit code (0, or 3 when --keep-going
