@@ -38,11 +38,18 @@ for t in $TOOLS; do
 done
 
 # Tools whose capability is not built yet say so and exit 1.
-for t in hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed hfr-match hfr-eval; do
+for t in hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed; do
   run "$t"
   expect_rc 1 "$t (not built yet)"
   expect_err "$t: not built yet:" "$t says it is not built yet"
   expect_empty "$T/out" "$t writes nothing to stdout when not built"
+done
+
+# Built tools that need inputs say so when given none.
+for t in hfr-match hfr-eval; do
+  run "$t"
+  expect_rc 2 "$t without inputs is a usage error"
+  expect_empty "$T/out" "$t writes nothing to stdout on a usage error"
 done
 
 # The man pages are valid roff (man renders them without warnings).
