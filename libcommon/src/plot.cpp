@@ -11,6 +11,7 @@
 #include <cairo.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -376,7 +377,15 @@ std::vector<Tick> linear_ticks(const Axis& a, const Mapping& map, TickFitter& fi
       std::string label = a.percent ? fixed(v * 100, decimals, false) + "%" : fixed(v, decimals, false);
       ticks.push_back({v, label});
     }
-    if (fit.fits(ticks, map)) return ticks;
+    if (!fit.fits(ticks, map)) continue;
+    // Ranks start at 1 while the grid of 5s starts at 5: label the first rank
+    // too when it has room (CMC readers look for rank-1 accuracy).
+    if (integer_data && a.min == std::round(a.min) && !ticks.empty() && ticks.front().t > a.min) {
+      std::vector<Tick> with = ticks;
+      with.insert(with.begin(), {a.min, a.percent ? fixed(a.min * 100, 0) + "%" : fixed(a.min, 0)});
+      if (fit.fits(with, map)) return with;
+    }
+    return ticks;
   }
   return {};
 }
@@ -458,6 +467,11 @@ std::vector<Tick> probit_ticks(const Axis& a, const Mapping& map, TickFitter& fi
     trial.push_back({normal_quantile(c.p), percent_label(c.p)});
     std::sort(trial.begin(), trial.end(), [](const Tick& x, const Tick& y) { return x.t < y.t; });
     if (fit.fits(trial, map)) kept = std::move(trial);
+  }
+  if (kept.size() < 2) {
+    // A range too narrow for any conventional percentage: label its ends.
+    std::vector<Tick> ends = {{map.t0, percent_label(a.min)}, {map.t1, percent_label(a.max)}};
+    if (fit.fits(ends, map)) return ends;
   }
   return kept;
 }
@@ -785,7 +799,7 @@ class Layout {
         ink.push_back(run);
         dl_.items.push_back(std::move(it));
       }
-      if (s.markers) {
+      if (s.markers || px.size() == 1) {  // a lone point (an operating point) would be invisible as a line
         for (const auto& p : s.points) {
           double tx = to_axis(c_.x, p.first), ty = to_axis(c_.y, p.second);
           if (std::isnan(tx) || std::isnan(ty)) continue;

@@ -256,6 +256,12 @@ TEST_CASE("plot: probit ticks sit at normal deviates", "[plot]") {
   // 50% is not a DET tick, but the centre of the axis is at deviate 0.
   double x40 = text_attr(svg, "40%", "x"), x60 = text_attr(svg, "60%", "x");
   CHECK((x40 + x60) / 2 == Approx((x_lo + x_hi) / 2).margin(0.02));
+  // A range with no conventional tick inside gets its ends labelled.
+  c.x.min = 0.3;
+  c.x.max = 0.35;
+  svg = render_chart(c, "svg");
+  CHECK(svg.find(">30%</text>") != std::string::npos);
+  CHECK(svg.find(">35%</text>") != std::string::npos);
 }
 
 TEST_CASE("plot: CMC chart draws staircases with integer rank ticks", "[plot]") {
@@ -266,6 +272,8 @@ TEST_CASE("plot: CMC chart draws staircases with integer rank ticks", "[plot]") 
   CHECK(svg.find(">Identification rate</text>") != std::string::npos);
   CHECK(svg.find(">100%</text>") != std::string::npos);
   CHECK(svg.find(">1.5</text>") == std::string::npos);
+  CHECK(svg.find(">1</text>") != std::string::npos);  // rank 1 labelled besides 5, 10, ...
+  CHECK(svg.find(">5</text>") != std::string::npos);
   CHECK(count(svg, "class=\"marker\"") >= 20);  // third series has markers
   CHECK(count(svg, "class=\"series\"") >= 3);
   std::string png = render_chart(c, "png");
@@ -397,6 +405,17 @@ TEST_CASE("plot: sample charts", "[.samples]") {
   big.width = 1600;
   big.height = 1200;
   write_chart(big, dir + "/hfr-plot-det-big.png");
+  Chart lin = roc_chart();
+  lin.title = "";
+  lin.x = {"False accept rate", Scale::linear, 0, 1, true};
+  write_chart(lin, dir + "/hfr-plot-roc-linear.png");
+  Chart stress = roc_chart();
+  stress.title = std::string(300, 'T') + " a very long title";
+  stress.x = {"FAR (" + std::string(200, 'x') + ")", Scale::log10, 1e-12, 1};
+  stress.y = {"TAR", Scale::log10, 0.3, 1};
+  stress.series[0].name = "a series name that goes on and on and on and on and on and on and on and on and on";
+  stress.series[1].markers = true;
+  write_chart(stress, dir + "/hfr-plot-stress.png");
   Chart small = cmc_chart();
   small.width = 320;
   small.height = 240;
