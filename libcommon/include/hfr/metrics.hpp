@@ -11,6 +11,7 @@
 //  - Rank of a probe = 1 + #{non-mated scores >= its best mated score}
 //    (ties count against the probe).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -21,6 +22,22 @@ namespace hfr::metrics {
 // <= the target. "nearest" (insightface scripts): the ROC point (as returned by
 // sklearn.metrics.roc_curve with drop_intermediate=False) whose FAR is nearest
 // to the target (ties: the first such point, i.e. the highest threshold).
+//
+// Exactly, with the candidate thresholds being the distinct genuine and
+// impostor score values:
+//  - at-most: the lowest candidate whose FAR <= target, which is the ROC point
+//    sklearn users pick as "largest TAR among fpr <= target". When no impostor
+//    may be accepted (target < 1/#impostor, or the target rounds so) the
+//    threshold is nextafter(max impostor, +inf) (bob.measure's choice; sklearn
+//    would name the lowest genuine above the impostors instead: same FAR and
+//    TAR, a different threshold).
+//  - nearest: sklearn's argmin |fpr - target| over its roc_curve points, which
+//    include its artificial leading "accept nothing" point (fpr 0, tpr 0). So
+//    when FAR 0 is nearest the answer is that point: TAR 0, reported with the
+//    threshold accept_nothing() (sklearn reports max+1 or inf), even when some
+//    genuine scores lie above every impostor. Faithful to the scripts, not wise.
+// FARs compare as the double count/#impostor, as NumPy computes them, so the
+// choice at a boundary (target exactly k/#impostor) is the same as sklearn's.
 enum class FarConvention { at_most, nearest };
 const char* convention_name(FarConvention c);           // "at-most" / "nearest"
 FarConvention parse_convention(const std::string& s);   // throws UsageError
@@ -42,6 +59,10 @@ struct TarAtFar {
   double expected_impostors = 0;
 };
 
+// The ROC point minimising |FAR - FRR|, the first one (highest threshold) on a
+// tie, over the same points as the nearest convention, sklearn's leading
+// accept-nothing point (FAR 0, FRR 1) included. That point only wins when all
+// scores are equal (every real point then is FAR 1, FRR 0: the same distance).
 struct Eer {
   double eer = 0;        // (FAR + FRR) / 2 at the threshold minimising |FAR - FRR|
   double threshold = 0;
@@ -87,6 +108,10 @@ class Verification {
   // impostor count (only the top tail of the impostors is resampled exactly).
   Interval bootstrap_tar(double target, int replicates, std::uint64_t seed, double level = 0.95) const;
 
+  // nextafter(highest score, +inf): the threshold reported for sklearn's
+  // leading accept-nothing ROC point (FAR 0, TAR 0).
+  double accept_nothing() const;
+
   const std::vector<double>& genuine_sorted() const { return genuine_; }    // ascending
   const std::vector<double>& impostor_sorted() const { return impostor_; }  // ascending
 
@@ -103,10 +128,32 @@ struct Cmc {
 };
 Cmc cmc(const std::vector<std::uint64_t>& ranks, std::size_t max_rank);
 
+// Ranks and top scores of a probes x gallery score matrix (row-major), probe i
+// mated with gallery j when their labels are equal. Probes with a mate give
+// their best mated score and its rank; probes without one give their top
+// score (open-set non-mated searches). Throws hfr::Error on a non-finite score
+// or a label count that does not match.
+struct Identification {
+  std::vector<double> mated_scores;          // best mated score, per probe with a mate
+  std::vector<std::uint64_t> mated_ranks;    // its rank (>= 1)
+  std::vector<std::size_t> mated_probes;     // the probe's row
+  std::vector<double> nonmated_top_scores;   // top score, per probe without a mate
+  std::vector<std::size_t> nonmated_probes;  // the probe's row
+};
+Identification identification(const double* scores, std::size_t probes, std::size_t gallery,
+                              const std::vector<std::string>& probe_labels,
+                              const std::vector<std::string>& gallery_labels);
+Identification identification(const float* scores, std::size_t probes, std::size_t gallery,
+                              const std::vector<std::string>& probe_labels,
+                              const std::vector<std::string>& gallery_labels);
+
 // Open-set identification (rank-1 DIR at FPIR, as in bob.measure's
 // detection_identification_rate): mated probes give (best mated score, rank),
 // non-mated probes give their top gallery score. threshold for an FPIR target
-// follows the at-most convention over the non-mated probes' top scores.
+// follows the at-most convention over the non-mated probes' top scores (as
+// "impostors", with the mated scores as further candidate thresholds, exactly
+// as Verification does): DIR = #{mated: rank <= `rank`, score >= threshold} /
+// #mated.
 struct DirAtFpir {
   double target = 0, threshold = 0, fpir = 0, dir = 0;
 };
