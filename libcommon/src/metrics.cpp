@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <random>
 #include <unordered_map>
 
@@ -70,7 +71,8 @@ void sort_scores(Scores& v) {
   }
   constexpr int kBits = 11, kPasses = 6;
   constexpr std::size_t kBuckets = std::size_t{1} << kBits;
-  std::vector<std::uint64_t> a(n);
+  // Uninitialised buffers: every element is written before it is read.
+  std::unique_ptr<std::uint64_t[]> a(new std::uint64_t[n]);
   std::vector<std::size_t> hist(kPasses * kBuckets, 0);
   for (std::size_t i = 0; i < n; ++i) {
     std::uint64_t k = sort_key(v[i]);
@@ -78,7 +80,7 @@ void sort_scores(Scores& v) {
     for (int p = 0; p < kPasses; ++p) ++hist[p * kBuckets + ((k >> (p * kBits)) & (kBuckets - 1))];
   }
   Scores().swap(v);
-  std::vector<std::uint64_t> b(n);
+  std::unique_ptr<std::uint64_t[]> b(new std::uint64_t[n]);
   for (int p = 0; p < kPasses; ++p) {
     std::size_t* h = &hist[p * kBuckets];
     if (*std::max_element(h, h + kBuckets) == n) continue;  // one digit value: nothing moves
@@ -95,7 +97,7 @@ void sort_scores(Scores& v) {
     }
     a.swap(b);
   }
-  std::vector<std::uint64_t>().swap(b);
+  b.reset();
   v.resize(n);
   for (std::size_t i = 0; i < n; ++i) v[i] = from_key(a[i]);
 }
@@ -340,7 +342,7 @@ double Verification::auc() const {
 namespace {
 
 // Walks the distinct score values of both arrays from the top, calling
-// f(threshold, #impostor >= it, #genuine >= it).
+// f(threshold, #impostor >= it, #genuine >= it) until it returns false.
 template <class F>
 void for_each_distinct(const Scores& imp, const Scores& gen, F f) {
   std::size_t i = imp.size(), g = gen.size();
@@ -348,7 +350,7 @@ void for_each_distinct(const Scores& imp, const Scores& gen, F f) {
     double v = i == 0 ? gen[g - 1] : g == 0 ? imp[i - 1] : std::max(imp[i - 1], gen[g - 1]);
     while (i > 0 && imp[i - 1] == v) --i;
     while (g > 0 && gen[g - 1] == v) --g;
-    f(v, imp.size() - i, gen.size() - g);
+    if (!f(v, imp.size() - i, gen.size() - g)) return;
   }
 }
 
@@ -356,12 +358,13 @@ void for_each_distinct(const Scores& imp, const Scores& gen, F f) {
 
 std::vector<RocPoint> Verification::roc() const {
   std::size_t count = 0;
-  for_each_distinct(impostor_, genuine_, [&](double, std::size_t, std::size_t) { ++count; });
+  for_each_distinct(impostor_, genuine_, [&](double, std::size_t, std::size_t) { return ++count > 0; });
   std::vector<RocPoint> out;
   out.reserve(count);
   const double ni = static_cast<double>(impostor_.size()), ng = static_cast<double>(genuine_.size());
   for_each_distinct(impostor_, genuine_, [&](double t, std::size_t fa, std::size_t ta) {
     out.push_back({t, static_cast<double>(fa) / ni, static_cast<double>(ta) / ng});
+    return true;
   });
   return out;
 }
@@ -369,8 +372,8 @@ std::vector<RocPoint> Verification::roc() const {
 std::vector<RocPoint> Verification::roc_curve(std::size_t max_points, double far_min) const {
   if (max_points < 2) throw Error("ROC curve: needs at least 2 points, got " + std::to_string(max_points));
   if (!(far_min > 0 && far_min < 1)) throw Error("ROC curve: lowest FAR " + num(far_min) + " is not in (0, 1)");
-  std::size_t count = 0;
-  for_each_distinct(impostor_, genuine_, [&](double, std::size_t, std::size_t) { ++count; });
+  std::size_t count = 0;  // up to max_points + 1: enough to know
+  for_each_distinct(impostor_, genuine_, [&](double, std::size_t, std::size_t) { return ++count <= max_points; });
   if (count <= max_points) return roc();
 
   const Scores& imp = impostor_;

@@ -104,8 +104,11 @@ class Verification {
 
   // Bootstrap percentile interval of TAR at the target FAR (at-most
   // convention): genuine and impostor scores resampled with replacement,
-  // `replicates` times, from `seed`. Cost per replicate is independent of the
-  // impostor count (only the top tail of the impostors is resampled exactly).
+  // `replicates` times, from `seed` (std::mt19937_64; NumPy's linear
+  // percentiles). Exact for that resampling, yet no resample is built: the
+  // impostor order statistic that sets the threshold is drawn by conditional
+  // binomials down the sorted impostors (O(log #impostor) draws), and the
+  // genuine resample enters only through its Binomial count above it.
   Interval bootstrap_tar(double target, int replicates, std::uint64_t seed, double level = 0.95) const;
 
   // nextafter(highest score, +inf): the threshold reported for sklearn's
