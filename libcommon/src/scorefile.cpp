@@ -1,6 +1,7 @@
 #include "hfr/scorefile.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -277,6 +278,7 @@ class LineReader {
     }
   }
   std::uint64_t line_number() const { return line_; }
+  std::size_t max_line() const { return max_line_; }
   const std::string& name() const { return in_.name(); }
 
  private:
@@ -392,6 +394,8 @@ std::size_t parse_csv_record(std::string_view line, LineReader* reader, std::vec
         if (q == std::string_view::npos) {
           f.append(line.substr(i));
           f.push_back('\n');
+          if (reader && f.size() > reader->max_line())
+            fail(name, start_line, "CSV record longer than " + std::to_string(reader->max_line()) + " bytes");
           if (!reader || !reader->next(line)) {
             if (unterminated) {
               *unterminated = true;

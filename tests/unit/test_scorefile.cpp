@@ -250,6 +250,11 @@ TEST_CASE("scorefile: every error names the input and line", "[scorefile]") {
   ReadOptions o;
   o.max_line_bytes = 100;
   CHECK_THROWS_WITH(read_scores(in, o), "<pipe>:2: line longer than 100 bytes");
+  // A quoted field cannot grow a record past the limit over many short lines.
+  std::string many = "probe,reference,score\n\"";
+  for (int i = 0; i < 50; ++i) many += "0123456789\n";
+  PipeInput in2(test::bytes(many + "\",r,1\n"), 64);
+  CHECK_THROWS_WITH(read_scores(in2, o), "<pipe>:2: CSV record longer than 100 bytes");
 }
 
 TEST_CASE("scorefile: files by name, stdin name in messages", "[scorefile]") {

@@ -1,6 +1,7 @@
 // Score tables and their file formats: bob.measure / bob.bio.base four- and
 // five-column text, bob.bio.base's CSV score files, and a plain CSV
-// (probe,reference,score,mated). See hfr-formats(5).
+// (probe,reference,score,mated). This comment is the format reference until
+// hfr-formats(5) describes score files.
 //
 // A table is columnar so that tens of millions of comparisons stay small
 // (17 bytes a row plus the distinct ids): each row holds its score, whether
@@ -24,11 +25,15 @@
 //    mated (1/0/true/false; empty = unknown), probe_subject and
 //    reference_subject; extra columns ignored. Without a mated column, mated is
 //    derived from the subjects when both are known, else unknown.
-// Text formats take whitespace-separated fields (runs of spaces/tabs), skip
-// blank lines and lines whose first non-blank character is '#', and accept
-// CRLF. CSV follows RFC 4180 (quoted fields may hold commas, doubled quotes
-// and newlines); '#' lines and blank lines are skipped before the header,
-// blank lines after it. Scores must be finite numbers.
+// Text formats take fields separated by runs of blanks (space, tab, other
+// ASCII control characters), skip blank lines and lines whose first non-blank
+// character is '#', and accept CRLF. A line with another field count than the
+// first is an error (bob's readers would mis-split it). CSV follows RFC 4180
+// (quoted fields may hold commas, doubled quotes and newlines); '#' lines and
+// blank lines are skipped before the header, blank lines after it. Scores must
+// be finite numbers; a leading '+' is accepted, as Python's float() does.
+// A probe id seen with two different subjects is an error. Duplicate
+// (probe, reference) rows are kept as they are.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -130,7 +135,8 @@ Format detect_format(std::string_view first_line);
 // reading the file back gives the same doubles. The text formats need every
 // id and subject non-empty and free of whitespace, and the row's mated status
 // (when known) must agree with its subjects (that is all the text formats can
-// say); otherwise hfr::FormatError names the first offending row. bob-csv
+// say); otherwise hfr::FormatError names the first offending row. 4col keeps
+// only the reference's subject (it has no model label column). bob-csv
 // writes probe_template_id,probe_key,probe_subject_id,bio_ref_template_id,
 // bio_ref_subject_id,score (same checks on subjects, any characters allowed);
 // csv writes probe,reference,score,mated plus probe_subject,reference_subject
