@@ -29,7 +29,7 @@ hfr::cli::ToolSpec spec() {
       "'at-most' (bob.measure) picks, for each FAR target, the lowest threshold whose achieved FAR is at most the target; "
       "'nearest' (insightface's scripts) picks the ROC point whose FAR is nearest the target. EER is (FAR+FRR)/2 at the "
       "threshold minimising |FAR-FRR|. Rank of a probe = 1 + the number of non-mated scores >= its best mated score (ties "
-      "count against it). Where a FAR target rests on fewer than --thin non-mated scores, a bootstrap percentile interval "
+      "count against it). Where a FAR target rests on fewer than --bootstrap-below non-mated scores, a bootstrap percentile interval "
       "(--bootstrap replicates from --seed) accompanies TAR. Curves in plots and reports pool the folds.",
   };
   s.reads = "score inputs (one per fold; - is stdin), and with --compare earlier JSON reports of hfr-eval.";
@@ -51,7 +51,7 @@ hfr::cli::ToolSpec spec() {
       {"convention", 0, "NAME", "Threshold for a FAR target: at-most (bob.measure) or nearest (insightface).", "at-most",
        {"at-most", "nearest"}, Complete::choices},
       {"bootstrap", 0, "N", "Bootstrap replicates for thin FAR targets; 0 turns intervals off.", "1000", {}, Complete::none},
-      {"thin", 0, "N", "A FAR target resting on fewer non-mated scores than N gets a bootstrap interval.", "100", {}, Complete::none},
+      {"bootstrap-below", 0, "N", "A FAR target resting on fewer non-mated scores than N gets a bootstrap interval.", "100", {}, Complete::none},
       {"format", 0, "KIND", "Kind of the inputs.", "auto", {"auto", "matrix", "records", "4col", "5col", "bob-csv", "csv"},
        Complete::choices},
       {"probe-labels", 0, "FILE", "Subjects of the matrix rows, one per line.", "", {}, Complete::file},
@@ -123,7 +123,7 @@ int main(int argc, char** argv) {
     o.cmc_max = static_cast<std::size_t>(a.integer("cmc-max", 1, 1000000));
     o.convention = hfr::metrics::parse_convention(a.str("convention"));
     o.bootstrap = static_cast<int>(a.integer("bootstrap", 0, 1000000));
-    o.thin = static_cast<double>(a.integer("thin", 0, 1000000000));
+    o.thin = static_cast<double>(a.integer("bootstrap-below", 0, 1000000000));
     o.seed = a.common().seed;
     o.load.kind = a.str("format");
     o.load.probe_labels = a.str("probe-labels");
