@@ -16,17 +16,6 @@ constexpr std::int64_t kMaxDim = 1 << 20;
 
 bool is_float_dtype(DType t) { return t == DType::f32 || t == DType::f16 || t == DType::bf16; }
 
-void to_float(DType t, const unsigned char* src, std::size_t n, float* dst) {
-  if (t == DType::f32) {
-    std::memcpy(dst, src, n * 4);
-    return;
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = t == DType::f16 ? half_to_float(h) : bfloat16_to_float(h);
-  }
-}
 
 // Checks a block of rows for NaN/inf; names the first bad row.
 void check_finite(const EmbeddingSet& s, std::size_t first_row, const std::string& where) {
@@ -184,7 +173,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
       std::vector<unsigned char> raw(static_cast<std::size_t>(count) * ti.row_bytes());
       r.read_rows(t.tensor, t.next_row, count, raw.data());
       out.data.resize(static_cast<std::size_t>(count * dim_));
-      to_float(ti.dtype, raw.data(), out.data.size(), out.data.data());
+      to_float32(ti.dtype, raw.data(), out.data.size(), out.data.data());
       for (std::int64_t i = 0; i < count; ++i) {
         std::int64_t row = t.next_row + i;
         std::string id = label_at(r.metadata(), "ids", row, n);
@@ -228,7 +217,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     std::size_t rb = ti->row_bytes();
     out.dim = dim_;
     out.data.resize(static_cast<std::size_t>(count * dim_));
-    to_float(ti->dtype, t.pending.data(), out.data.size(), out.data.data());
+    to_float32(ti->dtype, t.pending.data(), out.data.size(), out.data.data());
     // Labels from metadata are only usable once the row count is final.
     std::int64_t n = t.stream_done ? ti->shape[0] : -1;
     for (std::int64_t i = 0; i < count; ++i) {
@@ -310,7 +299,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
                         wants[i].file + " (" + std::to_string(ti.shape[0]) + " rows)");
     raw.resize(static_cast<std::size_t>(count) * ti.row_bytes());
     o.reader->read_rows(opt_.tensor, row0, count, raw.data());
-    to_float(ti.dtype, raw.data(), static_cast<std::size_t>(count * dim_), out.row(wants[i].slot));
+    to_float32(ti.dtype, raw.data(), static_cast<std::size_t>(count * dim_), out.row(wants[i].slot));
     i = j;
   }
   check_finite(out, 0, name_);

@@ -58,15 +58,6 @@ std::vector<std::string> meta_strings(const nlohmann::json& meta, const char* ke
   return out;
 }
 
-float load_value(DType t, const unsigned char* p) {
-  float f;
-  std::uint16_t h;
-  switch (t) {
-    case DType::f32: std::memcpy(&f, p, 4); return f;
-    case DType::f16: std::memcpy(&h, p, 2); return half_to_float(h);
-    default: std::memcpy(&h, p, 2); return bfloat16_to_float(h);
-  }
-}
 
 // Score matrix [P, G] with subjects per probe and gallery column.
 void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
@@ -144,7 +135,7 @@ void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
         kp = keep->add_probe(pp < pids.size() ? pids[pp] : "p" + std::to_string(pi), ps, f.source);
       }
       for (std::int64_t j = 0; j < G; ++j) {
-        double v = load_value(ti->dtype, src + static_cast<std::size_t>(j) * es);
+        double v = load_float32(ti->dtype, src + static_cast<std::size_t>(j) * es);
         if (!std::isfinite(v))
           throw FormatError(f.source + ": score [" + std::to_string(pi) + ", " + std::to_string(j) + "] is " + (std::isnan(v) ? "NaN" : "infinite"));
         row[static_cast<std::size_t>(j)] = v;

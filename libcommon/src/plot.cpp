@@ -8,6 +8,8 @@
 // matches the PNG wherever the viewer has DejaVu Sans.
 #include "hfr/plot.hpp"
 
+#include "hfr/metrics.hpp"
+
 #include <cairo.h>
 
 #include <algorithm>
@@ -32,36 +34,14 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kPi = 3.14159265358979323846;
 
 // ---------------------------------------------------------------------------
-// Normal quantile for the probit (DET) scale. Acklam's rational approximation
-// (relative error 1.15e-9) followed by one Halley step against std::erfc,
-// which brings it to full double precision. The upper half is computed by
-// symmetry because 1 - p is exact there while Phi(x) - p would cancel.
+// Normal quantile for the probit (DET) scale: hfr::metrics::normal_deviate,
+// extended to the closed interval (0 and 1 map to -inf and +inf, which the
+// axis then clamps).
 double normal_quantile(double p) {
   if (std::isnan(p)) return kNaN;
   if (p <= 0) return -std::numeric_limits<double>::infinity();
   if (p >= 1) return std::numeric_limits<double>::infinity();
-  if (p > 0.5) return -normal_quantile(1 - p);
-  static const double a[] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
-                             1.383577518672690e+02,  -3.066479806614716e+01, 2.506628277459239e+00};
-  static const double b[] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
-                             6.680131188771972e+01,  -1.328068155288572e+01};
-  static const double c[] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
-                             -2.549732539343734e+00, 4.374664141464968e+00,  2.938163982698783e+00};
-  static const double d[] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
-                             3.754408661907416e+00};
-  double x;
-  if (p < 0.02425) {
-    double q = std::sqrt(-2 * std::log(p));
-    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
-        ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
-  } else {
-    double q = p - 0.5, r = q * q;
-    x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
-        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
-  }
-  double e = 0.5 * std::erfc(-x / std::sqrt(2.0)) - p;
-  double u = e * std::sqrt(2 * kPi) * std::exp(x * x / 2);
-  return x - u / (1 + x * u / 2);
+  return metrics::normal_deviate(p);
 }
 
 // ---------------------------------------------------------------------------

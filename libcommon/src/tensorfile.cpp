@@ -314,6 +314,26 @@ float bfloat16_to_float(std::uint16_t b) {
   return f;
 }
 
+void to_float32(DType t, const void* src, std::size_t n, float* dst) {
+  const auto* p = static_cast<const unsigned char*>(src);
+  if (t == DType::f32) {
+    if (n) std::memcpy(dst, p, n * 4);
+    return;
+  }
+  if (t != DType::f16 && t != DType::bf16) throw Error(std::string("cannot read ") + dtype_name(t) + " as floating point");
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    dst[i] = t == DType::f16 ? half_to_float(h) : bfloat16_to_float(h);
+  }
+}
+
+float load_float32(DType t, const void* src) {
+  float f;
+  to_float32(t, src, 1, &f);
+  return f;
+}
+
 // ---------------------------------------------------------------- writer ----
 
 struct TensorWriter::Entry {

@@ -55,22 +55,13 @@ hfr::cli::ToolSpec spec() {
 
 bool is_float(hfr::DType t) { return t == hfr::DType::f32 || t == hfr::DType::f16 || t == hfr::DType::bf16; }
 
-float load_float(hfr::DType t, const unsigned char* p) {
-  std::uint16_t h;
-  float f;
-  switch (t) {
-    case hfr::DType::f32: std::memcpy(&f, p, 4); return f;
-    case hfr::DType::f16: std::memcpy(&h, p, 2); return hfr::half_to_float(h);
-    default: std::memcpy(&h, p, 2); return hfr::bfloat16_to_float(h);
-  }
-}
 
 // Converts n floating-point values between f32/f16/bf16.
 std::vector<unsigned char> convert(hfr::DType from, hfr::DType to, const unsigned char* src, std::uint64_t n) {
   std::vector<unsigned char> out(n * hfr::dtype_size(to));
   std::size_t fs = hfr::dtype_size(from);
   for (std::uint64_t i = 0; i < n; ++i) {
-    float f = load_float(from, src + i * fs);
+    float f = hfr::load_float32(from, src + i * fs);
     if (to == hfr::DType::f32) std::memcpy(&out[i * 4], &f, 4);
     else {
       std::uint16_t h = to == hfr::DType::f16 ? hfr::float_to_half(f) : hfr::float_to_bfloat16(f);

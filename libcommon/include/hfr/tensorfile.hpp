@@ -161,5 +161,10 @@ std::uint16_t float_to_half(float f);
 float half_to_float(std::uint16_t h);
 std::uint16_t float_to_bfloat16(float f);
 float bfloat16_to_float(std::uint16_t b);
+// Reads n f32/f16/bf16 elements (little-endian bytes) into floats; other
+// dtypes are a logic error (hfr::Error).
+void to_float32(DType t, const void* src, std::size_t n, float* dst);
+// One element.
+float load_float32(DType t, const void* src);
 
 }  // namespace hfr
