@@ -68,6 +68,7 @@ bench: build
 	@cmake --build $(BUILD) --target bench_tensorfile -- --quiet
 	@bash bench/run_tensorfile.sh $(BUILD)
 	@bash bench/run_match.sh $(BUILD)
+	@bash bench/run_eval.sh $(BUILD)
 
 fuzz: $(CHECK_BUILD)/build.ninja
 	@cmake --build $(CHECK_BUILD) -j$(JOBS) -- --quiet
