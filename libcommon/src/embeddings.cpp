@@ -45,7 +45,7 @@ std::string dir_of(const std::string& path) {
 
 std::string label_at(const nlohmann::json& meta, const char* key, std::int64_t row, std::int64_t n) {
   auto it = meta.find(key);
-  if (it == meta.end() || !it->is_array() || static_cast<std::int64_t>(it->size()) != n) return std::string();
+  if (it == meta.end() || !it->is_array() || static_cast<std::int64_t>(it->size()) != n || row < 0 || row >= n) return std::string();
   const auto& v = (*it)[static_cast<std::size_t>(row)];
   if (v.is_string()) return v.get<std::string>();
   if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
@@ -218,14 +218,27 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     out.dim = dim_;
     out.data.resize(static_cast<std::size_t>(count * dim_));
     to_float32(ti->dtype, t.pending.data(), out.data.size(), out.data.data());
-    // Labels from metadata are only usable once the row count is final.
-    std::int64_t n = t.stream_done ? ti->shape[0] : -1;
+    // A writer sets its labels before streaming the rows, so they can be
+    // used as rows arrive; that they cover every row is checked at the end.
+    if (t.stream_done && t.pending_rows <= static_cast<std::int64_t>(max_rows))
+      for (const char* key : {"ids", "subjects", "paths"}) {
+        auto it = r.metadata().find(key);
+        if (it != r.metadata().end() && (!it->is_array() || static_cast<std::int64_t>(it->size()) != ti->shape[0]))
+          throw FormatError(name_ + ": metadata '" + key + "' holds " + std::to_string(it->is_array() ? it->size() : 0) +
+                            " labels for " + std::to_string(ti->shape[0]) + " rows");
+      }
+    auto n_of = [&](const char* key) {
+      auto it = r.metadata().find(key);
+      return it != r.metadata().end() && it->is_array() ? static_cast<std::int64_t>(it->size()) : -1;
+    };
     for (std::int64_t i = 0; i < count; ++i) {
       std::int64_t row = t.pending_row0 + i;
-      std::string id = label_at(r.metadata(), "ids", row, n);
+      if (row >= n_of("ids") && n_of("ids") >= 0)
+        throw FormatError(name_ + ": metadata 'ids' holds " + std::to_string(n_of("ids")) + " labels, but row " + std::to_string(row) + " arrived");
+      std::string id = label_at(r.metadata(), "ids", row, n_of("ids"));
       out.ids.push_back(id.empty() ? std::to_string(row) : id);
-      out.subjects.push_back(label_at(r.metadata(), "subjects", row, n));
-      out.paths.push_back(label_at(r.metadata(), "paths", row, n));
+      out.subjects.push_back(label_at(r.metadata(), "subjects", row, n_of("subjects")));
+      out.paths.push_back(label_at(r.metadata(), "paths", row, n_of("paths")));
       out.origin.push_back(static_cast<std::uint64_t>(row));
     }
     t.pending.erase(t.pending.begin(), t.pending.begin() + static_cast<std::ptrdiff_t>(count * rb));

@@ -61,6 +61,13 @@ expect_rc 0 "probes as records on stdin"
 expect_err 'skipped 1 records with an "error" field' "failed upstream item skipped and counted"
 $REF check "$T/g.npy" "$T/gs.json" "$T/p.npy" "$T/ps.json" cosine 10 "$T/out" >"$T/ref" && pass "records input gives the same results" || fail "records: $(head -3 "$T/ref")"
 
+# a tensor stream on stdin (labels arrive with the stream's metadata)
+run sh -c "cat '$T/p.hft' | hfr-match -b 64 -n 10 '$T/g.hft' -"
+expect_rc 0 "probes as a tensor stream on stdin"
+$REF check "$T/g.npy" "$T/gs.json" "$T/p.npy" "$T/ps.json" cosine 10 "$T/out" >"$T/ref" && pass "tensor stream gives the same results" || fail "stream: $(head -3 "$T/ref")"
+run sh -c "cat '$T/g.hft' | hfr-match -n 10 - '$T/p.hft'"
+cmp -s "$T/out" "$T/top.cosine.2" && pass "gallery from stdin" || fail "gallery from stdin differs"
+
 # full matrix
 run hfr-match --matrix "$T/g.hft" "$T/p.hft" -o "$T/m.hft"
 expect_rc 0 "score matrix"
