@@ -27,10 +27,6 @@ namespace {
 // stays in cache for the selection pass that follows.
 constexpr std::size_t kProbeBlock = 128;
 constexpr std::size_t kGalleryBlock = 2048;
-// Half-width of the window around a probe's mated score, in tile units,
-// inside which candidates are kept so the rank can be settled exactly against
-// the mated score as the sgemm computed it (rounding differs from a direct dot).
-constexpr float kTieWindow = 1e-3f;
 
 // "a is a worse hit than b": lower score, or equal score and later row.
 inline bool worse(const Hit& a, const Hit& b) { return a.score < b.score || (a.score == b.score && a.index > b.index); }
@@ -85,6 +81,7 @@ const char* metric_name(Metric m) { return m == Metric::cosine ? "cosine" : "euc
 struct ExactSearch::Impl {
   std::size_t d = 0, da = 0, n = 0;
   std::vector<float> g;  // n x da
+  double gmax = 0;       // largest norm of a tile-space gallery row
   std::unordered_map<std::string, std::vector<std::uint32_t>> by_subject;
 
   // Probe rows in tile space (P x da) and their squared norms.
@@ -122,7 +119,14 @@ ExactSearch::ExactSearch(EmbeddingSet gallery, Metric metric, int threads)
   for (std::size_t i = 0; i < m.n; ++i) {
     float* dst = m.g.data() + i * m.da;
     std::memcpy(dst, gallery_.row(i), m.d * sizeof(float));
-    if (metric_ == Metric::euclidean) dst[m.d] = static_cast<float>(squared_norm(gallery_.row(i), m.d));
+    if (metric_ == Metric::euclidean) {
+      double n2 = squared_norm(gallery_.row(i), m.d);
+      if (!(n2 < 1e30))  // the tile expansion needs ||g||^2 (and its square) finite in float
+        throw FormatError(gallery_.source + ": row " + std::to_string(gallery_.origin[i]) + " (id " + gallery_.ids[i] +
+                          ") has a norm too large for Euclidean search");
+      dst[m.d] = static_cast<float>(n2);
+    }
+    m.gmax = std::max(m.gmax, std::sqrt(squared_norm(dst, m.da)));
   }
   for (std::size_t i = 0; i < m.n; ++i)
     if (!gallery_.subjects[i].empty()) m.by_subject[gallery_.subjects[i]].push_back(static_cast<std::uint32_t>(i));
@@ -135,6 +139,11 @@ void ExactSearch::prepare(EmbeddingSet& probes) const {
     throw FormatError(probes.source + ": probes have " + std::to_string(probes.dim) + " dimensions, the gallery (" + gallery_.source +
                       ") " + std::to_string(gallery_.dim));
   if (metric_ == Metric::cosine) normalize_rows(probes);
+  else
+    for (std::size_t i = 0; i < probes.size(); ++i)
+      if (!(squared_norm(probes.row(i), impl_->d) < 1e30))
+        throw FormatError(probes.source + ": row " + std::to_string(probes.origin[i]) + " (id " + probes.ids[i] +
+                          ") has a norm too large for Euclidean search");
 }
 
 float ExactSearch::score(const float* probe, std::size_t g) const {
@@ -153,6 +162,24 @@ float ExactSearch::score(const float* probe, std::size_t g) const {
   return static_cast<float>(-std::sqrt(s));
 }
 
+// The exact similarity key of probe row p (as given) and gallery row g, in
+// double: the cosine of the normalised vectors, or -||p - g||^2. Both order
+// the gallery as the reported score does.
+double ExactSearch::key(const float* p, std::size_t g) const {
+  const float* r = gallery_.row(g);
+  std::size_t d = impl_->d;
+  double s = 0;
+  if (metric_ == Metric::cosine) {
+    for (std::size_t j = 0; j < d; ++j) s += static_cast<double>(p[j]) * r[j];
+    return s;
+  }
+  for (std::size_t j = 0; j < d; ++j) {
+    double t = static_cast<double>(p[j]) - r[j];
+    s += t * t;
+  }
+  return -s;
+}
+
 std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k, bool mates) const {
   prepare(probes);
   const Impl& m = *impl_;
@@ -163,6 +190,9 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
   std::vector<float> pr;
   std::vector<double> pn;
   m.probe_rows(probes, metric_, pr, pn);
+  auto to_score = [&](double key) {
+    return static_cast<float>(metric_ == Metric::cosine ? key : -std::sqrt(std::max(0.0, -key)));
+  };
 
   // Work units: probe sub-blocks, handed out to the threads in contiguous ranges.
   std::size_t units = (np + kProbeBlock - 1) / kProbeBlock;
@@ -176,13 +206,18 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
   openblas_set_num_threads(1);
   parallel_ranges(units, workers, [&](int, std::size_t u0, std::size_t u1) {
     std::vector<float> tile(pb * kGalleryBlock);
+    // Per probe: the top-k heap over sgemm values, and for the mate rank a
+    // window [lo, hi) in tile units around the mate's exact key. The window
+    // half-width bounds the sgemm's rounding error (da * eps * |p~| * max|g~|,
+    // doubled), so every gallery row at or above the mate in exact arithmetic
+    // has a tile value >= lo, and every row with a tile value >= hi is above
+    // it. Rows inside the window are settled by their exact key, in double.
     struct State {
       std::vector<Hit> heap;
       float lo = std::numeric_limits<float>::infinity(), hi = std::numeric_limits<float>::infinity();
-      std::uint64_t above = 0;                     // non-mated tile values >= hi
-      std::vector<std::pair<float, std::uint32_t>> window;  // values in [lo, hi)
+      std::uint64_t above = 0;  // non-mated rows scoring >= the mate
       const std::vector<std::uint32_t>* mated = nullptr;
-      float mate_tile = -std::numeric_limits<float>::infinity();
+      double mate_key = 0;
       std::uint32_t mate_index = 0;
     };
     std::vector<State> st(pb);
@@ -192,24 +227,25 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
         State& s = st[r];
         s = State();
         s.heap.reserve(k + 1);
-        if (mates && !probes.subjects[p0 + r].empty()) {
-          auto it = m.by_subject.find(probes.subjects[p0 + r]);
-          if (it != m.by_subject.end()) {
-            s.mated = &it->second;
-            // The mated score by a direct dot product, to place the window.
-            double best = -std::numeric_limits<double>::infinity();
-            const float* pv = pr.data() + (p0 + r) * m.da;
-            for (std::uint32_t gi : it->second) {
-              const float* gv = m.g.data() + static_cast<std::size_t>(gi) * m.da;
-              double t = 0;
-              for (std::size_t j = 0; j < m.da; ++j) t += static_cast<double>(pv[j]) * gv[j];
-              best = std::max(best, t);
-            }
-            float w = kTieWindow * std::max(1.f, std::fabs(static_cast<float>(best)));
-            s.lo = static_cast<float>(best) - w;
-            s.hi = static_cast<float>(best) + w;
+        if (!mates || probes.subjects[p0 + r].empty()) continue;
+        auto it = m.by_subject.find(probes.subjects[p0 + r]);
+        if (it == m.by_subject.end()) continue;
+        s.mated = &it->second;
+        const float* pv = probes.row(p0 + r);
+        s.mate_key = -std::numeric_limits<double>::infinity();
+        for (std::uint32_t gi : it->second) {
+          double kk = key(pv, gi);
+          if (kk > s.mate_key) {
+            s.mate_key = kk;
+            s.mate_index = gi;
           }
         }
+        double centre = metric_ == Metric::cosine ? s.mate_key : pn[p0 + r] + s.mate_key;  // in tile units
+        const float* pt = pr.data() + (p0 + r) * m.da;
+        double pnorm = std::sqrt(squared_norm(pt, m.da));
+        double w = 2.0 * static_cast<double>(m.da + 2) * std::numeric_limits<float>::epsilon() * pnorm * m.gmax + 1e-30;
+        s.lo = std::nextafter(static_cast<float>(centre - w), -std::numeric_limits<float>::infinity());
+        s.hi = std::nextafter(static_cast<float>(centre + w), std::numeric_limits<float>::infinity());
       }
       for (std::size_t g0 = 0; g0 < m.n; g0 += kGalleryBlock) {
         std::size_t gn = std::min(kGalleryBlock, m.n - g0);
@@ -237,16 +273,8 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
             if (s.heap.size() == k) thr = s.heap.front().score;
           }
           if (!s.mated) continue;
-          // Mated rows in this tile: the mated score as the sgemm computed it.
-          auto lo_it = std::lower_bound(s.mated->begin(), s.mated->end(), static_cast<std::uint32_t>(g0));
-          for (auto it = lo_it; it != s.mated->end() && *it < g0 + gn; ++it) {
-            float v = c[*it - g0];
-            if (v > s.mate_tile || (v == s.mate_tile && *it < s.mate_index)) {
-              s.mate_tile = v;
-              s.mate_index = *it;
-            }
-          }
-          // Count values above the window; keep those inside it.
+          // Count rows above the window (never mated: the mate is the best of
+          // them and lies inside it); settle rows inside it exactly.
           std::uint64_t above = 0;
           bool any_in_window = false;
           for (std::size_t j = 0; j < gn; ++j) {
@@ -254,28 +282,33 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
             any_in_window |= (c[j] >= s.lo) & (c[j] < s.hi);
           }
           s.above += above;
-          if (any_in_window)
-            for (std::size_t j = 0; j < gn; ++j)
-              if (c[j] >= s.lo && c[j] < s.hi) s.window.emplace_back(c[j], static_cast<std::uint32_t>(g0 + j));
+          if (any_in_window) {
+            const float* pv = probes.row(p0 + r);
+            for (std::size_t j = 0; j < gn; ++j) {
+              if (!(c[j] >= s.lo && c[j] < s.hi)) continue;
+              auto gi = static_cast<std::uint32_t>(g0 + j);
+              if (std::binary_search(s.mated->begin(), s.mated->end(), gi)) continue;
+              if (key(pv, gi) >= s.mate_key) ++s.above;
+            }
+          }
         }
       }
       for (std::size_t r = 0; r < rows; ++r) {
         State& s = st[r];
         ProbeResult& out = results[p0 + r];
-        std::sort_heap(s.heap.begin(), s.heap.end(), [](const Hit& a, const Hit& b) { return worse(b, a); });
-        double pnorm = pn[p0 + r];
-        for (Hit& h : s.heap) h.score = m.to_score(metric_, h.score, pnorm);
-        out.top = std::move(s.heap);
+        // Final scores of the hits from the exact key (the sgemm expansion
+        // loses precision for Euclidean distances near 0), then re-ordered.
+        const float* pv = probes.row(p0 + r);
+        std::vector<std::pair<double, std::uint32_t>> exact;
+        for (const Hit& h : s.heap) exact.emplace_back(key(pv, h.index), h.index);
+        std::sort(exact.begin(), exact.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+        out.top.clear();
+        for (const auto& [kk, gi] : exact) out.top.push_back({gi, to_score(kk)});
         if (s.mated) {
           out.has_mate = true;
           out.mate_index = s.mate_index;
-          out.mate_score = m.to_score(metric_, s.mate_tile, pnorm);
-          // Mated rows never lie above the window (the window is centred on
-          // the best of them), so `above` holds non-mated rows only.
-          std::uint64_t ge = s.above;
-          for (const auto& [v, gi] : s.window)
-            if (v >= s.mate_tile && !std::binary_search(s.mated->begin(), s.mated->end(), gi)) ++ge;
-          out.mate_rank = 1 + ge;
+          out.mate_score = to_score(s.mate_key);
+          out.mate_rank = 1 + s.above;
         }
       }
     }

@@ -129,6 +129,33 @@ expect_out '"gallery":["b","c","a","d"]' "equal scores ordered by gallery row"
 expect_out '"mate":"c"' "mate found"
 expect_out '"mate_rank":2' "a tie with a non-mated row counts against the probe"
 
+# Euclidean at large norms: mate ranks and near-duplicates must not suffer from
+# the rounding of the sgemm expansion (||p||^2 + ||g||^2 - 2 p.g)
+$PY - "$T" <<'PY'
+import numpy as np, json, sys
+d = sys.argv[1]
+rng = np.random.default_rng(8)
+G, D = 3000, 256
+g = rng.standard_normal((G, D)); g *= 100 / np.linalg.norm(g, axis=1, keepdims=True)
+p = []
+for i in range(200):           # probes at cosine 0.5 from their mate, same norm
+    u = rng.standard_normal(D); u -= u @ g[i] / (g[i] @ g[i]) * g[i]; u *= 100 / np.linalg.norm(u)
+    p.append(0.5 * g[i] + np.sqrt(0.75) * u)
+for i in range(50):            # exact copies of gallery rows, with a near neighbour in the gallery
+    p.append(g[1000 + i].copy()); g[2000 + i] = g[1000 + i] + 0.0001 * rng.standard_normal(D)
+np.save(f"{d}/eg.npy", g.astype(np.float32)); np.save(f"{d}/ep.npy", np.array(p, np.float32))
+json.dump({"subjects": [f"s{i}" for i in range(G)]}, open(f"{d}/egm.json", "w"))
+json.dump({"subjects": [f"s{i}" for i in range(200)] + [f"s{1000+i}" for i in range(50)]}, open(f"{d}/epm.json", "w"))
+json.dump([f"s{i}" for i in range(G)], open(f"{d}/egs.json", "w"))
+json.dump([f"s{i}" for i in range(200)] + [f"s{1000+i}" for i in range(50)], open(f"{d}/eps.json", "w"))
+PY
+hfr-tensor import embeddings="$T/eg.npy" --metadata "$(cat "$T/egm.json")" -o "$T/eg.hft"
+hfr-tensor import embeddings="$T/ep.npy" --metadata "$(cat "$T/epm.json")" -o "$T/ep.hft"
+run hfr-match --metric euclidean -n 3 "$T/eg.hft" "$T/ep.hft"
+$REF check "$T/eg.npy" "$T/egs.json" "$T/ep.npy" "$T/eps.json" euclidean 3 "$T/out" >"$T/ref" &&
+  pass "Euclidean at norm 100: mate ranks and hits agree with NumPy" || fail "euclidean large norms: $(head -3 "$T/ref")"
+[ "$(grep -c '"mate_rank":1}' "$T/out")" -eq 250 ] && pass "every probe's mate ranks first" || fail "mate ranks at norm 100: $(grep -vc '"mate_rank":1}' "$T/out") not first"
+
 # bad input
 $PY -c "import numpy as np; a=np.ones((3,5),np.float32); a[1,2]=np.nan; np.save('$T/nan.npy',a); np.save('$T/d5.npy',np.ones((2,5),np.float32)); np.save('$T/z.npy',np.zeros((0,96),np.float32))"
 hfr-tensor import embeddings="$T/nan.npy" -o "$T/nan.hft"; hfr-tensor import embeddings="$T/d5.npy" -o "$T/d5.hft"; hfr-tensor import embeddings="$T/z.npy" -o "$T/z.hft"

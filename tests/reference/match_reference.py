@@ -44,7 +44,7 @@ def check(gpath, gsub, ppath, psub, metric, k, out):
             print(f"probe {i}: scores {got[:5]} want {want[:5]}")
             bad += 1
             continue
-        gidx = [int(x[1:]) for x in r["gallery"]]
+        gidx = [int(x.lstrip("g")) for x in r["gallery"]]
         for j, gi in enumerate(gidx):
             if abs(row[gi] - got[j]) > TOL:
                 print(f"probe {i}: hit {j} is g{gi} scoring {row[gi]}, reported {got[j]}")

@@ -32,7 +32,9 @@ struct ProbeResult {
   std::uint32_t mate_index = 0;  // the best-scoring mated gallery row
   float mate_score = 0;
   // 1 + number of non-mated gallery rows scoring >= mate_score (ties count
-  // against the probe). Exact for ExactSearch; for approximate indexes the
+  // against the probe). For ExactSearch exact (scores compared in double
+  // precision); hit scores are computed directly, not from the sgemm
+  // expansion. For approximate indexes the
   // position within `top`, or 0 when the mate is not among the hits.
   std::uint64_t mate_rank = 0;
 };
@@ -61,6 +63,9 @@ class ExactSearch {
   float score(const float* probe, std::size_t g) const;
   // Prepares one probe vector in place (normalises under cosine).
   void prepare(EmbeddingSet& probes) const;
+  // Exact key of a prepared probe vector and gallery row g, in double: cosine,
+  // or -(squared distance). Orders the gallery as the score does.
+  double key(const float* probe, std::size_t g) const;
 
  private:
   struct Impl;
