@@ -52,6 +52,31 @@ std::string label_at(const nlohmann::json& meta, const char* key, std::int64_t r
   return std::string();
 }
 
+// Label arrays in a tensor file's metadata must hold one string (or integer;
+// null for an unknown subject) per row.
+void check_labels(const nlohmann::json& meta, std::int64_t n, const std::string& where) {
+  for (const char* key : {"ids", "subjects", "paths"}) {
+    auto it = meta.find(key);
+    if (it == meta.end()) continue;
+    if (!it->is_array() || static_cast<std::int64_t>(it->size()) != n)
+      throw FormatError(where + ": metadata '" + key + "' must be an array of " + std::to_string(n) + " labels (one per row), it holds " +
+                        (it->is_array() ? std::to_string(it->size()) : std::string("no array")));
+    for (std::size_t i = 0; i < it->size(); ++i) {
+      const auto& v = (*it)[i];
+      if (!(v.is_string() || v.is_number_integer() || (v.is_null() && std::strcmp(key, "ids") != 0)))
+        throw FormatError(where + ": metadata '" + key + "' entry " + std::to_string(i) + " is not a string");
+    }
+  }
+}
+
+// Rows per block so that one block's raw bytes stay bounded (a file's index
+// claims its shape before any chunk has been checked).
+constexpr std::uint64_t kBlockBytes = 64u << 20;
+std::int64_t rows_within(std::uint64_t row_bytes, std::int64_t want) {
+  std::uint64_t cap = std::max<std::uint64_t>(1, kBlockBytes / std::max<std::uint64_t>(row_bytes, 1));
+  return std::min<std::int64_t>(want, static_cast<std::int64_t>(std::min<std::uint64_t>(cap, 1u << 30)));
+}
+
 }  // namespace
 
 void EmbeddingSet::clear() {
@@ -107,6 +132,7 @@ struct EmbeddingReader::TensorSource {
   std::vector<unsigned char> pending;
   std::int64_t pending_row0 = 0, pending_rows = 0;
   bool stream_done = false;
+  bool unlabelled_out = false;  // rows handed out before any labels were known
 };
 
 // ---- records input ----
@@ -131,8 +157,12 @@ struct EmbeddingReader::RecordSource {
       throw FormatError(where + ": " + e.what());
     }
     if (!o.in->seekable()) throw FormatError(where + ": " + path + ": embedding files named by records must be regular files");
-    o.reader = std::make_unique<TensorReader>(*o.in);
-    o.info = &embedding_tensor(*o.reader, tensor, path);
+    try {
+      o.reader = std::make_unique<TensorReader>(*o.in);
+      o.info = &embedding_tensor(*o.reader, tensor, path);
+    } catch (const Error& e) {
+      throw FormatError(where + ": " + e.what());
+    }
     return files.emplace(path, std::move(o)).first->second;
   }
 };
@@ -146,7 +176,11 @@ EmbeddingReader::EmbeddingReader(const std::string& path, EmbeddingReadOptions o
     tensor_->in = std::move(in);
     tensor_->reader = std::make_unique<TensorReader>(*tensor_->in);
     tensor_->tensor = opt_.tensor;
-    if (tensor_->reader->random_access()) dim_ = embedding_tensor(*tensor_->reader, opt_.tensor, name_).shape[1];
+    if (tensor_->reader->random_access()) {
+      const TensorInfo& ti = embedding_tensor(*tensor_->reader, opt_.tensor, name_);
+      dim_ = ti.shape[1];
+      check_labels(tensor_->reader->metadata(), ti.shape[0], name_);
+    }
   } else {
     records_ = std::make_unique<RecordSource>();
     records_->in = std::move(in);
@@ -168,7 +202,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
       const TensorInfo& ti = r.info(t.tensor);
       std::int64_t n = ti.shape[0];
       if (t.next_row >= n) return false;
-      std::int64_t count = std::min<std::int64_t>(static_cast<std::int64_t>(max_rows), n - t.next_row);
+      std::int64_t count = rows_within(ti.row_bytes(), std::min<std::int64_t>(static_cast<std::int64_t>(max_rows), n - t.next_row));
       out.dim = dim_;
       std::vector<unsigned char> raw(static_cast<std::size_t>(count) * ti.row_bytes());
       r.read_rows(t.tensor, t.next_row, count, raw.data());
@@ -188,7 +222,8 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     }
     // A stream: collect rows of our tensor chunk by chunk.
     const TensorInfo* ti = nullptr;
-    while (static_cast<std::size_t>(t.pending_rows) < max_rows && !t.stream_done) {
+    while ((dim_ == 0 || t.pending_rows < rows_within(static_cast<std::uint64_t>(dim_) * 4, static_cast<std::int64_t>(max_rows))) &&
+           static_cast<std::size_t>(t.pending_rows) < max_rows && !t.stream_done) {
       TensorChunk c;
       if (!r.next(c)) {
         t.stream_done = true;
@@ -210,6 +245,12 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     }
     if (t.pending_rows == 0) {
       if (t.stream_done && dim_ == 0 && !r.find(t.tensor)) throw FormatError(name_ + ": no tensor '" + t.tensor + "' (not an embedding set?)");
+      if (const TensorInfo* fin = r.find(t.tensor)) {
+        if (t.unlabelled_out && (r.metadata().contains("ids") || r.metadata().contains("subjects")))
+          throw FormatError(name_ + ": row labels (metadata ids/subjects) arrive after the rows; write them first, or read the file "
+                            "instead of a stream");
+        check_labels(r.metadata(), fin->shape[0], name_);
+      }
       return false;
     }
     if (!ti) ti = r.find(t.tensor);
@@ -218,15 +259,14 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     out.dim = dim_;
     out.data.resize(static_cast<std::size_t>(count * dim_));
     to_float32(ti->dtype, t.pending.data(), out.data.size(), out.data.data());
-    // A writer sets its labels before streaming the rows, so they can be
-    // used as rows arrive; that they cover every row is checked at the end.
-    if (t.stream_done && t.pending_rows <= static_cast<std::int64_t>(max_rows))
-      for (const char* key : {"ids", "subjects", "paths"}) {
-        auto it = r.metadata().find(key);
-        if (it != r.metadata().end() && (!it->is_array() || static_cast<std::int64_t>(it->size()) != ti->shape[0]))
-          throw FormatError(name_ + ": metadata '" + key + "' holds " + std::to_string(it->is_array() ? it->size() : 0) +
-                            " labels for " + std::to_string(ti->shape[0]) + " rows");
-      }
+    // Labels are used as rows arrive (a writer sets them before streaming
+    // rows). Labels appearing after unlabelled rows went out are an error,
+    // and the arrays must cover every row (checked at the end).
+    auto has_labels = [&] { return r.metadata().contains("ids") || r.metadata().contains("subjects"); };
+    if (t.unlabelled_out && has_labels())
+      throw FormatError(name_ + ": row labels (metadata ids/subjects) arrive after rows that went out without them; "
+                        "write the labels first, or read the file instead of a stream");
+    if (!has_labels()) t.unlabelled_out = true;
     auto n_of = [&](const char* key) {
       auto it = r.metadata().find(key);
       return it != r.metadata().end() && it->is_array() ? static_cast<std::int64_t>(it->size()) : -1;
@@ -258,7 +298,9 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
   };
   std::vector<Want> wants;
   Record rec;
-  while (out.ids.size() < max_rows && s.reader->next(rec)) {
+  while (out.ids.size() < static_cast<std::size_t>(dim_ ? rows_within(static_cast<std::uint64_t>(dim_) * 4, static_cast<std::int64_t>(max_rows))
+                                                          : static_cast<std::int64_t>(max_rows)) &&
+         s.reader->next(rec)) {
     std::string where = s.reader->name() + ":" + std::to_string(s.reader->line_number());
     if (!rec.is_object()) throw FormatError(where + ": expected a JSON object");
     if (rec.contains("error")) {
@@ -284,7 +326,17 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
     out.paths.push_back(pv != rec.end() && pv->is_string() ? pv->get<std::string>() : std::string());
     std::string file = f->get<std::string>();
     if (file[0] != '/') file = s.base_dir + file;
-    wants.push_back({file, rw->get<std::int64_t>(), out.ids.size(), where + " (id " + id + ")"});
+    std::string ctx = where + " (id " + id + ")";
+    // Open the file now: the record's row is checked against it here, so an
+    // error names this record, and the dimension bounds the block size.
+    const TensorInfo& fi = *s.open(file, opt_.tensor, ctx).info;
+    std::int64_t row = rw->get<std::int64_t>();
+    if (row >= fi.shape[0])
+      throw FormatError(ctx + ": row " + std::to_string(row) + " is past the end of " + file + " (" + std::to_string(fi.shape[0]) + " rows)");
+    if (dim_ == 0) dim_ = fi.shape[1];
+    if (fi.shape[1] != dim_)
+      throw FormatError(ctx + ": " + file + " holds " + std::to_string(fi.shape[1]) + "-dimensional embeddings, earlier rows " + std::to_string(dim_));
+    wants.push_back({file, row, out.ids.size(), ctx});
     out.ids.push_back(id);
     out.subjects.push_back(subject);
     out.origin.push_back(s.reader->line_number());
@@ -295,21 +347,17 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
   for (std::size_t i = 0; i < wants.size();) {
     RecordSource::Open& o = s.open(wants[i].file, opt_.tensor, wants[i].where);
     const TensorInfo& ti = *o.info;
-    if (dim_ == 0) dim_ = ti.shape[1];
-    if (ti.shape[1] != dim_)
-      throw FormatError(wants[i].where + ": " + wants[i].file + " holds " + std::to_string(ti.shape[1]) +
-                        "-dimensional embeddings, earlier rows " + std::to_string(dim_));
     if (out.data.empty()) {
       out.dim = dim_;
       out.data.resize(wants.size() * static_cast<std::size_t>(dim_));
     }
     // A run of consecutive rows from the same file is read in one go.
     std::size_t j = i + 1;
-    while (j < wants.size() && wants[j].file == wants[i].file && wants[j].row == wants[j - 1].row + 1) ++j;
-    std::int64_t row0 = wants[i].row, count = static_cast<std::int64_t>(j - i);
-    if (row0 + count > ti.shape[0])
-      throw FormatError(wants[i].where + ": row " + std::to_string(std::max(row0, ti.shape[0])) + " is past the end of " +
-                        wants[i].file + " (" + std::to_string(ti.shape[0]) + " rows)");
+    std::int64_t limit = rows_within(ti.row_bytes(), static_cast<std::int64_t>(wants.size()));
+    while (j < wants.size() && static_cast<std::int64_t>(j - i) < limit && wants[j].file == wants[i].file &&
+           wants[j].row == wants[j - 1].row + 1)
+      ++j;
+    std::int64_t row0 = wants[i].row, count = static_cast<std::int64_t>(j - i);  // rows checked when the records were read
     raw.resize(static_cast<std::size_t>(count) * ti.row_bytes());
     o.reader->read_rows(opt_.tensor, row0, count, raw.data());
     to_float32(ti.dtype, raw.data(), static_cast<std::size_t>(count * dim_), out.row(wants[i].slot));

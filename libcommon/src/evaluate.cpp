@@ -88,7 +88,11 @@ void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
   std::unordered_map<std::string, int> sid;
   std::vector<int> gid(static_cast<std::size_t>(G));
   for (std::int64_t j = 0; j < G; ++j) {
-    if (gsub[static_cast<std::size_t>(j)].empty()) throw FormatError(f.source + ": gallery column " + std::to_string(j) + " has no subject");
+    // A gallery entry without a subject mates no probe: a distractor.
+    if (gsub[static_cast<std::size_t>(j)].empty()) {
+      gid[static_cast<std::size_t>(j)] = -2;
+      continue;
+    }
     gid[static_cast<std::size_t>(j)] = sid.emplace(gsub[static_cast<std::size_t>(j)], static_cast<int>(sid.size())).first->second;
   }
   std::vector<std::string> pids = meta_strings(r.metadata(), "probe_ids"), gids = meta_strings(r.metadata(), "gallery_ids");

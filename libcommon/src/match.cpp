@@ -222,7 +222,10 @@ std::pair<EmbeddingSet, EmbeddingSet> protocol_sets(const Options& o, std::uint6
 }  // namespace
 
 int run(const Options& o) {
-  if (o.gallery == "-" && o.probes == "-") throw UsageError("only one of GALLERY and PROBES can be - (stdin)");
+  if ((o.gallery == "-") + (o.probes == "-") + (o.pairs_file == "-") > 1)
+    throw UsageError("only one of GALLERY, PROBES and --pairs can be - (stdin)");
+  if (o.save_index == "-" && o.output == "-" && !o.probes.empty())
+    throw UsageError("--save-index - and the results would both go to stdout; give one of them a file");
   if (o.mode == Mode::pairs && o.pairs_file.empty()) throw UsageError("pairs mode needs --pairs FILE");
   if (o.top == 0) throw UsageError("--top must be at least 1");
   bool approximate = o.index_type != "exact";

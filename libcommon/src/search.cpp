@@ -384,7 +384,7 @@ VectorIndex::VectorIndex(const EmbeddingSet& gallery_in, Metric metric, const In
   if (opt_.type == "flat") {
     impl_->index = std::make_unique<faiss::IndexFlat>(d, metric == Metric::cosine ? faiss::METRIC_INNER_PRODUCT : faiss::METRIC_L2);
   } else if (opt_.type == "ivf") {
-    if (opt_.nlist <= 0) opt_.nlist = std::max(1, static_cast<int>(4 * std::sqrt(static_cast<double>(n))));
+    if (opt_.nlist <= 0) opt_.nlist = static_cast<int>(std::clamp<double>(4 * std::sqrt(static_cast<double>(n)), 1, static_cast<double>(n)));
     if (opt_.nlist > n) throw UsageError("--nlist " + std::to_string(opt_.nlist) + " exceeds the gallery size " + std::to_string(n));
     auto* quantizer = new faiss::IndexFlatL2(d);
     auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer, d, static_cast<std::size_t>(opt_.nlist), faiss::METRIC_L2);
@@ -435,8 +435,9 @@ bool is_index_file(const std::string& path) {
     auto in = io::open_input(path);
     if (!in->seekable()) return false;
     TensorReader r(*in);
-    return r.metadata().value("kind", "") == "faiss-index";
-  } catch (const Error&) {
+    auto k = r.metadata().find("kind");
+    return k != r.metadata().end() && k->is_string() && k->get<std::string>() == "faiss-index";
+  } catch (const std::exception&) {
     return false;
   }
 }
@@ -447,6 +448,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const In
   TensorReader r(*in);
   const auto& meta = r.metadata();
   if (meta.value("kind", "") != "faiss-index") throw FormatError(path + ": not an hfr index file (metadata kind is not faiss-index)");
+  std::size_t count = 0;
   std::unique_ptr<VectorIndex> v(new VectorIndex());
   v->impl_ = std::make_unique<Impl>();
   v->threads_ = std::max(1, threads);
@@ -459,6 +461,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const In
     v->opt_.hnsw_m = meta.value("hnsw_m", 32);
     v->opt_.ef_construction = meta.value("ef_construction", 80);
     v->opt_.ef_search = options.ef_search > 0 ? options.ef_search : meta.value("ef_search", 64);
+    count = meta.at("count").get<std::size_t>();
   } catch (const std::exception& e) {
     throw FormatError(path + ": bad index metadata: " + e.what());
   }
@@ -467,7 +470,6 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const In
   auto sb = r.read("subjects");
   if (blob.info.dtype != DType::u8 || idb.info.dtype != DType::u8 || sb.info.dtype != DType::u8)
     throw FormatError(path + ": index tensors must be u8");
-  std::size_t count = meta.value("count", std::size_t{0});
   v->ids_ = split_lines(*idb.data, count, path);
   v->subjects_ = split_lines(*sb.data, count, path);
   faiss::VectorIOReader reader;

@@ -1,4 +1,5 @@
 // hfr-eval: biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, plots.
+#include <algorithm>
 #include <sstream>
 
 #include "hfr/cli.hpp"
@@ -128,6 +129,9 @@ int main(int argc, char** argv) {
     o.load.kind = a.str("format");
     o.load.probe_labels = a.str("probe-labels");
     o.load.gallery_labels = a.str("gallery-labels");
+    int stdin_users = static_cast<int>(std::count(o.inputs.begin(), o.inputs.end(), "-")) + (o.load.probe_labels == "-") +
+                      (o.load.gallery_labels == "-");
+    if (stdin_users > 1) throw hfr::UsageError("only one input or label list can be - (stdin)");
     o.write_scores = a.str("write-scores");
     o.write_format = hfr::scores::parse_format(a.str("score-format"));
     nlohmann::json prov = {{"tool", "hfr-eval"}, {"version", hfr::kVersion}, {"arguments", a.argv()}};
