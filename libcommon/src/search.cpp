@@ -368,6 +368,48 @@ std::vector<std::string> split_lines(const std::vector<unsigned char>& b, std::s
     throw FormatError(ctx + ": label list holds " + std::to_string(out.size()) + " entries, the index " + std::to_string(expect));
   return out;
 }
+// FAISS trusts its files: a forged neighbour or list id makes a search read
+// out of bounds. Checks what the searches follow, for the index types hfr
+// writes; others are refused.
+void validate_index(const faiss::Index& idx, const std::string& path) {
+  auto bad = [&](const std::string& why) { throw FormatError(path + ": corrupt FAISS index: " + why); };
+  auto n = static_cast<std::size_t>(idx.ntotal);
+  if (auto* f = dynamic_cast<const faiss::IndexFlatCodes*>(&idx)) {
+    if (f->codes.size() != n * f->code_size) bad("flat storage size disagrees with its count");
+    return;
+  }
+  if (auto* h = dynamic_cast<const faiss::IndexHNSWFlat*>(&idx)) {
+    const faiss::HNSW& g = h->hnsw;
+    auto* st = dynamic_cast<const faiss::IndexFlatCodes*>(h->storage);
+    if (!st || static_cast<std::size_t>(st->ntotal) != n || st->codes.size() != n * st->code_size) bad("HNSW storage disagrees with its count");
+    if (g.levels.size() != n || g.offsets.size() != n + 1 || g.offsets.back() != g.neighbors.size()) bad("HNSW tables disagree in size");
+    for (std::size_t i = 0; i < n; ++i)
+      if (g.offsets[i] > g.offsets[i + 1] || g.levels[i] < 1 || g.levels[i] > g.max_level + 1 ||
+          g.offsets[i + 1] - g.offsets[i] != static_cast<std::size_t>(g.cum_nb_neighbors(g.levels[i])))
+        bad("HNSW node " + std::to_string(i) + " has inconsistent levels or offsets");
+    for (auto nb : g.neighbors)
+      if (nb < -1 || nb >= static_cast<faiss::HNSW::storage_idx_t>(n)) bad("HNSW neighbour id " + std::to_string(nb) + " out of range");
+    if (n && (g.entry_point < 0 || static_cast<std::size_t>(g.entry_point) >= n)) bad("HNSW entry point out of range");
+    return;
+  }
+  if (auto* iv = dynamic_cast<const faiss::IndexIVFFlat*>(&idx)) {
+    auto* q = dynamic_cast<const faiss::IndexFlatCodes*>(iv->quantizer);
+    if (!q || static_cast<std::size_t>(q->ntotal) != iv->nlist || q->codes.size() != iv->nlist * q->code_size) bad("IVF quantizer disagrees with nlist");
+    std::size_t total = 0;
+    for (std::size_t l = 0; l < iv->nlist; ++l) {
+      std::size_t sz = iv->invlists->list_size(l);
+      total += sz;
+      const faiss::Index::idx_t* ids = iv->invlists->get_ids(l);
+      for (std::size_t i = 0; i < sz; ++i)
+        if (ids[i] < 0 || static_cast<std::size_t>(ids[i]) >= n) bad("IVF list " + std::to_string(l) + " holds id " + std::to_string(ids[i]));
+      iv->invlists->release_ids(l, ids);
+    }
+    if (total != n) bad("IVF lists hold " + std::to_string(total) + " vectors, the index " + std::to_string(n));
+    return;
+  }
+  bad("unsupported index type (hfr writes flat, IVF-Flat and HNSW-Flat)");
+}
+
 }  // namespace
 
 VectorIndex::VectorIndex(const EmbeddingSet& gallery_in, Metric metric, const IndexOptions& options, int threads)
@@ -483,6 +525,7 @@ std::unique_ptr<VectorIndex> VectorIndex::load(const std::string& path, const In
   if (idx.d != v->dim_ || static_cast<std::size_t>(idx.ntotal) != count)
     throw FormatError(path + ": FAISS index holds " + std::to_string(idx.ntotal) + " vectors of " + std::to_string(idx.d) +
                       " dimensions, the metadata says " + std::to_string(count) + " of " + std::to_string(v->dim_));
+  validate_index(idx, path);
   v->impl_->l2_for_cosine = v->metric_ == Metric::cosine && idx.metric_type == faiss::METRIC_L2;
   if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(&idx)) ivf->nprobe = static_cast<std::size_t>(std::max(1, v->opt_.nprobe));
   if (auto* h = dynamic_cast<faiss::IndexHNSW*>(&idx)) h->hnsw.efSearch = std::max(1, v->opt_.ef_search);

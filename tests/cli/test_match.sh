@@ -115,6 +115,15 @@ print("recall", r); sys.exit(0 if r >= 0.9 else 1)
 PY
 done
 
+# a forged index (valid container checksums, garbage neighbour ids) is refused, not followed
+for t in faiss_index ids subjects; do hfr-tensor export --tensor $t "$T/hnsw.idx" -o "$T/$t.npy"; done
+$PY -c "import numpy as np; b=np.load('$T/faiss_index.npy'); o=len(b)//3; b[o:o+64]=0x7f; np.save('$T/forged.npy', b)"
+meta=$(hfr-tensor info --json "$T/hnsw.idx" | $PY -c "import sys,json; [print(json.dumps(json.loads(l)['metadata'])) for l in sys.stdin if '\"metadata\"' in l]" | head -1)
+hfr-tensor import faiss_index="$T/forged.npy" ids="$T/ids.npy" subjects="$T/subjects.npy" --metadata "$meta" -o "$T/forged.idx"
+run hfr-match -n 3 "$T/forged.idx" "$T/p.hft"
+expect_rc 1 "forged index refused"
+expect_err "corrupt FAISS index" "forged index is named corrupt"
+
 # exact ties: a non-mated gallery row identical to the mate counts against the probe
 $PY - "$T" <<'PY'
 import numpy as np, sys
