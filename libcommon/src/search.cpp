@@ -275,17 +275,19 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
           if (!s.mated) continue;
           // Count rows above the window (never mated: the mate is the best of
           // them and lies inside it); settle rows inside it exactly.
-          std::uint64_t above = 0;
-          bool any_in_window = false;
+          // (lo and hi in locals: as members of State they might alias the
+          // tile for all the compiler knows, which stops vectorisation.)
+          const float lo = s.lo, hi = s.hi;
+          std::uint32_t above = 0, in_window = 0;
           for (std::size_t j = 0; j < gn; ++j) {
-            above += c[j] >= s.hi;
-            any_in_window |= (c[j] >= s.lo) & (c[j] < s.hi);
+            above += c[j] >= hi;
+            in_window += (c[j] >= lo) & (c[j] < hi);
           }
           s.above += above;
-          if (any_in_window) {
+          if (in_window) {
             const float* pv = probes.row(p0 + r);
             for (std::size_t j = 0; j < gn; ++j) {
-              if (!(c[j] >= s.lo && c[j] < s.hi)) continue;
+              if (!(c[j] >= lo && c[j] < hi)) continue;
               auto gi = static_cast<std::uint32_t>(g0 + j);
               if (std::binary_search(s.mated->begin(), s.mated->end(), gi)) continue;
               if (key(pv, gi) >= s.mate_key) ++s.above;

@@ -60,7 +60,8 @@ hfr::cli::ToolSpec spec() {
       {"ef-search", 0, "N", "hnsw: candidates kept per query (higher: better recall, slower).", "64", {}, Complete::none},
       {"save-index", 0, "FILE", "Save the built index (with gallery ids and subjects) to FILE.", "", {}, Complete::file},
       {"protocol", 0, "NAME", "Run a benchmark protocol fold: GALLERY is one embedding set of the whole database, the fold's lists "
-       "select gallery and probes by path and give their subjects.", "",
+       "select gallery and probes by path and give their subjects. A list entry without an embedding is an error; with "
+       "--keep-going it is left out with a warning and the exit status is 3.", "",
        {"casia-nir-vis-2.0", "lamp-hq", "oulu-casia-nir-vis", "buaa-visnir"}, Complete::choices},
       {"protocol-dir", 0, "DIR", "Directory holding the protocol's list files.", ".", {}, Complete::dir},
       {"fold", 0, "K", "Protocol fold (CASIA NIR-VIS 2.0 and LAMP-HQ: 1..10).", "1", {}, Complete::none},
