@@ -43,14 +43,37 @@ std::string dir_of(const std::string& path) {
   return p == std::string::npos ? std::string() : path.substr(0, p + 1);
 }
 
-std::string label_at(const nlohmann::json& meta, const char* key, std::int64_t row, std::int64_t n) {
-  auto it = meta.find(key);
-  if (it == meta.end() || !it->is_array() || static_cast<std::int64_t>(it->size()) != n || row < 0 || row >= n) return std::string();
-  const auto& v = (*it)[static_cast<std::size_t>(row)];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
-  return std::string();
-}
+// The label arrays of a tensor file's metadata (null when absent). Their
+// lengths are checked once (check_labels), so lookups only guard the index.
+struct LabelArrays {
+  const nlohmann::json* ids = nullptr;
+  const nlohmann::json* subjects = nullptr;
+  const nlohmann::json* paths = nullptr;
+  explicit LabelArrays(const nlohmann::json& meta) {
+    auto get = [&](const char* key) -> const nlohmann::json* {
+      auto it = meta.find(key);
+      return it != meta.end() && it->is_array() ? &*it : nullptr;
+    };
+    ids = get("ids");
+    subjects = get("subjects");
+    paths = get("paths");
+  }
+  static std::string at(const nlohmann::json* a, std::int64_t row) {
+    if (!a || row < 0 || static_cast<std::size_t>(row) >= a->size()) return std::string();
+    const auto& v = (*a)[static_cast<std::size_t>(row)];
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
+    return std::string();
+  }
+  // Appends tensor row `row`'s id (its number when unlabelled), subject, path.
+  void append(EmbeddingSet& out, std::int64_t row) const {
+    std::string id = at(ids, row);
+    out.ids.push_back(id.empty() ? std::to_string(row) : id);
+    out.subjects.push_back(at(subjects, row));
+    out.paths.push_back(at(paths, row));
+    out.origin.push_back(static_cast<std::uint64_t>(row));
+  }
+};
 
 // Label arrays in a tensor file's metadata must hold one string (or integer;
 // null for an unknown subject) per row.
@@ -208,14 +231,8 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
       r.read_rows(t.tensor, t.next_row, count, raw.data());
       out.data.resize(static_cast<std::size_t>(count * dim_));
       to_float32(ti.dtype, raw.data(), out.data.size(), out.data.data());
-      for (std::int64_t i = 0; i < count; ++i) {
-        std::int64_t row = t.next_row + i;
-        std::string id = label_at(r.metadata(), "ids", row, n);
-        out.ids.push_back(id.empty() ? std::to_string(row) : id);
-        out.subjects.push_back(label_at(r.metadata(), "subjects", row, n));
-        out.paths.push_back(label_at(r.metadata(), "paths", row, n));
-        out.origin.push_back(static_cast<std::uint64_t>(row));
-      }
+      LabelArrays labels(r.metadata());
+      for (std::int64_t i = 0; i < count; ++i) labels.append(out, t.next_row + i);
       t.next_row += count;
       check_finite(out, 0, name_);
       return true;
@@ -243,44 +260,28 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
       t.pending.insert(t.pending.end(), c.data, c.data + c.bytes);
       t.pending_rows += c.rows;
     }
+    // Labels are used as rows arrive (a writer sets them before streaming
+    // rows); labels turning up after unlabelled rows went out are an error,
+    // and at the end the arrays must cover every row.
+    bool labelled = r.metadata().contains("ids") || r.metadata().contains("subjects");
+    if (t.unlabelled_out && labelled)
+      throw FormatError(name_ + ": row labels (metadata ids/subjects) arrive after rows that went out without them; "
+                        "write the labels first, or read the file instead of a stream");
     if (t.pending_rows == 0) {
-      if (t.stream_done && dim_ == 0 && !r.find(t.tensor)) throw FormatError(name_ + ": no tensor '" + t.tensor + "' (not an embedding set?)");
-      if (const TensorInfo* fin = r.find(t.tensor)) {
-        if (t.unlabelled_out && (r.metadata().contains("ids") || r.metadata().contains("subjects")))
-          throw FormatError(name_ + ": row labels (metadata ids/subjects) arrive after the rows; write them first, or read the file "
-                            "instead of a stream");
-        check_labels(r.metadata(), fin->shape[0], name_);
-      }
+      const TensorInfo* fin = r.find(t.tensor);
+      if (!fin) throw FormatError(name_ + ": no tensor '" + t.tensor + "' (not an embedding set?)");
+      check_labels(r.metadata(), fin->shape[0], name_);
       return false;
     }
+    if (!labelled) t.unlabelled_out = true;
     if (!ti) ti = r.find(t.tensor);
     std::int64_t count = std::min<std::int64_t>(static_cast<std::int64_t>(max_rows), t.pending_rows);
     std::size_t rb = ti->row_bytes();
     out.dim = dim_;
     out.data.resize(static_cast<std::size_t>(count * dim_));
     to_float32(ti->dtype, t.pending.data(), out.data.size(), out.data.data());
-    // Labels are used as rows arrive (a writer sets them before streaming
-    // rows). Labels appearing after unlabelled rows went out are an error,
-    // and the arrays must cover every row (checked at the end).
-    auto has_labels = [&] { return r.metadata().contains("ids") || r.metadata().contains("subjects"); };
-    if (t.unlabelled_out && has_labels())
-      throw FormatError(name_ + ": row labels (metadata ids/subjects) arrive after rows that went out without them; "
-                        "write the labels first, or read the file instead of a stream");
-    if (!has_labels()) t.unlabelled_out = true;
-    auto n_of = [&](const char* key) {
-      auto it = r.metadata().find(key);
-      return it != r.metadata().end() && it->is_array() ? static_cast<std::int64_t>(it->size()) : -1;
-    };
-    for (std::int64_t i = 0; i < count; ++i) {
-      std::int64_t row = t.pending_row0 + i;
-      if (row >= n_of("ids") && n_of("ids") >= 0)
-        throw FormatError(name_ + ": metadata 'ids' holds " + std::to_string(n_of("ids")) + " labels, but row " + std::to_string(row) + " arrived");
-      std::string id = label_at(r.metadata(), "ids", row, n_of("ids"));
-      out.ids.push_back(id.empty() ? std::to_string(row) : id);
-      out.subjects.push_back(label_at(r.metadata(), "subjects", row, n_of("subjects")));
-      out.paths.push_back(label_at(r.metadata(), "paths", row, n_of("paths")));
-      out.origin.push_back(static_cast<std::uint64_t>(row));
-    }
+    LabelArrays labels(r.metadata());
+    for (std::int64_t i = 0; i < count; ++i) labels.append(out, t.pending_row0 + i);
     t.pending.erase(t.pending.begin(), t.pending.begin() + static_cast<std::ptrdiff_t>(count * rb));
     t.pending_rows -= count;
     t.pending_row0 += count;

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <unordered_map>
 
@@ -32,7 +33,6 @@ json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 std::vector<std::string> read_label_file(const std::string& path) {
   auto in = io::open_input(path);
-  RecordLimits lim;
   std::vector<std::string> out;
   std::string all;
   char buf[65536];
@@ -106,7 +106,6 @@ void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
   }
   std::size_t es = dtype_size(ti->dtype);
   std::uint64_t cells = static_cast<std::uint64_t>(P) * static_cast<std::uint64_t>(G);
-  f.genuine.reserve(f.genuine.size() + static_cast<std::size_t>(std::min<std::uint64_t>(cells / static_cast<std::uint64_t>(std::max<std::size_t>(sid.size(), 1)) * 2, cells)));
   f.impostor.reserve(f.impostor.size() + static_cast<std::size_t>(cells));
   std::vector<unsigned char> block;
   std::vector<double> row(static_cast<std::size_t>(G));
@@ -325,10 +324,9 @@ json open_set_json(const FoldScores& f, const Options& o) {
   return j;
 }
 
-void add_summary(json& summary, const std::string& key, const std::vector<double>& v) {
-  if (v.empty()) return;
+json summary_of(const std::vector<double>& v) {
   auto ms = metrics::mean_std(v);
-  summary[key] = {{"mean", ms.mean}, {"std", ms.std}, {"n", ms.n}};
+  return {{"mean", ms.mean}, {"std", ms.std}, {"n", ms.n}};
 }
 
 std::string pct(double v, int prec = 2) {
@@ -373,24 +371,31 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   rep["name"] = o.name;
   rep["convention"] = metrics::convention_name(o.convention);
   json fj = json::array();
-  std::vector<double> aucs, eers, r1s;
+  std::vector<double> aucs, eers;
   std::map<double, std::vector<double>> tar_by, dir_by;
   std::map<int, std::vector<double>> rank_by;
+  // Curves pool the folds. One fold's Verification is kept for them rather
+  // than sorting the same scores a second time.
   std::vector<double> all_g, all_i;
-  FoldScores pooled;
+  std::unique_ptr<metrics::Verification> only;
+  std::vector<std::uint64_t> all_ranks;
   for (std::size_t k = 0; k < folds.size(); ++k) {
     const FoldScores& f = folds[k];
     json x;
     x["fold"] = k + 1;
     x["input"] = f.source;
     if (!f.genuine.empty() && !f.impostor.empty()) {
-      metrics::Verification v(f.genuine, f.impostor);
-      x["verification"] = verification_json(v, o, k);
-      aucs.push_back(v.auc());
-      eers.push_back(v.eer().eer);
+      auto v = std::make_unique<metrics::Verification>(f.genuine, f.impostor);
+      x["verification"] = verification_json(*v, o, k);
+      aucs.push_back(v->auc());
+      eers.push_back(v->eer().eer);
       for (const auto& t : x["verification"]["tar_at_far"]) tar_by[t["target"].get<double>()].push_back(t["tar"].get<double>());
-      all_g.insert(all_g.end(), f.genuine.begin(), f.genuine.end());
-      all_i.insert(all_i.end(), f.impostor.begin(), f.impostor.end());
+      if (folds.size() == 1) {
+        only = std::move(v);
+      } else {
+        all_g.insert(all_g.end(), f.genuine.begin(), f.genuine.end());
+        all_i.insert(all_i.end(), f.impostor.begin(), f.impostor.end());
+      }
     } else if (!f.genuine.empty() || !f.impostor.empty()) {
       x["verification"] = nullptr;
       log::warn(f.source + ": verification needs both mated and non-mated scores; this input has " +
@@ -404,7 +409,7 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
       x["open_set"] = open_set_json(f, o);
       for (const auto& d : x["open_set"]["dir_at_fpir"]) dir_by[d["target"].get<double>()].push_back(d["dir"].get<double>());
     }
-    pooled.ranks.insert(pooled.ranks.end(), f.ranks.begin(), f.ranks.end());
+    all_ranks.insert(all_ranks.end(), f.ranks.begin(), f.ranks.end());
     fj.push_back(std::move(x));
   }
   if (aucs.empty() && rank_by.empty())
@@ -412,35 +417,24 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   rep["folds"] = std::move(fj);
   json s;
   s["folds"] = folds.size();
-  add_summary(s, "auc", aucs);
-  add_summary(s, "eer", eers);
-  json ts = json::object();
-  for (auto& [t, v] : tar_by) {
-    json tmp;
-    add_summary(tmp, "x", v);
-    ts[target_key(t)] = tmp["x"];
+  if (!aucs.empty()) {
+    s["auc"] = summary_of(aucs);
+    s["eer"] = summary_of(eers);
   }
+  json ts = json::object(), rs = json::object(), ds = json::object();
+  for (auto& [t, v] : tar_by) ts[target_key(t)] = summary_of(v);
+  for (auto& [r, v] : rank_by) rs[std::to_string(r)] = summary_of(v);
+  for (auto& [t, v] : dir_by) ds[target_key(t)] = summary_of(v);
   if (!ts.empty()) s["tar_at_far"] = std::move(ts);
-  json rs = json::object();
-  for (auto& [r, v] : rank_by) {
-    json tmp;
-    add_summary(tmp, "x", v);
-    rs[std::to_string(r)] = tmp["x"];
-  }
   if (!rs.empty()) s["rank"] = std::move(rs);
-  json ds = json::object();
-  for (auto& [t, v] : dir_by) {
-    json tmp;
-    add_summary(tmp, "x", v);
-    ds[target_key(t)] = tmp["x"];
-  }
   if (!ds.empty()) s["dir_at_fpir"] = std::move(ds);
   rep["summary"] = std::move(s);
 
   // Curves for plots and comparisons: the scores of all folds pooled.
   json curves;
-  if (!all_g.empty() && !all_i.empty()) {
-    metrics::Verification v(std::move(all_g), std::move(all_i));
+  if (!only && !all_g.empty() && !all_i.empty()) only = std::make_unique<metrics::Verification>(std::move(all_g), std::move(all_i));
+  if (only) {
+    const metrics::Verification& v = *only;
     json roc = json::array(), det = json::array();
     for (const auto& p : v.roc_curve(400, 1e-8)) {
       roc.push_back({p.far, p.tar});
@@ -451,10 +445,7 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
     curves["impostor"] = v.impostor_count();
     curves["genuine"] = v.genuine_count();
   }
-  if (!pooled.ranks.empty()) {
-    auto c = metrics::cmc(pooled.ranks, o.cmc_max);
-    curves["cmc"] = c.rate;
-  }
+  if (!all_ranks.empty()) curves["cmc"] = metrics::cmc(all_ranks, o.cmc_max).rate;
   rep["curves"] = std::move(curves);
   return rep;
 }

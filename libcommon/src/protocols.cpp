@@ -197,7 +197,9 @@ Entry casia_entry(const Line& l, const std::string& modality) {
 // (insightface eval_lamp_112.py reads them with skip_header=1, usecols=(0,1)).
 // Designed: the header's wording and the path layout are not public, so the
 // label is taken as the subject and, for a line without one, the parent folder.
-Entry lamp_entry(const Line& l, const std::string&) {
+// A `path [label]` line: the label is the subject; without one, the first
+// path component (first_component) or the parent folder.
+Entry label_or_folder(const Line& l, bool first_component, const std::string& missing, const std::string& hint = "") {
   Entry e;
   e.path = normalise_path(l.field[0]);
   if (l.count == 2) {
@@ -205,9 +207,13 @@ Entry lamp_entry(const Line& l, const std::string&) {
     return e;
   }
   auto c = components(e.path);
-  if (c.size() < 2) fail(l.origin, "no label and no folder to take the subject from in '" + e.path + "'");
-  e.subject = std::string(c[c.size() - 2]);
+  if (c.size() < 2) fail(l.origin, missing + " in '" + e.path + "'" + hint);
+  e.subject = std::string(first_component ? c[0] : c[c.size() - 2]);
   return e;
+}
+
+Entry lamp_entry(const Line& l, const std::string&) {
+  return label_or_folder(l, false, "no label and no folder to take the subject from");
 }
 
 // ---- Oulu-CASIA NIR-VIS ----
@@ -261,16 +267,7 @@ Entry oulu_entry(const Line& l, const std::string&) {
 // Designed: training list names (same pattern with "train"), and an optional
 // label column (preferred when present).
 Entry buaa_entry(const Line& l, const std::string&) {
-  Entry e;
-  e.path = normalise_path(l.field[0]);
-  if (l.count == 2) {
-    e.subject = std::string(l.field[1]);
-    return e;
-  }
-  auto c = components(e.path);
-  if (c.size() < 2) fail(l.origin, "no subject folder in '" + e.path + "' (expected e.g. 12/3.bmp)");
-  e.subject = std::string(c[0]);
-  return e;
+  return label_or_folder(l, true, "no subject folder", " (expected e.g. 12/3.bmp)");
 }
 
 struct Spec {

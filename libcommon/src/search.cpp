@@ -58,6 +58,11 @@ void parallel_ranges(std::size_t n, int parts, F&& f) {
   if (err) std::rethrow_exception(err);
 }
 
+// A score from an exact key (cosine, or -squared distance).
+float score_of_key(Metric m, double key) {
+  return static_cast<float>(m == Metric::cosine ? key : -std::sqrt(std::max(0.0, -key)));
+}
+
 double squared_norm(const float* v, std::size_t d) {
   double s = 0;
   for (std::size_t j = 0; j < d; ++j) s += static_cast<double>(v[j]) * v[j];
@@ -147,19 +152,7 @@ void ExactSearch::prepare(EmbeddingSet& probes) const {
 }
 
 float ExactSearch::score(const float* probe, std::size_t g) const {
-  const float* r = gallery_.row(g);
-  std::size_t d = impl_->d;
-  if (metric_ == Metric::cosine) {
-    double s = 0;
-    for (std::size_t j = 0; j < d; ++j) s += static_cast<double>(probe[j]) * r[j];
-    return static_cast<float>(s);
-  }
-  double s = 0;
-  for (std::size_t j = 0; j < d; ++j) {
-    double t = static_cast<double>(probe[j]) - r[j];
-    s += t * t;
-  }
-  return static_cast<float>(-std::sqrt(s));
+  return score_of_key(metric_, key(probe, g));
 }
 
 // The exact similarity key of probe row p (as given) and gallery row g, in
@@ -190,9 +183,6 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
   std::vector<float> pr;
   std::vector<double> pn;
   m.probe_rows(probes, metric_, pr, pn);
-  auto to_score = [&](double key) {
-    return static_cast<float>(metric_ == Metric::cosine ? key : -std::sqrt(std::max(0.0, -key)));
-  };
 
   // Work units: probe sub-blocks, handed out to the threads in contiguous ranges.
   std::size_t units = (np + kProbeBlock - 1) / kProbeBlock;
@@ -305,11 +295,11 @@ std::vector<ProbeResult> ExactSearch::top_k(EmbeddingSet& probes, std::size_t k,
         for (const Hit& h : s.heap) exact.emplace_back(key(pv, h.index), h.index);
         std::sort(exact.begin(), exact.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
         out.top.clear();
-        for (const auto& [kk, gi] : exact) out.top.push_back({gi, to_score(kk)});
+        for (const auto& [kk, gi] : exact) out.top.push_back({gi, score_of_key(metric_, kk)});
         if (s.mated) {
           out.has_mate = true;
           out.mate_index = s.mate_index;
-          out.mate_score = to_score(s.mate_key);
+          out.mate_score = score_of_key(metric_, s.mate_key);
           out.mate_rank = 1 + s.above;
         }
       }
