@@ -1,0 +1,88 @@
+// Dataflow graphs of TensorFlow ops, executed on LibTorch.
+//
+// A Graph is data: nodes (name, op, inputs, attributes as plain JSON) plus the
+// values of its constants. It is what the TF.js importer produces (tfjs.hpp),
+// what the dlib ResNet builder produces, and what an hfr model file stores, so
+// one executor runs every imported network.
+//
+// Semantics follow TensorFlow (NHWC, "SAME" padding with the extra row/column
+// at the bottom/right, DepthToSpace in DCR order, ...). Internally 4-D
+// activations are kept in NCHW, LibTorch's fast layout: the layout of every
+// value is decided once, when the graph is compiled, and constants that meet
+// NCHW values are converted then. Program::run takes an NCHW input and returns
+// outputs in TensorFlow's layout (NHWC for 4-D), so results compare directly
+// with the original runtime's.
+//
+// Compilation refuses, by name, any op or attribute value it does not
+// implement, and checks constant shapes (filters, biases, paddings), so a
+// model either loads completely or not at all.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/types.h>
+
+namespace hfr::nn {
+
+struct Node {
+  std::string name;
+  std::string op;
+  std::vector<std::string> inputs;  // producing node names
+  nlohmann::json attr = nlohmann::json::object();  // numbers, strings, bools, arrays of them
+};
+
+struct Graph {
+  std::vector<Node> nodes;                      // any order
+  std::map<std::string, torch::Tensor> consts;  // values of Const nodes: float32 or int64, CPU
+
+  const Node* find(const std::string& name) const;
+};
+
+// Nodes as JSON ([{"name","op","inputs","attr"}]) and back; values are not part
+// of it. graph_from_json validates types and names (context: for messages).
+nlohmann::json graph_to_json(const Graph& g);
+Graph graph_from_json(const nlohmann::json& nodes, std::map<std::string, torch::Tensor> consts,
+                      const std::string& context);
+
+// The ops Program can execute, sorted.
+const std::vector<std::string>& supported_ops();
+
+struct CompileOptions {
+  // Fold per-channel affine chains after convolutions (Conv2D -> Add/Mul by
+  // constants -> ...) into the convolution, and Relu->Minimum(6)->Maximum(0)
+  // into one clamp. Changes results only by float rounding (~1e-6 relative).
+  bool fuse = true;
+};
+
+class Program {
+ public:
+  // Compiles what `outputs` need from the Placeholder `input`. Throws
+  // FormatError naming the node and op on anything unsupported or malformed.
+  Program(const Graph& g, const std::string& input, const std::vector<std::string>& outputs,
+          const std::string& context, CompileOptions options = {});
+  ~Program();
+  Program(Program&&) noexcept;
+  Program& operator=(Program&&) noexcept;
+
+  // input: float32 [N, C, H, W] on the program's device. Thread-safe (no state
+  // changes); returns one tensor per requested output, TensorFlow layout.
+  std::vector<torch::Tensor> run(const torch::Tensor& input_nchw) const;
+
+  // Moves all constants to a device (cpu or cuda).
+  void to(const torch::Device& device);
+  const torch::Device& device() const;
+
+  // Input shape from the Placeholder, NHWC; -1 where free.
+  const std::vector<std::int64_t>& input_shape() const;
+  std::size_t steps() const;  // executed nodes after fusion (tests)
+
+  struct Impl;  // defined in graph.cpp
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hfr::nn

@@ -1,0 +1,29 @@
+// SHA-256 (FIPS 180-4), for model provenance and integrity checks.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace hfr {
+
+class Sha256 {
+ public:
+  Sha256();
+  void update(const void* data, std::size_t n);
+  std::array<std::uint8_t, 32> digest();  // finishes; the object must not be updated afterwards
+  std::string hex();                      // digest() as lower-case hex
+
+ private:
+  void block(const std::uint8_t* p);
+  std::uint32_t h_[8];
+  std::uint8_t buf_[64];
+  std::size_t fill_ = 0;
+  std::uint64_t bytes_ = 0;
+};
+
+std::string sha256_hex(const void* data, std::size_t n);
+// Of a whole file, streamed; throws Error naming the file.
+std::string sha256_file(const std::string& path);
+
+}  // namespace hfr
