@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <cmath>
 #include <functional>
@@ -197,7 +200,14 @@ Tensor run_conv(const Conv& c, Tensor x) {
   return y;
 }
 
+// Steps get their arguments by value in a vector they may consume: an
+// argument whose slot dies at this step is moved in, so a step holding the
+// only reference to a tensor (and its storage) may update it in place.
 using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+bool unique_value(const Tensor& t) {
+  return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
+}
 
 struct Step {
   std::string name, op;
@@ -231,7 +241,21 @@ const std::vector<std::string> kOther = {"Const", "Placeholder", "Identity", "St
 
 bool is_in(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
-Tensor binary(const std::string& op, const Tensor& a, const Tensor& b) {
+bool broadcasts_into(const Tensor& b, const Tensor& a) {
+  if (b.dim() > a.dim() || b.scalar_type() != a.scalar_type() || b.device() != a.device()) return false;
+  for (std::int64_t i = 1; i <= b.dim(); ++i)
+    if (b.size(-i) != 1 && b.size(-i) != a.size(-i)) return false;
+  return true;
+}
+
+Tensor binary(const std::string& op, Tensor a, const Tensor& b) {
+  if (unique_value(a) && broadcasts_into(b, a)) {  // a dies here: reuse its memory
+    if (op == "Add" || op == "AddV2" || op == "BiasAdd") return a.add_(b);
+    if (op == "Sub") return a.sub_(b);
+    if (op == "Mul") return a.mul_(b);
+    if (op == "Minimum") return at::minimum_out(a, a, b);
+    if (op == "Maximum") return at::maximum_out(a, a, b);
+  }
   if (op == "Add" || op == "AddV2" || op == "BiasAdd") return a + b;
   if (op == "Sub") return a - b;
   if (op == "Mul") return a * b;
@@ -246,7 +270,7 @@ Tensor binary(const std::string& op, const Tensor& a, const Tensor& b) {
 
 std::function<Tensor(const Tensor&)> unary(const Node& n) {
   const std::string& op = n.op;
-  if (op == "Relu") return [](const Tensor& x) { return at::relu(x); };
+  if (op == "Relu") return [](const Tensor& x) { return unique_value(x) ? at::relu_(const_cast<Tensor&>(x)) : at::relu(x); };
   if (op == "Relu6") return [](const Tensor& x) { return at::clamp(x, 0, 6); };
   if (op == "Elu") return [](const Tensor& x) { return at::elu(x); };
   if (op == "LeakyRelu") {
@@ -354,6 +378,8 @@ struct Program::Impl {
   std::vector<std::int64_t> input_shape;
   torch::Device device = torch::kCPU;
   std::string context;
+  bool channels_last = true;
+  std::vector<bool> fresh;           // by slot: produced as a new tensor (not a view), may be updated in place
 };
 
 namespace {
@@ -609,7 +635,7 @@ class Compiler {
       return;
     }
     if (op == "MatMul" || op == "_FusedMatMul") return lower_matmul(n);
-    throw FormatError("op " + op + " is not supported (supported: see hfr-embed --list-ops)");
+    throw FormatError("op " + op + " is not supported by the importer");
   }
 
   void lower_conv(const Node& n) {
@@ -705,10 +731,11 @@ class Compiler {
     if (out && !ca && is_const(a)) a = new_slot(false, bcast_nchw(cval(a)).contiguous()), ca = true;
     if (out && !cb && is_const(b)) b = new_slot(false, bcast_nchw(cval(b)).contiguous()), cb = true;
     emit(n, {a, b}, out, [op, out, ca, cb](const std::vector<Tensor>& v) {
-      Tensor x = v[0], y = v[1];
+      auto& args = const_cast<std::vector<Tensor>&>(v);
+      Tensor x = std::move(args[0]), y = v[1];
       if (out && !ca) x = bcast_nchw(x);
       if (out && !cb) y = bcast_nchw(y);
-      return binary(op, x, y);
+      return binary(op, std::move(x), y);
     });
   }
 
@@ -724,7 +751,10 @@ class Compiler {
       }
     }
     auto f = unary(n);
-    emit(n, {x}, nchw(x), [f](const std::vector<Tensor>& a) { return f(a[0]); });
+    emit(n, {x}, nchw(x), [f](const std::vector<Tensor>& a) {
+      Tensor t = std::move(const_cast<std::vector<Tensor>&>(a)[0]);
+      return f(t);
+    });
   }
 
   void lower_pool(const Node& n) {
@@ -950,6 +980,10 @@ Program::Program(const Graph& g, const std::string& input, const std::vector<std
   if (outputs.empty()) throw FormatError(context + ": no outputs requested");
   Compiler c(g, context, options.fuse);
   impl_ = c.compile(input, outputs);
+  impl_->channels_last = options.channels_last;
+  if (options.channels_last)
+    for (auto& st : impl_->steps)
+      if (st.conv) st.conv->weight = st.conv->weight.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 Program::~Program() = default;
@@ -976,6 +1010,7 @@ void Program::to(const torch::Device& device) {
 
 std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
   const Impl& p = *impl_;
+  c10::InferenceMode inference;
   if (input.dim() != 4 || input.scalar_type() != at::kFloat)
     throw Error(p.context + ": input must be a float32 tensor [N, C, H, W]");
   const auto& s = p.input_shape;
@@ -986,13 +1021,26 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
   std::vector<Tensor> v(p.consts.size());
   for (std::size_t i = 0; i < v.size(); ++i)
     if (p.consts[i].defined()) v[i] = p.consts[i];
-  v[p.input_slot] = input;
+  v[p.input_slot] = p.channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   std::vector<Tensor> args;
+  static const bool profile = std::getenv("HFR_PROFILE_GRAPH") != nullptr;
+  std::map<std::string, double> prof;
   for (const Step& st : p.steps) {
     args.clear();
-    for (int i : st.in) args.push_back(v[i]);
+    for (std::size_t k = 0; k < st.in.size(); ++k) {
+      int i = st.in[k];
+      bool dies = std::find(st.release.begin(), st.release.end(), i) != st.release.end() &&
+                  std::count(st.in.begin(), st.in.end(), i) == 1;
+      args.push_back(dies ? std::move(v[i]) : v[i]);
+    }
     try {
+      auto t0 = std::chrono::steady_clock::now();
       v[st.out] = exec(st, args);
+      if (profile) {
+        std::string key = st.op;
+        if (st.conv) key += " k" + std::to_string(st.conv->weight.size(2)) + " g" + std::to_string(st.conv->groups > 1) + " s" + std::to_string(st.conv->sh) + " in" + std::to_string(args[0].size(1)) + "x" + std::to_string(args[0].size(2));
+        prof[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
     } catch (const c10::Error& e) {
       std::string m = e.what();
       throw Error(p.context + ": node '" + st.name + "' (" + st.op + "): " + m.substr(0, m.find('\n')));
@@ -1000,6 +1048,12 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
       throw Error(p.context + ": node '" + st.name + "' (" + st.op + "): " + e.what());
     }
     for (int r : st.release) v[r] = Tensor();
+  }
+  if (profile) {
+    std::vector<std::pair<double, std::string>> v2;
+    for (auto& [k, t] : prof) v2.push_back({t, k});
+    std::sort(v2.rbegin(), v2.rend());
+    for (std::size_t i = 0; i < std::min<std::size_t>(12, v2.size()); ++i) std::fprintf(stderr, "  %8.2f ms  %s\n", v2[i].first * 1e3, v2[i].second.c_str());
   }
   std::vector<Tensor> out;
   for (int o : p.outputs) out.push_back(p.nchw[o] ? to_nhwc(v[o]).contiguous() : v[o]);

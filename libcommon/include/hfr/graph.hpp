@@ -55,6 +55,9 @@ struct CompileOptions {
   // constants -> ...) into the convolution, and Relu->Minimum(6)->Maximum(0)
   // into one clamp. Changes results only by float rounding (~1e-6 relative).
   bool fuse = true;
+  // Run convolutions on channels-last (NHWC-strided) tensors: oneDNN's fast
+  // path on CPU, 1.2-2x faster here for these networks.
+  bool channels_last = true;
 };
 
 class Program {
