@@ -27,6 +27,7 @@ all: build
 
 setup:
 	@bash scripts/setup-deps.sh
+	@bash scripts/fetch-models.sh >/dev/null
 
 $(BUILD)/build.ninja: | setup
 	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) > $(BUILD).configure.log 2>&1 || { cat $(BUILD).configure.log; exit 1; }

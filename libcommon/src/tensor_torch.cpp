@@ -1,5 +1,9 @@
 #include "hfr/tensor_torch.hpp"
 
+#include <malloc.h>
+
+#include <cstdlib>
+
 #include <torch/torch.h>
 
 #include "hfr/error.hpp"
@@ -51,6 +55,13 @@ void write_torch(TensorWriter& writer, const std::string& name, const torch::Ten
   torch::Tensor c = t.device().is_cpu() ? t.contiguous() : t.to(torch::kCPU).contiguous();
   Shape shape(c.sizes().begin(), c.sizes().end());
   writer.write(name, dt, shape, c.data_ptr());
+}
+
+void tune_allocator() {
+  if (std::getenv("HFR_MALLOC_DEFAULTS")) return;  // for measuring the effect
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TOP_PAD, 64 << 20);
 }
 
 void set_torch_threads(int threads) {

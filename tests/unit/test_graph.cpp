@@ -1,8 +1,6 @@
 // The graph executor's TF semantics on small hand-checked graphs.
-#include <catch2/catch.hpp>
+#include "torch_catch.hpp"
 
-#include <ATen/ATen.h>
-#include <torch/torch.h>
 
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"

@@ -1,6 +1,5 @@
-#include <catch2/catch.hpp>
+#include "torch_catch.hpp"
 
-#include <torch/torch.h>
 
 #include "hfr/error.hpp"
 #include "hfr/tensor_torch.hpp"

@@ -1,15 +1,13 @@
 // The TF.js importer against golden outputs of the original runtime
 // (tests/fixtures/golden, made by scripts/golden/make-golden.js with TF.js
 // 4.22.0). Needs the fetched models (scripts/fetch-models.sh); skips without.
-#include <catch2/catch.hpp>
+#include "torch_catch.hpp"
 
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
-#include <ATen/ATen.h>
-#include <torch/torch.h>
 
 #include "hfr/error.hpp"
 #include "hfr/npy.hpp"

@@ -6,6 +6,7 @@
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"
 #include "hfr/model.hpp"
+#include "hfr/tensor_torch.hpp"
 #include "hfr/version.hpp"
 
 namespace {
@@ -89,6 +90,7 @@ hfr::embed::FacePolicy policy(const std::string& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hfr::tune_allocator();
   return hfr::cli::run(spec(), argc, argv, [](const hfr::cli::Args& a) {
     if (a.flag("list-models")) {
       for (const auto& n : hfr::nn::builtin_models()) std::printf("%s\n", n.c_str());
