@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <future>
@@ -132,6 +133,7 @@ struct Prepared {
   std::vector<Face> faces;
   int found = 0;                 // detections before the policy
   std::string error;
+  double decode_ms = 0;          // reading, decoding, network input
 };
 
 // Runs f(i) for i in [0, n) on up to `threads` threads.
@@ -266,6 +268,12 @@ int run(const Options& o) {
         p.error = p.item.error;
         return;
       }
+      auto t0 = std::chrono::steady_clock::now();
+      struct Stamp {
+        double& ms;
+        std::chrono::steady_clock::time_point t0;
+        ~Stamp() { ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
+      } stamp{p.decode_ms, t0};
       try {
         p.image = read_image(p.item.path, ColorMode::rgb, limits);
         if (o.aligned) {
@@ -293,6 +301,7 @@ int run(const Options& o) {
   if (!items.empty()) next = std::async(std::launch::async, prepare, 0, std::min(B, items.size()));
   for (std::size_t begin = 0; begin < items.size(); begin += B) {
     std::vector<Prepared> chunk = next.get();
+    auto chunk_t0 = std::chrono::steady_clock::now();
     std::size_t nb = begin + B;
     if (nb < items.size()) next = std::async(std::launch::async, prepare, nb, std::min(nb + B, items.size()));
 
@@ -396,6 +405,8 @@ int run(const Options& o) {
     }
 
     // Stage 6: outputs, in input order
+    double net_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - chunk_t0).count() /
+                    static_cast<double>(chunk.size());
     std::int64_t k = 0;
     for (auto& p : chunk) {
       Record base = Record::object();
@@ -439,6 +450,7 @@ int run(const Options& o) {
         r["row"] = row++;
         r["model"] = model.name;
         r["model_sha256"] = model.checksum;
+        if (o.timing) r["latency_ms"] = std::round((p.decode_ms + net_ms) * 100) / 100;
         rw.write(r);
         ids.push_back(id);
         subjects.push_back(p.item.subject);

@@ -10,6 +10,7 @@
 
 
 #include "hfr/error.hpp"
+#include "hfr/face.hpp"
 #include "hfr/npy.hpp"
 #include "hfr/tensor_torch.hpp"
 #include "hfr/tfjs.hpp"
@@ -157,4 +158,32 @@ TEST_CASE("tfjs: missing, truncated and corrupt model files give clear errors", 
   std::ofstream(tmp / "evil.json") << R"({"modelTopology":{"node":[{"name":"x","op":"Placeholder"}]},"weightsManifest":[{"paths":["../etc/passwd"],"weights":[]}]})";
   CHECK_THROWS_WITH(tfjs::load_graph_model((tmp / "evil.json").string()), Catch::Contains("plain file name"));
   fs::remove_all(tmp);
+}
+
+TEST_CASE("tfjs: detections from the imported BlazeFace agree with TF.js's within 0.5 px", "[tfjs][golden]") {
+  if (!have_models()) return;
+  auto m = tfjs::load_graph_model(model_dir() + "/blazeface.json");
+  nn::Program p(m.graph, m.input, {"Identity", "Identity_1", "Identity_2", "Identity_3"}, "blazeface");
+  auto ours = p.run(input_of("blazeface.input_photo.npy", 1.0 / 127.5, -1));
+  auto vec = [](const torch::Tensor& t) {
+    torch::Tensor c = t.contiguous();
+    return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  };
+  std::vector<std::vector<float>> a, b;
+  for (int i = 0; i < 4; ++i) {
+    a.push_back(vec(ours[i]));
+    std::string id = i == 0 ? "Identity" : "Identity_" + std::to_string(i);
+    b.push_back(vec(npy(golden("blazeface.photo." + id + ".npy"))));
+  }
+  auto lb = face::Letterbox::fit(256, 256, 256);
+  auto da = face::decode_blazeface(a[0], a[1], a[2], a[3], lb);
+  auto db = face::decode_blazeface(b[0], b[1], b[2], b[3], lb);
+  REQUIRE(da.size() == db.size());
+  REQUIRE(da.size() >= 3);
+  for (std::size_t i = 0; i < da.size(); ++i) {
+    CHECK(std::abs(da[i].x0 - db[i].x0) < 0.5);
+    CHECK(std::abs(da[i].y1 - db[i].y1) < 0.5);
+    CHECK(std::abs(da[i].score - db[i].score) < 1e-4);
+    for (int k = 0; k < 6; ++k) CHECK(cv::norm(da[i].keypoints[k] - db[i].keypoints[k]) < 0.5);
+  }
 }

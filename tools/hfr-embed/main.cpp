@@ -64,6 +64,8 @@ hfr::cli::ToolSpec spec() {
       {"id-field", 0, "NAME", "Record field holding the item id.", "id", {}, Complete::none},
       {"subject-field", 0, "NAME", "Record field holding the subject.", "subject", {}, Complete::none},
       {"max-pixels", 0, "N", "Refuse images with more pixels than this.", "100000000", {}, Complete::none},
+      {"timing", 0, "", "Add latency_ms to each record: its decoding time plus its share of the chunk's network time (with --batch 1, "
+       "the image's own end-to-end latency).", "", {}, Complete::none},
       {"save-crops", 0, "DIR", "Also write each aligned crop as DIR/ROW.png (to inspect the alignment).", "", {}, Complete::dir},
       {"save-model", 0, "FILE", "Write the model (--model) as a self-contained hfr model file and exit.", "", {}, Complete::file},
       {"list-models", 0, "", "List the built-in models and exit.", "", {}, Complete::none},
@@ -126,6 +128,7 @@ int main(int argc, char** argv) {
     o.device = a.common().device;
     o.force = a.flag("force");
     o.save_crops = a.str("save-crops");
+    o.timing = a.flag("timing");
     nlohmann::json prov = {{"tool", "hfr-embed"}, {"version", hfr::kVersion}, {"arguments", a.argv()}};
     o.provenance = prov.dump();
     return hfr::embed::run(o);

@@ -40,6 +40,7 @@ struct Options {
   std::string device = "cpu";
   std::string provenance;                // JSON text stored in the output metadata
   bool force = false;                    // binary output to a terminal
+  bool timing = false;                   // add "latency_ms" to the records
   std::string save_crops;                // folder for the aligned crops as PNG ("" = none)
 };
 
