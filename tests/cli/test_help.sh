@@ -38,7 +38,7 @@ for t in $TOOLS; do
 done
 
 # Tools whose capability is not built yet say so and exit 1.
-for t in hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed; do
+for t in hfr-reconstruct hfr-synth hfr-render hfr-train; do
   run "$t"
   expect_rc 1 "$t (not built yet)"
   expect_err "$t: not built yet:" "$t says it is not built yet"
@@ -46,7 +46,7 @@ for t in hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed; do
 done
 
 # Built tools that need inputs say so when given none.
-for t in hfr-match hfr-eval; do
+for t in hfr-embed hfr-match hfr-eval; do
   run "$t"
   expect_rc 2 "$t without inputs is a usage error"
   expect_empty "$T/out" "$t writes nothing to stdout on a usage error"
