@@ -1,6 +1,7 @@
 #include "hfr/embed.hpp"
 
 #include <fnmatch.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -36,6 +37,16 @@ bool matches(const std::vector<std::string>& pats, const std::string& rel) {
   return false;
 }
 
+// Fields hfr-embed writes: not passed through from input records (an output
+// records file fed back in must not keep stale rows, boxes or errors).
+bool output_field(const std::string& k) {
+  static const char* fields[] = {"embeddings", "row", "box", "score", "landmarks", "face", "faces_found", "model",
+                                 "model_sha256", "latency_ms", "crop", "error", "source"};
+  for (const char* f : fields)
+    if (k == f) return true;
+  return false;
+}
+
 void add_records(const Options& o, io::Input& in, const std::string& base_dir, std::vector<Item>& items) {
   RecordReader rr(in);
   Record r;
@@ -49,6 +60,13 @@ void add_records(const Options& o, io::Input& in, const std::string& base_dir, s
       items.push_back(std::move(it));
       continue;
     }
+    if (r.contains(o.subject_field) && !r[o.subject_field].is_null())
+      it.subject = r[o.subject_field].is_string() ? r[o.subject_field].get<std::string>() : r[o.subject_field].dump();
+    Record extra = Record::object();
+    for (auto f = r.begin(); f != r.end(); ++f)
+      if (f.key() != o.path_field && f.key() != o.id_field && f.key() != o.subject_field && !output_field(f.key()))
+        extra[f.key()] = f.value();
+    if (!extra.empty()) it.extra = extra.dump();
     if (!r.contains(o.path_field) || !r[o.path_field].is_string() || r[o.path_field].get<std::string>().empty()) {
       it.id = r.contains(o.id_field) && r[o.id_field].is_string() ? r[o.id_field].get<std::string>() : where;
       it.error = where + ": record has no string field \"" + o.path_field + "\"";
@@ -58,12 +76,6 @@ void add_records(const Options& o, io::Input& in, const std::string& base_dir, s
     std::string p = r[o.path_field].get<std::string>();
     it.path = fs::path(p).is_absolute() || base_dir.empty() ? p : (fs::path(base_dir) / p).string();
     it.id = r.contains(o.id_field) && r[o.id_field].is_string() ? r[o.id_field].get<std::string>() : p;
-    if (r.contains(o.subject_field) && !r[o.subject_field].is_null())
-      it.subject = r[o.subject_field].is_string() ? r[o.subject_field].get<std::string>() : r[o.subject_field].dump();
-    Record extra = Record::object();
-    for (auto f = r.begin(); f != r.end(); ++f)
-      if (f.key() != o.path_field && f.key() != o.id_field && f.key() != o.subject_field && f.key() != "error") extra[f.key()] = f.value();
-    if (!extra.empty()) it.extra = extra.dump();
     items.push_back(std::move(it));
   }
 }
@@ -201,12 +213,19 @@ std::vector<torch::Tensor> run_sliced(const nn::Program& p, const torch::Tensor&
   return joined;
 }
 
-std::string relative_ref(const std::string& tensor_path, const std::string& records_path) {
-  if (records_path == "-") return tensor_path;
+// A path as written into the records: relative to the records file's folder
+// (how readers resolve it); as given when the records go to stdout; absolute
+// image paths stay absolute (keep_absolute).
+std::string relative_ref(const std::string& path, const std::string& records_path, bool keep_absolute) {
+  if (records_path == "-") return path;
+  if (keep_absolute && fs::path(path).is_absolute()) return fs::path(path).lexically_normal().string();
   std::error_code ec;
-  fs::path base = fs::absolute(fs::path(records_path), ec).parent_path();
-  fs::path rel = fs::relative(fs::absolute(tensor_path, ec), base, ec);
-  return ec || rel.empty() ? fs::absolute(tensor_path).string() : rel.generic_string();
+  fs::path abs = fs::absolute(path, ec).lexically_normal();
+  struct stat st {};
+  if (::stat(records_path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return abs.string();  // a pipe or device
+  fs::path base = fs::absolute(fs::path(records_path), ec).lexically_normal().parent_path();
+  fs::path rel = fs::relative(abs, base, ec);
+  return ec || rel.empty() ? abs.string() : rel.generic_string();
 }
 
 double round2(double v) { return std::round(v * 100) / 100; }
@@ -251,7 +270,7 @@ int run(const Options& o) {
   RecordWriter rw(*records_out);
   TensorWriter tw(*tensor_out);
   tw.begin("embeddings", DType::f32, {model.dim});
-  const std::string ref = relative_ref(o.output, o.records);
+  const std::string ref = relative_ref(o.output, o.records, false);
 
   ImageLimits limits;
   limits.max_pixels = o.max_pixels;
@@ -411,7 +430,7 @@ int run(const Options& o) {
     for (auto& p : chunk) {
       Record base = Record::object();
       base["id"] = p.item.id;
-      if (!p.item.path.empty()) base["path"] = p.item.path;
+      if (!p.item.path.empty()) base["path"] = relative_ref(p.item.path, o.records, true);
       if (!p.item.subject.empty()) base["subject"] = p.item.subject;
       if (!p.item.extra.empty()) {
         Record extra = Record::parse(p.item.extra);

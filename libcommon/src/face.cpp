@@ -345,6 +345,46 @@ Template scale_template(const Template& t, int size) {
   return out;
 }
 
+namespace {
+
+// Bilinear warp in double precision. cv::warpAffine quantises sample
+// positions to 1/32 pixel, so a landmark moving by 1e-4 px (float rounding in
+// the detector, which differs with thread count and batch size) flips some
+// samples to the next position and changes crop pixels by whole grey levels;
+// here the crop is a continuous function of the landmarks.
+cv::Mat warp_bilinear(const cv::Mat& src, const cv::Matx23d& m, int size, Border border) {
+  const cv::Matx23d inv = invert(m);
+  const int ch = src.channels();
+  cv::Mat out(size, size, src.type());
+  const int w = src.cols, h = src.rows;
+  for (int y = 0; y < size; ++y) {
+    unsigned char* o = out.ptr<unsigned char>(y);
+    for (int x = 0; x < size; ++x) {
+      double sx = inv(0, 0) * x + inv(0, 1) * y + inv(0, 2);
+      double sy = inv(1, 0) * x + inv(1, 1) * y + inv(1, 2);
+      double fx = std::floor(sx), fy = std::floor(sy);
+      int x0 = static_cast<int>(fx), y0 = static_cast<int>(fy);
+      double ax = sx - fx, ay = sy - fy;
+      for (int c = 0; c < ch; ++c) {
+        auto at = [&](int xx, int yy) -> double {
+          if (border == Border::replicate) {
+            xx = std::clamp(xx, 0, w - 1);
+            yy = std::clamp(yy, 0, h - 1);
+          } else if (xx < 0 || yy < 0 || xx >= w || yy >= h) {
+            return 0.0;
+          }
+          return src.ptr<unsigned char>(yy)[xx * ch + c];
+        };
+        double v = (1 - ay) * ((1 - ax) * at(x0, y0) + ax * at(x0 + 1, y0)) + ay * ((1 - ax) * at(x0, y0 + 1) + ax * at(x0 + 1, y0 + 1));
+        o[x * ch + c] = static_cast<unsigned char>(std::clamp(std::lround(v), 0L, 255L));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 AlignedFace align_face(const cv::Mat& image, const Points5& points, const Template& tmpl, int out_size, Border border) {
   check_image(image, "align");
   const Template t = out_size > 0 && out_size != tmpl.size ? scale_template(tmpl, out_size) : tmpl;
@@ -361,8 +401,7 @@ AlignedFace align_face(const cv::Mat& image, const Points5& points, const Templa
                                           static_cast<double>(sz.height) / image.rows);
     warp = part(full(r.matrix) * full(invert(pre)));
   }
-  cv::warpAffine(src, r.image, warp, cv::Size(t.size, t.size), cv::INTER_LINEAR,
-                 border == Border::constant ? cv::BORDER_CONSTANT : cv::BORDER_REPLICATE, cv::Scalar::all(0));
+  r.image = warp_bilinear(src, warp, t.size, border);
   return r;
 }
 

@@ -337,6 +337,26 @@ std::unique_ptr<Input> peek_input(std::unique_ptr<Input> in, std::size_t n, std:
   return std::make_unique<ReplayInput>(std::move(in), head);
 }
 
+// An existing path that is not a regular file (a FIFO, /dev/null, a terminal,
+// /dev/fd/N of a process substitution) is written in place: renaming a
+// temporary file over it would replace the device or pipe.
+class SpecialFileOutput : public FdOutput {
+ public:
+  explicit SpecialFileOutput(const std::string& path) : FdOutput(-1, path) {
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd_ < 0) throw Error(errno_message(path, errno));
+  }
+  bool is_terminal() const { return ::isatty(fd_) == 1; }
+  ~SpecialFileOutput() override {
+    try {
+      flush();
+    } catch (...) {
+    }
+    buf_.clear();
+    if (fd_ >= 0) ::close(fd_);
+  }
+};
+
 std::unique_ptr<Input> memory_input(const void* data, std::size_t size, std::string name) {
   return std::make_unique<MemInput>(data, size, std::move(name));
 }
@@ -348,6 +368,13 @@ std::unique_ptr<Output> open_output(const std::string& path, const OutputOptions
     return std::make_unique<FdOutput>(1, "<stdout>");
   }
   if (path.empty()) throw UsageError("empty output file name");
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    auto out = std::make_unique<SpecialFileOutput>(path);
+    if (opts.content == Content::binary && !opts.force_terminal && out->is_terminal())
+      throw UsageError("refusing to write binary data to a terminal (" + path + ")");
+    return out;
+  }
   return std::make_unique<AtomicFileOutput>(path);
 }
 

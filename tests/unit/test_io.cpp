@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 #include <sstream>
 
 #include "hfr/error.hpp"
@@ -102,4 +103,35 @@ TEST_CASE("io: memory input seeks and reads positionally", "[io]") {
   CHECK_THROWS_WITH(in->pread_exact(b, 4, 8), "m: unexpected end of file at byte 8");
   in->seek(8);
   CHECK(in->read_full(b, 4) == 2);
+}
+
+TEST_CASE("io: an existing FIFO or device is written in place, never replaced", "[io]") {
+  char dir[] = "/tmp/hfr_io_fifo.XXXXXX";
+  REQUIRE(mkdtemp(dir) != nullptr);
+  std::string fifo = std::string(dir) + "/pipe";
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  std::string got;
+  std::thread reader([&] {
+    std::ifstream in(fifo);
+    std::getline(in, got);
+  });
+  {
+    auto out = io::open_output(fifo);
+    out->write(std::string("through the pipe\n"));
+    out->commit();
+  }
+  reader.join();
+  CHECK(got == "through the pipe");
+  struct stat st {};
+  REQUIRE(stat(fifo.c_str(), &st) == 0);
+  CHECK(S_ISFIFO(st.st_mode));
+  {
+    auto out = io::open_output("/dev/null");
+    out->write(std::string("x"));
+    out->commit();
+  }
+  REQUIRE(stat("/dev/null", &st) == 0);
+  CHECK(S_ISCHR(st.st_mode));
+  unlink(fifo.c_str());
+  rmdir(dir);
 }
