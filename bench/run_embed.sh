@@ -27,7 +27,7 @@ OUT="$SRC/bench/results-embed.md"
 timed() { # label command... -> "seconds peakMB"
   local label=$1; shift
   /usr/bin/time -f "%e %M" -o "$W/time" "$@" >"$W/out.$label" 2>"$W/err.$label" || [ $? -eq 3 ] || { cat "$W/err.$label" >&2; exit 1; }
-  read -r s kb <"$W/time"; echo "$s $((kb / 1024))"
+  read -r s kb < <(tail -1 "$W/time"); echo "$s $((kb / 1024))"
 }
 rate() { /usr/bin/python3 -c "import sys; n,s,s0=map(float,sys.argv[1:]); print(f'{n/max(s-s0,1e-9):.1f}')" "$@"; }
 
