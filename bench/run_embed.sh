@@ -145,6 +145,33 @@ pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"
 print(f"| {sys.argv[2]} | {sys.argv[3]} | {pct(tar.get(0.01))} | {pct(tar.get(0.001))} | {pct(eer)} | {pct(r1)} |")
 PY
 done
+YALE=${HFR_YALE_DIR:-$SRC/../shared/data/yale-faces}
+if [ -d "$YALE" ]; then
+  echo
+  echo "## Yale faces per model (15 subjects, 165 GIFs without extension, given as records; gallery: the 'normal' image, probes: the 10 others)"
+  echo
+  echo "| model | probes embedded | TAR@FAR=1e-2 | TAR@FAR=1e-3 | EER | Rank-1 |"
+  echo "|---|---:|---:|---:|---:|---:|"
+  ls "$YALE" | grep '^subject' | /usr/bin/python3 -c "
+import sys, json
+for l in sys.stdin:
+    l = l.strip(); s, c = l.split('.', 1)
+    print(json.dumps({'path': '$YALE/' + l, 'id': l, 'subject': s, 'condition': c}))" > "$W/yale.jsonl"
+  grep '"condition": "normal"' "$W/yale.jsonl" > "$W/yg.jsonl"; grep -v '"condition": "normal"' "$W/yale.jsonl" > "$W/yq.jsonl"
+  for m in faceres dlib; do
+    "$BIN/hfr-embed" -q -m $m -o "$W/g.hft" -r "$W/g.jsonl" - < "$W/yg.jsonl" 2>/dev/null || [ $? -eq 3 ]
+    "$BIN/hfr-embed" -q -m $m -o "$W/q.hft" -r "$W/q.jsonl" - < "$W/yq.jsonl" 2>/dev/null || [ $? -eq 3 ]
+    "$BIN/hfr-match" -q --matrix "$W/g.jsonl" "$W/q.jsonl" -o "$W/s.hft"
+    "$BIN/hfr-eval" --json "$W/s.hft" > "$W/r.json"
+    /usr/bin/python3 - "$W/r.json" "$m" "$(grep -vc '"error"' "$W/q.jsonl")" <<'PY'
+import sys, json
+r = json.load(open(sys.argv[1])); f = r["folds"][0]; v = f["verification"]
+tar = {row["target"]: row["tar"] for row in v["tar_at_far"]}
+pct = lambda x: "n/a" if x is None else f"{100 * x:.2f}%"
+print(f"| {sys.argv[2]} | {sys.argv[3]} | {pct(tar.get(0.01))} | {pct(tar.get(0.001))} | {pct(v['eer']['eer'])} | {pct(f['identification']['rank']['1'])} |")
+PY
+  done
+fi
 echo
 echo "mobilefacenet is shown for completeness: as shipped its vectors differ little between people (docs/models.md §5)."
 } > "$W/results.md"
