@@ -260,6 +260,9 @@ int run(const Options& o) {
   }
 
   std::vector<Item> items = enumerate(o);
+  if (items.empty())
+    log::warn("no images in the inputs (folders are searched for .jpg .jpeg .png .pgm .ppm .pbm .pnm .bmp .gif .tif .tiff "
+              ".webp files; other names can be given as records with a path)");
   if (!o.save_crops.empty()) {
     std::error_code ec;
     fs::create_directories(o.save_crops, ec);
