@@ -72,6 +72,11 @@ torch::Device torch_device(const std::string& device) {
   if (device == "cpu") return torch::kCPU;
   if (!torch::cuda::is_available())
     throw Error("--device " + device + ": CUDA is not available (this LibTorch build or machine has no GPU); use --device cpu");
+  // Full float32 on the GPU: TF32 (allowed by default for cuDNN convolutions on
+  // Ampere and later) changes embeddings by ~1e-3, beyond the fidelity hfr
+  // promises against the original runtime.
+  at::globalContext().setAllowTF32CuDNN(false);
+  at::globalContext().setAllowTF32CuBLAS(false);
   torch::Device d(device);
   if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
     throw Error("--device " + device + ": no such GPU (" + std::to_string(torch::cuda::device_count()) + " found)");

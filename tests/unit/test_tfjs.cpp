@@ -187,3 +187,29 @@ TEST_CASE("tfjs: detections from the imported BlazeFace agree with TF.js's withi
     for (int k = 0; k < 6; ++k) CHECK(cv::norm(da[i].keypoints[k] - db[i].keypoints[k]) < 0.5);
   }
 }
+
+TEST_CASE("tfjs: the imported models match TF.js on CUDA too", "[tfjs][golden][cuda]") {
+  if (!have_models()) return;
+  if (!torch::cuda::is_available()) {
+    WARN("no CUDA device: the CUDA golden check is skipped");
+    return;
+  }
+  torch::Device dev = torch_device("cuda");  // also turns TF32 off
+  struct C {
+    const char* json;
+    const char* stem;
+    double scale, offset;
+    const char* out;
+    const char* file;
+  };
+  for (const C& c : {C{"faceres.json", "faceres", 1, 0, "global_pooling/Mean", "global_pooling_Mean"},
+                     C{"blazeface.json", "blazeface", 1.0 / 127.5, -1, "Identity_3", "Identity_3"},
+                     C{"facemesh.json", "facemesh", 1.0 / 255, 0, "Identity_2", "Identity_2"}}) {
+    auto m = tfjs::load_graph_model(model_dir() + "/" + c.json);
+    nn::Program p(m.graph, m.input, {c.out}, c.stem);
+    p.to(dev);
+    auto y = p.run(input_of(std::string(c.stem) + ".input_photo.npy", c.scale, c.offset).to(dev))[0].to(torch::kCPU);
+    auto want = npy(golden(std::string(c.stem) + ".photo." + c.file + ".npy"));
+    check_close(y, want, want.abs().max().item<double>() > 20 ? 1e-3 : 1e-4, std::string(c.stem) + " cuda");
+  }
+}
