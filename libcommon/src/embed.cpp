@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -148,18 +149,34 @@ struct Prepared {
   double decode_ms = 0;          // reading, decoding, network input
 };
 
-// Runs f(i) for i in [0, n) on up to `threads` threads.
+// Runs f(i) for i in [0, n) on up to `threads` threads. The first exception
+// any call throws is rethrown here after every thread has finished.
 template <class F>
 void parallel(std::size_t n, int threads, F f) {
   std::atomic<std::size_t> next{0};
+  std::exception_ptr error;
+  std::mutex error_mutex;
   auto work = [&] {
-    for (std::size_t i; (i = next++) < n;) f(i);
+    for (std::size_t i; (i = next++) < n;) {
+      try {
+        f(i);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!error) error = std::current_exception();
+        next = n;
+      }
+    }
   };
   int t = static_cast<int>(std::min<std::size_t>(n, static_cast<std::size_t>(std::max(1, threads))));
   std::vector<std::thread> pool;
-  for (int k = 1; k < t; ++k) pool.emplace_back(work);
+  try {
+    for (int k = 1; k < t; ++k) pool.emplace_back(work);
+  } catch (...) {
+    // fewer threads than asked: the ones running and this one do the work
+  }
   work();
   for (auto& th : pool) th.join();
+  if (error) std::rethrow_exception(error);
 }
 
 std::string what(const std::exception& e) {
@@ -347,7 +364,7 @@ int run(const Options& o) {
           p.found = static_cast<int>(dets.size());
           std::vector<face::Detection> keep;
           for (const auto& d : dets)
-            if (d.width() >= o.min_face) keep.push_back(d);
+            if (d.width() >= std::max(o.min_face, 1.0) && d.height() >= 1) keep.push_back(d);
           if (keep.empty()) {
             p.error = dets.empty() ? "no face found (detector score threshold " + std::to_string(o.min_score).substr(0, 4) + ")"
                                    : "no face of at least " + std::to_string(static_cast<int>(o.min_face)) + " px found (" +
@@ -379,29 +396,50 @@ int run(const Options& o) {
       std::vector<std::pair<std::size_t, std::size_t>> fs_;
       for (std::size_t i = 0; i < chunk.size(); ++i)
         for (std::size_t j = 0; j < chunk[i].faces.size(); ++j) fs_.push_back({i, j});
+      std::vector<std::string> face_errors(fs_.size());
       if (mesher && !fs_.empty()) {
         std::vector<face::FaceRoi> rois(fs_.size());
         torch::Tensor in = torch::empty({static_cast<std::int64_t>(fs_.size()), 3, 192, 192}, at::kFloat);
         parallel(fs_.size(), o.threads, [&](std::size_t k) {
           auto [i, j] = fs_[k];
-          rois[k] = face::facemesh_roi(chunk[i].faces[j].det, 1.5, 192);
-          auto buf = face::facemesh_input(chunk[i].image, rois[k]);
-          std::memcpy(in[static_cast<std::int64_t>(k)].data_ptr<float>(), buf.data(), buf.size() * sizeof(float));
+          try {
+            rois[k] = face::facemesh_roi(chunk[i].faces[j].det, 1.5, 192);
+            auto buf = face::facemesh_input(chunk[i].image, rois[k]);
+            std::memcpy(in[static_cast<std::int64_t>(k)].data_ptr<float>(), buf.data(), buf.size() * sizeof(float));
+          } catch (const std::exception& e) {
+            face_errors[k] = "face " + std::to_string(j) + ": landmarks: " + what(e);
+            in[static_cast<std::int64_t>(k)].zero_();
+          }
         });
         torch::Tensor mesh = run_sliced(*mesher, in, o.net_batch, dev)[0];
         for (std::size_t k = 0; k < fs_.size(); ++k) {
+          if (!face_errors[k].empty()) continue;
           auto [i, j] = fs_[k];
           torch::Tensor r = mesh[static_cast<std::int64_t>(k)].contiguous();
           std::vector<float> raw(r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
-          chunk[i].faces[j].pts = face::five_points_from_mesh(face::mesh_to_image(raw, rois[k]));
+          try {
+            chunk[i].faces[j].pts = face::five_points_from_mesh(face::mesh_to_image(raw, rois[k]));
+          } catch (const std::exception& e) {
+            face_errors[k] = "face " + std::to_string(j) + ": landmarks: " + what(e);
+          }
         }
       }
       // Stage 4: alignment
       parallel(fs_.size(), o.threads, [&](std::size_t k) {
+        if (!face_errors[k].empty()) return;
         auto [i, j] = fs_[k];
         Face& f = chunk[i].faces[j];
-        f.crop = face::align_face(chunk[i].image, f.pts, tmpl, model.pre.size).image;
+        try {
+          f.crop = face::align_face(chunk[i].image, f.pts, tmpl, model.pre.size).image;
+        } catch (const std::exception& e) {
+          face_errors[k] = "face " + std::to_string(j) + ": alignment: " + what(e);
+        }
       });
+      // an image with a face that failed is an error record (its other faces are not embedded)
+      for (std::size_t k = 0; k < fs_.size(); ++k)
+        if (!face_errors[k].empty() && chunk[fs_[k].first].error.empty()) chunk[fs_[k].first].error = face_errors[k];
+      for (auto& p : chunk)
+        if (!p.error.empty()) p.faces.clear();
     }
 
     // Stage 5: embeddings, one batch (plus mirrored crops with --flip)

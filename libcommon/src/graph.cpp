@@ -22,6 +22,10 @@ namespace {
 using json = nlohmann::json;
 using Tensor = torch::Tensor;
 constexpr float kInf = std::numeric_limits<float>::infinity();
+// Bounds on sizes a model file controls (kernels, strides, paddings, resize
+// targets): far above any real network, low enough that no arithmetic on them
+// overflows and no single op asks for an absurd allocation.
+constexpr std::int64_t kMaxSpatial = 1 << 14;
 
 // ---------------------------------------------------------------- attributes
 
@@ -130,7 +134,7 @@ Pads parse_padding(const Node& n) {
     auto e = attr_ints(n, "explicit_paddings");
     if (e.size() != 8 || e[0] || e[1] || e[6] || e[7]) throw FormatError("explicit_paddings must pad H and W only");
     for (auto v : e)
-      if (v < 0) throw FormatError("negative explicit padding");
+      if (v < 0 || v > kMaxSpatial) throw FormatError("explicit padding out of range 0.." + std::to_string(kMaxSpatial));
     p.mode = Pads::explicit_;
     p.t = e[2]; p.b = e[3]; p.l = e[4]; p.r = e[5];
   } else {
@@ -150,8 +154,9 @@ std::array<std::int64_t, 4> resolve_pads(const Pads& p, std::int64_t h, std::int
 
 std::pair<std::int64_t, std::int64_t> spatial(const Node& n, const std::string& key, std::int64_t def) {
   auto v = attr_ints(n, key, {1, def, def, 1});
-  if (v.size() != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1)
-    throw FormatError("attribute " + key + " " + join(v) + " is not supported (need [1,h,w,1], h,w >= 1)");
+  if (v.size() != 4 || v[0] != 1 || v[3] != 1 || v[1] < 1 || v[2] < 1 || v[1] > kMaxSpatial || v[2] > kMaxSpatial)
+    throw FormatError("attribute " + key + " " + join(v) + " is not supported (need [1,h,w,1], 1 <= h,w <= " +
+                      std::to_string(kMaxSpatial) + ")");
   return {v[1], v[2]};
 }
 
@@ -172,11 +177,13 @@ struct Conv {
   Tensor alpha;
   double leaky = 0;
   bool has_leaky = false;
+  bool nhwc_input = false;  // the input value is held in NHWC
   bool act_none() const { return lo == -kInf && hi == kInf && !alpha.defined() && !has_leaky; }
   bool act_clamp_only() const { return !alpha.defined() && !has_leaky; }
 };
 
 Tensor run_conv(const Conv& c, Tensor x) {
+  if (c.nhwc_input) x = to_nchw(x);
   auto p = resolve_pads(c.pads, x.size(2), x.size(3), c.weight.size(2), c.weight.size(3), c.sh, c.sw, c.dh, c.dw);
   std::vector<std::int64_t> padding{0, 0};
   if (p[0] == p[1] && p[2] == p[3]) {
@@ -608,7 +615,7 @@ class Compiler {
     if (op == "DepthToSpace") {
       check_nhwc(n);
       std::int64_t bs = attr_int(n, "block_size", 0);
-      if (bs < 2) throw FormatError("block_size must be >= 2");
+      if (bs < 2 || bs > 64) throw FormatError("block_size must be in 2..64");
       int x = in(n, 0);
       bool c = nchw(x);
       emit(n, {x}, true, [c, bs](const std::vector<Tensor>& a) {
@@ -627,7 +634,8 @@ class Compiler {
       int x = in(n, 0);
       bool c = nchw(x);
       auto size = tensor_ints(const_in(n, 1, "size"));
-      if (size.size() != 2 || size[0] < 1 || size[1] < 1) throw FormatError("size must be two positive integers");
+      if (size.size() != 2 || size[0] < 1 || size[1] < 1 || size[0] > kMaxSpatial || size[1] > kMaxSpatial)
+        throw FormatError("size must be two integers in 1.." + std::to_string(kMaxSpatial));
       emit(n, {x}, true, [c, ac, size](const std::vector<Tensor>& a) {
         Tensor t = c ? a[0] : to_nchw(a[0]);
         return at::upsample_bilinear2d(t, {size[0], size[1]}, ac);
@@ -685,11 +693,8 @@ class Compiler {
         }
       }
     }
-    if (nchw(x)) {
-      emit(n, {x}, true, {}, conv);
-    } else {  // a rank-4 NHWC value (after a reshape): convert first
-      emit(n, {x}, true, [conv](const std::vector<Tensor>& a) { return run_conv(*conv, to_nchw(a[0])); });
-    }
+    conv->nhwc_input = !nchw(x);  // a rank-4 NHWC value (after a reshape): converted first
+    emit(n, {x}, true, {}, conv);
   }
 
   void lower_binary(const Node& n) {
@@ -793,7 +798,7 @@ class Compiler {
     }
     if (pads.size() % 2) throw FormatError("paddings must have shape [rank, 2]");
     for (auto v : pads)
-      if (v < 0) throw FormatError("negative paddings are not supported");
+      if (v < 0 || v > kMaxSpatial) throw FormatError("paddings must be in 0.." + std::to_string(kMaxSpatial));
     std::size_t rank = pads.size() / 2;
     bool c = nchw(x);
     if (c && rank != 4) throw FormatError("paddings for rank " + std::to_string(rank) + " on an image tensor");
@@ -829,6 +834,12 @@ class Compiler {
         if (v < -r || v >= r) throw FormatError(op + ": axis " + std::to_string(v) + " out of range for rank " + std::to_string(r));
         ax.push_back(v < 0 ? v + r : v);
       }
+      if (ax.empty()) return c && !keep ? to_nhwc(t) : t;  // TF: no axes, no reduction
+      {
+        auto sorted = ax;
+        std::sort(sorted.begin(), sorted.end());
+        if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) throw FormatError(op + ": duplicate reduction axes");
+      }
       bool direct = c;
       if (c && !keep) {  // the kept dims must come out in NHWC order
         bool cKept = std::find(ax.begin(), ax.end(), 3) == ax.end();
@@ -849,7 +860,9 @@ class Compiler {
   void lower_concat(const Node& n) {
     auto ins = inputs_of(n);
     if (ins.size() < 2) throw FormatError("needs values and an axis");
-    std::int64_t axis = tensor_ints(const_in(n, ins.size() - 1, "axis")).at(0);
+    auto axis_v = tensor_ints(const_in(n, ins.size() - 1, "axis"));
+    if (axis_v.size() != 1) throw FormatError("axis must be one integer");
+    std::int64_t axis = axis_v[0];
     std::vector<int> slots;
     bool all = true;
     for (std::size_t i = 0; i + 1 < ins.size(); ++i) {
@@ -884,7 +897,12 @@ class Compiler {
       if (!shape.empty() && shape[0] == 1 && t.dim() > 0 && t.size(0) > 1) {
         std::int64_t rest = 1;
         bool free = false;
-        for (std::size_t i = 1; i < shape.size(); ++i) (shape[i] == -1 ? free = true : (rest *= shape[i], false));
+        for (std::size_t i = 1; i < shape.size(); ++i) {
+          if (shape[i] == -1) free = true;
+          else if (shape[i] < 0 || shape[i] > t.numel()) return t.reshape(shape);  // let LibTorch report it
+          else rest *= shape[i];
+          if (rest > t.numel()) return t.reshape(shape);
+        }
         if (free || rest * t.size(0) == t.numel()) shape[0] = t.size(0);
       }
       return t.reshape(shape);
@@ -1010,7 +1028,9 @@ void Program::to(const torch::Device& device) {
 
 std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
   const Impl& p = *impl_;
-  c10::InferenceMode inference;
+  // No autograd recording. (InferenceMode would make the outputs inference
+  // tensors, which callers could not update in place.)
+  at::AutoGradMode no_grad(false);
   if (input.dim() != 4 || input.scalar_type() != at::kFloat)
     throw Error(p.context + ": input must be a float32 tensor [N, C, H, W]");
   const auto& s = p.input_shape;
@@ -1056,7 +1076,15 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
     for (std::size_t i = 0; i < std::min<std::size_t>(12, v2.size()); ++i) std::fprintf(stderr, "  %8.2f ms  %s\n", v2[i].first * 1e3, v2[i].second.c_str());
   }
   std::vector<Tensor> out;
-  for (int o : p.outputs) out.push_back(p.nchw[o] ? to_nhwc(v[o]).contiguous() : v[o]);
+  for (int o : p.outputs) {
+    // a constant (or a view of one), or the same value asked for twice, is
+    // copied: callers may change what they get
+    bool dup = std::count(p.outputs.begin(), p.outputs.end(), o) > 1;
+    Tensor t = dup || p.consts[o].defined() ? v[o] : std::move(v[o]);
+    if (p.nchw[o]) t = to_nhwc(t).contiguous();
+    if (dup || p.consts[o].defined() || !unique_value(t)) t = t.clone();
+    out.push_back(std::move(t));
+  }
   return out;
 }
 

@@ -223,8 +223,21 @@ void save_model(const Model& m, const std::string& path) {
   out->commit();
 }
 
+namespace {
+Model load_model_file(const std::string& spec);
+}
+
 Model load_model(const std::string& spec) {
   if (is_builtin(spec) && !fs::exists(spec)) return import_builtin(spec);
+  try {
+    return load_model_file(spec);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(spec + ": malformed model metadata: " + e.what());
+  }
+}
+
+namespace {
+Model load_model_file(const std::string& spec) {
   if (!fs::exists(spec)) {
     std::string known;
     for (const auto& n : builtin_models()) known += (known.empty() ? "" : ", ") + n;
@@ -266,6 +279,7 @@ Model load_model(const std::string& spec) {
     throw FormatError(spec + ": content checksum " + m.checksum + " differs from the recorded " + meta["checksum"].get<std::string>());
   return m;
 }
+}  // namespace
 
 Program compile(const Model& m, const std::vector<std::string>& roles, CompileOptions options) {
   std::vector<std::string> nodes;

@@ -194,7 +194,20 @@ std::map<std::string, torch::Tensor> load_weights(const json& manifest, const st
   return out;
 }
 
+namespace {
+Imported load_graph_model_unchecked(const std::string& model_json, const Limits& lim);
+}
+
 Imported load_graph_model(const std::string& model_json, const Limits& lim) {
+  try {
+    return load_graph_model_unchecked(model_json, lim);
+  } catch (const json::exception& e) {
+    throw FormatError(model_json + ": unexpected JSON content: " + e.what());
+  }
+}
+
+namespace {
+Imported load_graph_model_unchecked(const std::string& model_json, const Limits& lim) {
   json m = read_json(model_json, lim);
   const std::string& ctx = model_json;
   if (!m.is_object() || !m.contains("modelTopology") || !m["modelTopology"].is_object() ||
@@ -246,6 +259,7 @@ Imported load_graph_model(const std::string& model_json, const Limits& lim) {
   r.graph = nn::graph_from_json(nodes, std::move(weights), ctx);
   return r;
 }
+}  // namespace
 
 namespace {
 
@@ -363,7 +377,12 @@ Imported load_dlib_resnet(const std::string& manifest_json, const Limits& lim) {
     r.info["files"].push_back({{"file", fs::path(manifest_json).filename().string()}, {"bytes", bytes.size()},
                                {"sha256", sha256_hex(bytes.data(), bytes.size())}});
   }
-  auto w = load_weights(m, dir, manifest_json, lim, &r.info);
+  std::map<std::string, torch::Tensor> w;
+  try {
+    w = load_weights(m, dir, manifest_json, lim, &r.info);
+  } catch (const json::exception& e) {
+    throw FormatError(manifest_json + ": unexpected JSON content: " + e.what());
+  }
   r.graph = DlibBuilder(std::move(w), manifest_json).build();
   r.input = "input";
   return r;

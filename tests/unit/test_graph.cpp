@@ -136,3 +136,43 @@ TEST_CASE("graph: JSON round trip keeps nodes and refuses duplicates", "[graph]"
   j.push_back(j[0]);
   CHECK_THROWS_WITH(nn::graph_from_json(j, g.consts, "t"), Catch::Contains("duplicate name 'x'"));
 }
+
+TEST_CASE("graph: sizes a model controls are bounded at compile time", "[graph]") {
+  Graph d = with_input();
+  d.nodes.push_back({"s", "DepthToSpace", {"x"}, {{"block_size", std::int64_t(1) << 32}}});
+  CHECK_THROWS_WITH(nn::Program(d, "x", {"s"}, "m"), Catch::Contains("block_size"));
+  Graph p = with_input();
+  add_const(p, "pads", torch::tensor(std::vector<std::int64_t>{0, 0, 1 << 20, 0, 0, 0, 0, 0}).reshape({4, 2}));
+  p.nodes.push_back({"y", "Pad", {"x", "pads"}, {}});
+  CHECK_THROWS_WITH(nn::Program(p, "x", {"y"}, "m"), Catch::Contains("paddings"));
+  Graph k = with_input();
+  k.nodes.push_back({"y", "MaxPool", {"x"}, {{"ksize", {1, 1 << 20, 2, 1}}, {"strides", {1, 1, 1, 1}}, {"padding", "SAME"}}});
+  CHECK_THROWS_WITH(nn::Program(k, "x", {"y"}, "m"), Catch::Contains("ksize"));
+  Graph r = with_input();
+  add_const(r, "size", torch::tensor(std::vector<std::int64_t>{30000, 30000}));
+  r.nodes.push_back({"y", "ResizeBilinear", {"x", "size"}, {{"half_pixel_centers", true}}});
+  CHECK_THROWS_WITH(nn::Program(r, "x", {"y"}, "m"), Catch::Contains("size"));
+  Graph c = with_input();
+  add_const(c, "axis", torch::zeros({0}, at::kLong));
+  c.nodes.push_back({"y", "ConcatV2", {"x", "x", "axis"}, {}});
+  CHECK_THROWS_AS(nn::Program(c, "x", {"y"}, "m"), FormatError);
+}
+
+TEST_CASE("graph: reductions follow TF for empty and duplicate axes; outputs never alias the program", "[graph]") {
+  Graph g = with_input();
+  add_const(g, "none", torch::zeros({0}, at::kLong));
+  g.nodes.push_back({"m", "Mean", {"x", "none"}, {{"keep_dims", false}}});
+  add_const(g, "k", torch::ones({3}));
+  g.nodes.push_back({"kk", "Identity", {"k"}, {}});
+  nn::Program p(g, "x", {"m", "kk"}, "t");
+  auto x = torch::rand({2, 4, 4, 3});
+  auto out = p.run(nhwc_in(x));
+  CHECK(torch::equal(out[0], x));  // no axes: unchanged
+  out[1].mul_(100);
+  CHECK(p.run(nhwc_in(x))[1].sum().item<float>() == 3.0f);  // the constant was not changed through the output
+  Graph d = with_input();
+  add_const(d, "dup", torch::tensor(std::vector<std::int64_t>{1, -3}));
+  d.nodes.push_back({"m", "Max", {"x", "dup"}, {{"keep_dims", false}}});
+  nn::Program q(d, "x", {"m"}, "t");
+  CHECK_THROWS_WITH(q.run(nhwc_in(x)), Catch::Contains("duplicate"));
+}
