@@ -148,7 +148,7 @@ done
 YALE=${HFR_YALE_DIR:-$SRC/../shared/data/yale-faces}
 if [ -d "$YALE" ]; then
   echo
-  echo "## Yale faces per model (15 subjects, 165 GIFs without extension, given as records; gallery: the 'normal' image, probes: the 10 others)"
+  echo "## Yale faces per model (15 subjects, 164 GIFs without extension, given as records; gallery: the 'normal' image, probes: the others)"
   echo
   echo "| model | probes embedded | TAR@FAR=1e-2 | TAR@FAR=1e-3 | EER | Rank-1 |"
   echo "|---|---:|---:|---:|---:|---:|"
