@@ -442,6 +442,8 @@ int run(const Options& o) {
         if (!p.error.empty()) p.faces.clear();
     }
 
+    for (auto& p : chunk) p.image.release();  // only the crops are needed from here on
+
     // Stage 5: embeddings, one batch (plus mirrored crops with --flip)
     std::vector<const cv::Mat*> crops;
     std::vector<cv::Mat> flipped;

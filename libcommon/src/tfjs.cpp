@@ -208,7 +208,15 @@ Imported load_graph_model(const std::string& model_json, const Limits& lim) {
 
 namespace {
 Imported load_graph_model_unchecked(const std::string& model_json, const Limits& lim) {
-  json m = read_json(model_json, lim);
+  if (!fs::exists(model_json)) throw Error(model_json + ": No such file (fetch the models with scripts/fetch-models.sh)");
+  // one read: the bytes parsed are the bytes hashed (and later compared with the pinned SHA-256)
+  auto json_bytes = io::read_file(model_json, lim.max_json_bytes);
+  json m;
+  try {
+    m = json::parse(json_bytes.begin(), json_bytes.end());
+  } catch (const json::parse_error& e) {
+    throw FormatError(model_json + ": not valid JSON: " + e.what());
+  }
   const std::string& ctx = model_json;
   if (!m.is_object() || !m.contains("modelTopology") || !m["modelTopology"].is_object() ||
       !m["modelTopology"].contains("node") || !m["modelTopology"]["node"].is_array())
@@ -224,11 +232,8 @@ Imported load_graph_model_unchecked(const std::string& model_json, const Limits&
     if (m.contains(k) && m[k].is_string()) r.info[k] = m[k];
   std::string dir = fs::path(model_json).parent_path().string();
   if (dir.empty()) dir = ".";
-  {
-    auto bytes = io::read_file(model_json, lim.max_json_bytes);
-    r.info["files"].push_back({{"file", fs::path(model_json).filename().string()}, {"bytes", bytes.size()},
-                               {"sha256", sha256_hex(bytes.data(), bytes.size())}});
-  }
+  r.info["files"].push_back({{"file", fs::path(model_json).filename().string()}, {"bytes", json_bytes.size()},
+                             {"sha256", sha256_hex(json_bytes.data(), json_bytes.size())}});
   auto weights = load_weights(m.contains("weightsManifest") ? m["weightsManifest"] : json::array(), dir, ctx, lim, &r.info);
   json nodes = json::array();
   for (const auto& n : m["modelTopology"]["node"]) {
