@@ -17,9 +17,11 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-json read_json(const std::string& path, const Limits& lim) {
+// Reads and parses a JSON file; `raw` (if given) receives the bytes parsed.
+json read_json(const std::string& path, const Limits& lim, std::vector<unsigned char>* raw = nullptr) {
   if (!fs::exists(path)) throw Error(path + ": No such file (fetch the models with scripts/fetch-models.sh)");
   auto bytes = io::read_file(path, lim.max_json_bytes);
+  if (raw) *raw = bytes;
   try {
     return json::parse(bytes.begin(), bytes.end());
   } catch (const json::exception& e) {
@@ -208,15 +210,9 @@ Imported load_graph_model(const std::string& model_json, const Limits& lim) {
 
 namespace {
 Imported load_graph_model_unchecked(const std::string& model_json, const Limits& lim) {
-  if (!fs::exists(model_json)) throw Error(model_json + ": No such file (fetch the models with scripts/fetch-models.sh)");
-  // one read: the bytes parsed are the bytes hashed (and later compared with the pinned SHA-256)
-  auto json_bytes = io::read_file(model_json, lim.max_json_bytes);
-  json m;
-  try {
-    m = json::parse(json_bytes.begin(), json_bytes.end());
-  } catch (const json::parse_error& e) {
-    throw FormatError(model_json + ": not valid JSON: " + e.what());
-  }
+  // one read: the bytes parsed are the bytes hashed (and compared with the pinned SHA-256)
+  std::vector<unsigned char> json_bytes;
+  json m = read_json(model_json, lim, &json_bytes);
   const std::string& ctx = model_json;
   if (!m.is_object() || !m.contains("modelTopology") || !m["modelTopology"].is_object() ||
       !m["modelTopology"].contains("node") || !m["modelTopology"]["node"].is_array())
@@ -372,16 +368,14 @@ class DlibBuilder {
 }  // namespace
 
 Imported load_dlib_resnet(const std::string& manifest_json, const Limits& lim) {
-  json m = read_json(manifest_json, lim);
+  std::vector<unsigned char> bytes;
+  json m = read_json(manifest_json, lim, &bytes);
   std::string dir = fs::path(manifest_json).parent_path().string();
   if (dir.empty()) dir = ".";
   Imported r;
   r.info = {{"format", "face-api weights manifest (dlib ResNet-29 architecture built by hfr)"}, {"files", json::array()}};
-  {
-    auto bytes = io::read_file(manifest_json, lim.max_json_bytes);
-    r.info["files"].push_back({{"file", fs::path(manifest_json).filename().string()}, {"bytes", bytes.size()},
-                               {"sha256", sha256_hex(bytes.data(), bytes.size())}});
-  }
+  r.info["files"].push_back({{"file", fs::path(manifest_json).filename().string()}, {"bytes", bytes.size()},
+                             {"sha256", sha256_hex(bytes.data(), bytes.size())}});
   std::map<std::string, torch::Tensor> w;
   try {
     w = load_weights(m, dir, manifest_json, lim, &r.info);
