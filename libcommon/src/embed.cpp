@@ -63,11 +63,9 @@ void add_records(const Options& o, io::Input& in, const std::string& base_dir, s
     }
     if (r.contains(o.subject_field) && !r[o.subject_field].is_null())
       it.subject = r[o.subject_field].is_string() ? r[o.subject_field].get<std::string>() : r[o.subject_field].dump();
-    Record extra = Record::object();
     for (auto f = r.begin(); f != r.end(); ++f)
       if (f.key() != o.path_field && f.key() != o.id_field && f.key() != o.subject_field && !output_field(f.key()))
-        extra[f.key()] = f.value();
-    if (!extra.empty()) it.extra = extra.dump();
+        it.extra[f.key()] = f.value();
     if (!r.contains(o.path_field) || !r[o.path_field].is_string() || r[o.path_field].get<std::string>().empty()) {
       it.id = r.contains(o.id_field) && r[o.id_field].is_string() ? r[o.id_field].get<std::string>() : where;
       it.error = where + ": record has no string field \"" + o.path_field + "\"";
@@ -308,11 +306,6 @@ int run(const Options& o) {
         return;
       }
       auto t0 = std::chrono::steady_clock::now();
-      struct Stamp {
-        double& ms;
-        std::chrono::steady_clock::time_point t0;
-        ~Stamp() { ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(); }
-      } stamp{p.decode_ms, t0};
       try {
         p.image = read_image(p.item.path, ColorMode::rgb, limits);
         if (o.aligned) {
@@ -327,6 +320,7 @@ int run(const Options& o) {
       } catch (const std::exception& e) {
         p.error = what(e);
       }
+      p.decode_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     });
     return chunk;
   };
@@ -475,10 +469,7 @@ int run(const Options& o) {
       base["id"] = p.item.id;
       if (!p.item.path.empty()) base["path"] = relative_ref(p.item.path, o.records, true);
       if (!p.item.subject.empty()) base["subject"] = p.item.subject;
-      if (!p.item.extra.empty()) {
-        Record extra = Record::parse(p.item.extra);
-        for (auto it = extra.begin(); it != extra.end(); ++it) base[it.key()] = it.value();
-      }
+      for (auto it = p.item.extra.begin(); it != p.item.extra.end(); ++it) base[it.key()] = it.value();
       if (!p.error.empty() || p.faces.empty()) {
         Record r = base;
         r["error"] = p.error.empty() ? "no face" : p.error;

@@ -210,7 +210,7 @@ Tensor run_conv(const Conv& c, Tensor x) {
 // Steps get their arguments by value in a vector they may consume: an
 // argument whose slot dies at this step is moved in, so a step holding the
 // only reference to a tensor (and its storage) may update it in place.
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+using Fn = std::function<Tensor(std::vector<Tensor>&)>;
 
 bool unique_value(const Tensor& t) {
   return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
@@ -223,9 +223,10 @@ struct Step {
   std::shared_ptr<Conv> conv;  // convolution steps
   Fn fn;                       // every other step
   std::vector<int> release;    // slots whose last use is this step
+  std::vector<char> move_in;   // per input: moved into the arguments (its slot dies here, used once)
 };
 
-Tensor exec(const Step& s, const std::vector<Tensor>& args) {
+Tensor exec(const Step& s, std::vector<Tensor>& args) {
   if (s.conv) return run_conv(*s.conv, args.at(0));
   return s.fn(args);
 }
@@ -275,26 +276,26 @@ Tensor binary(const std::string& op, Tensor a, const Tensor& b) {
   throw Error("unreachable binary op " + op);
 }
 
-std::function<Tensor(const Tensor&)> unary(const Node& n) {
+std::function<Tensor(Tensor&)> unary(const Node& n) {
   const std::string& op = n.op;
-  if (op == "Relu") return [](const Tensor& x) { return unique_value(x) ? at::relu_(const_cast<Tensor&>(x)) : at::relu(x); };
-  if (op == "Relu6") return [](const Tensor& x) { return at::clamp(x, 0, 6); };
-  if (op == "Elu") return [](const Tensor& x) { return at::elu(x); };
+  if (op == "Relu") return [](Tensor& x) { return unique_value(x) ? at::relu_(x) : at::relu(x); };
+  if (op == "Relu6") return [](Tensor& x) { return at::clamp(x, 0, 6); };
+  if (op == "Elu") return [](Tensor& x) { return at::elu(x); };
   if (op == "LeakyRelu") {
     double a = attr_float(n, "alpha", 0.2);
-    return [a](const Tensor& x) { return at::leaky_relu(x, a); };
+    return [a](Tensor& x) { return at::leaky_relu(x, a); };
   }
-  if (op == "Sigmoid") return [](const Tensor& x) { return at::sigmoid(x); };
-  if (op == "Tanh") return [](const Tensor& x) { return at::tanh(x); };
-  if (op == "Abs") return [](const Tensor& x) { return at::abs(x); };
-  if (op == "Square") return [](const Tensor& x) { return at::square(x); };
-  if (op == "Sqrt") return [](const Tensor& x) { return at::sqrt(x); };
-  if (op == "Rsqrt") return [](const Tensor& x) { return at::rsqrt(x); };
-  if (op == "Exp") return [](const Tensor& x) { return at::exp(x); };
-  if (op == "Log") return [](const Tensor& x) { return at::log(x); };
-  if (op == "Neg") return [](const Tensor& x) { return at::neg(x); };
-  if (op == "Reciprocal") return [](const Tensor& x) { return at::reciprocal(x); };
-  if (op == "Softplus") return [](const Tensor& x) { return at::softplus(x); };
+  if (op == "Sigmoid") return [](Tensor& x) { return at::sigmoid(x); };
+  if (op == "Tanh") return [](Tensor& x) { return at::tanh(x); };
+  if (op == "Abs") return [](Tensor& x) { return at::abs(x); };
+  if (op == "Square") return [](Tensor& x) { return at::square(x); };
+  if (op == "Sqrt") return [](Tensor& x) { return at::sqrt(x); };
+  if (op == "Rsqrt") return [](Tensor& x) { return at::rsqrt(x); };
+  if (op == "Exp") return [](Tensor& x) { return at::exp(x); };
+  if (op == "Log") return [](Tensor& x) { return at::log(x); };
+  if (op == "Neg") return [](Tensor& x) { return at::neg(x); };
+  if (op == "Reciprocal") return [](Tensor& x) { return at::reciprocal(x); };
+  if (op == "Softplus") return [](Tensor& x) { return at::softplus(x); };
   throw Error("unreachable unary op " + op);
 }
 
@@ -439,6 +440,10 @@ class Compiler {
     for (std::size_t s = 0; s < last.size(); ++s)
       if (last[s] >= 0 && !p_->consts[s].defined() && !keep.count(static_cast<int>(s)))
         p_->steps[last[s]].release.push_back(static_cast<int>(s));
+    for (auto& st : p_->steps)
+      for (int i : st.in)
+        st.move_in.push_back(std::find(st.release.begin(), st.release.end(), i) != st.release.end() &&
+                             std::count(st.in.begin(), st.in.end(), i) == 1);
     return std::move(p_);
   }
 
@@ -559,7 +564,7 @@ class Compiler {
     if (op == "Softmax") {
       int x = in(n, 0);
       bool c = nchw(x);
-      emit(n, {x}, c, [c](const std::vector<Tensor>& a) { return at::softmax(a[0], c ? 1 : -1); });
+      emit(n, {x}, c, [c](std::vector<Tensor>& a) { return at::softmax(a[0], c ? 1 : -1); });
       return;
     }
     if (op == "ConcatV2") return lower_concat(n);
@@ -568,7 +573,7 @@ class Compiler {
       int x = in(n, 0);
       bool c = nchw(x);
       auto dims = attr_ints(n, "squeeze_dims");
-      emit(n, {x}, false, [c, dims](const std::vector<Tensor>& a) {
+      emit(n, {x}, false, [c, dims](std::vector<Tensor>& a) {
         Tensor t = c ? to_nhwc(a[0]) : a[0];
         if (dims.empty()) return t.squeeze();
         std::vector<std::int64_t> d = dims;
@@ -585,7 +590,7 @@ class Compiler {
     if (op == "Shape") {
       int x = in(n, 0);
       bool c = nchw(x);
-      emit(n, {x}, false, [c](const std::vector<Tensor>& a) {
+      emit(n, {x}, false, [c](std::vector<Tensor>& a) {
         std::vector<std::int64_t> s(a[0].sizes().begin(), a[0].sizes().end());
         if (c) s = {s[0], s[2], s[3], s[1]};
         return torch::tensor(s, at::kLong);
@@ -602,7 +607,7 @@ class Compiler {
         c.push_back(nchw(slots.back()));
       }
       std::int64_t axis = attr_int(n, "axis", 0);
-      emit(n, slots, false, [c, axis](const std::vector<Tensor>& a) {
+      emit(n, slots, false, [c, axis](std::vector<Tensor>& a) {
         std::vector<Tensor> v;
         for (std::size_t i = 0; i < a.size(); ++i) v.push_back(c[i] ? to_nhwc(a[i]) : a[i]);
         bool ints = std::all_of(v.begin(), v.end(), [](const Tensor& t) { return !t.is_floating_point(); });
@@ -618,7 +623,7 @@ class Compiler {
       if (bs < 2 || bs > 64) throw FormatError("block_size must be in 2..64");
       int x = in(n, 0);
       bool c = nchw(x);
-      emit(n, {x}, true, [c, bs](const std::vector<Tensor>& a) {
+      emit(n, {x}, true, [c, bs](std::vector<Tensor>& a) {
         Tensor t = c ? a[0] : to_nchw(a[0]);
         auto N = t.size(0), C = t.size(1), H = t.size(2), W = t.size(3);
         if (C % (bs * bs)) throw FormatError("DepthToSpace: channels not divisible by block_size^2");
@@ -636,7 +641,7 @@ class Compiler {
       auto size = tensor_ints(const_in(n, 1, "size"));
       if (size.size() != 2 || size[0] < 1 || size[1] < 1 || size[0] > kMaxSpatial || size[1] > kMaxSpatial)
         throw FormatError("size must be two integers in 1.." + std::to_string(kMaxSpatial));
-      emit(n, {x}, true, [c, ac, size](const std::vector<Tensor>& a) {
+      emit(n, {x}, true, [c, ac, size](std::vector<Tensor>& a) {
         Tensor t = c ? a[0] : to_nchw(a[0]);
         return at::upsample_bilinear2d(t, {size[0], size[1]}, ac);
       });
@@ -735,9 +740,8 @@ class Compiler {
     // constants meeting NCHW values are converted once, here
     if (out && !ca && is_const(a)) a = new_slot(false, bcast_nchw(cval(a)).contiguous()), ca = true;
     if (out && !cb && is_const(b)) b = new_slot(false, bcast_nchw(cval(b)).contiguous()), cb = true;
-    emit(n, {a, b}, out, [op, out, ca, cb](const std::vector<Tensor>& v) {
-      auto& args = const_cast<std::vector<Tensor>&>(v);
-      Tensor x = std::move(args[0]), y = v[1];
+    emit(n, {a, b}, out, [op, out, ca, cb](std::vector<Tensor>& v) {
+      Tensor x = std::move(v[0]), y = v[1];
       if (out && !ca) x = bcast_nchw(x);
       if (out && !cb) y = bcast_nchw(y);
       return binary(op, std::move(x), y);
@@ -756,8 +760,8 @@ class Compiler {
       }
     }
     auto f = unary(n);
-    emit(n, {x}, nchw(x), [f](const std::vector<Tensor>& a) {
-      Tensor t = std::move(const_cast<std::vector<Tensor>&>(a)[0]);
+    emit(n, {x}, nchw(x), [f](std::vector<Tensor>& a) {
+      Tensor t = std::move(a[0]);
       return f(t);
     });
   }
@@ -770,7 +774,7 @@ class Compiler {
     bool is_max = n.op == "MaxPool";
     int x = in(n, 0);
     bool c = nchw(x);
-    emit(n, {x}, true, [=](const std::vector<Tensor>& a) {
+    emit(n, {x}, true, [=](std::vector<Tensor>& a) {
       Tensor t = c ? a[0] : to_nchw(a[0]);
       auto p = resolve_pads(pads, t.size(2), t.size(3), kh, kw, sh, sw, 1, 1);
       bool sym = p[0] == p[1] && p[2] == p[3];
@@ -813,7 +817,7 @@ class Compiler {
       list.push_back(pads[2 * src]);
       list.push_back(pads[2 * src + 1]);
     }
-    emit(n, {x}, c, [list, value, rank](const std::vector<Tensor>& a) {
+    emit(n, {x}, c, [list, value, rank](std::vector<Tensor>& a) {
       if (static_cast<std::size_t>(a[0].dim()) != rank) throw FormatError("Pad: paddings rank does not match the input");
       return at::constant_pad_nd(a[0], list, value);
     });
@@ -826,7 +830,7 @@ class Compiler {
     bool c = nchw(x);
     const std::string op = n.op;
     bool out_nchw = c && keep;
-    emit(n, {x}, out_nchw, [=](const std::vector<Tensor>& a) {
+    emit(n, {x}, out_nchw, [=](std::vector<Tensor>& a) {
       Tensor t = a[0];
       std::int64_t r = t.dim();
       std::vector<std::int64_t> ax;
@@ -870,7 +874,7 @@ class Compiler {
       all = all && nchw(slots.back());
     }
     if (all) {
-      emit(n, slots, true, [axis](const std::vector<Tensor>& a) {
+      emit(n, slots, true, [axis](std::vector<Tensor>& a) {
         std::int64_t ax = axis < 0 ? axis + 4 : axis;
         if (ax < 0 || ax > 3) throw FormatError("ConcatV2: axis out of range");
         return at::cat(a, kNhwcToNchw[ax]);
@@ -879,7 +883,7 @@ class Compiler {
     }
     std::vector<bool> c;
     for (int s : slots) c.push_back(nchw(s));
-    emit(n, slots, false, [axis, c](const std::vector<Tensor>& a) {
+    emit(n, slots, false, [axis, c](std::vector<Tensor>& a) {
       std::vector<Tensor> v;
       for (std::size_t i = 0; i < a.size(); ++i) v.push_back(c[i] ? to_nhwc(a[i]) : a[i]);
       return at::cat(v, axis);
@@ -889,7 +893,7 @@ class Compiler {
   void lower_reshape(const Node& n) {
     int x = in(n, 0), s = in(n, 1);
     bool c = nchw(x);
-    emit(n, {x, s}, false, [c](const std::vector<Tensor>& a) {
+    emit(n, {x, s}, false, [c](std::vector<Tensor>& a) {
       Tensor t = c ? to_nhwc(a[0]) : a[0];
       auto shape = tensor_ints(a[1]);
       // Graphs exported with batch 1 carry it in their reshape constants; a
@@ -915,7 +919,7 @@ class Compiler {
     std::int64_t bm = attr_int(n, "begin_mask", 0), em = attr_int(n, "end_mask", 0), sm = attr_int(n, "shrink_axis_mask", 0);
     int x = in(n, 0), b = in(n, 1), e = in(n, 2), st = in(n, 3);
     bool c = nchw(x);
-    emit(n, {x, b, e, st}, false, [=](const std::vector<Tensor>& a) {
+    emit(n, {x, b, e, st}, false, [=](std::vector<Tensor>& a) {
       Tensor t = c ? to_nhwc(a[0]) : a[0];
       auto begin = tensor_ints(a[1]), end = tensor_ints(a[2]), strides = tensor_ints(a[3]);
       if (begin.size() != end.size() || begin.size() != strides.size() || static_cast<std::int64_t>(begin.size()) > t.dim())
@@ -970,7 +974,7 @@ class Compiler {
     std::vector<int> ins{x, ws};
     if (bias.defined()) ins.push_back(new_slot(false, bias));
     bool c = nchw(x);
-    emit(n, ins, false, [ta, relu, c](const std::vector<Tensor>& a) {
+    emit(n, ins, false, [ta, relu, c](std::vector<Tensor>& a) {
       Tensor t = c ? to_nhwc(a[0]) : a[0];
       if (t.dim() != 2) throw FormatError("MatMul: input must be rank 2, is rank " + std::to_string(t.dim()));
       if (ta) t = t.t();
@@ -1043,18 +1047,14 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
     if (p.consts[i].defined()) v[i] = p.consts[i];
   v[p.input_slot] = p.channels_last ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   std::vector<Tensor> args;
+  // HFR_PROFILE_GRAPH=1: time per op kind on stderr (for optimising importers)
   static const bool profile = std::getenv("HFR_PROFILE_GRAPH") != nullptr;
   std::map<std::string, double> prof;
   for (const Step& st : p.steps) {
     args.clear();
-    for (std::size_t k = 0; k < st.in.size(); ++k) {
-      int i = st.in[k];
-      bool dies = std::find(st.release.begin(), st.release.end(), i) != st.release.end() &&
-                  std::count(st.in.begin(), st.in.end(), i) == 1;
-      args.push_back(dies ? std::move(v[i]) : v[i]);
-    }
+    for (std::size_t k = 0; k < st.in.size(); ++k) args.push_back(st.move_in[k] ? std::move(v[st.in[k]]) : v[st.in[k]]);
     try {
-      auto t0 = std::chrono::steady_clock::now();
+      auto t0 = profile ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
       v[st.out] = exec(st, args);
       if (profile) {
         std::string key = st.op;

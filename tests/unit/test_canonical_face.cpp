@@ -10,22 +10,17 @@
 #include "hfr/canonical_face.hpp"
 #include "hfr/error.hpp"
 #include "hfr/io.hpp"
+#include "model_files.hpp"
 
 using namespace hfr;
 namespace fs = std::filesystem;
 
 namespace {
-std::string geometry_file() {
-  const char* d = std::getenv("HFR_MODEL_DIR");
-  return (d ? std::string(d) : std::string(HFR_SOURCE_DIR) + "/models") + "/face_geometry.binarypb";
-}
+std::string geometry_file() { return test::model_dir() + "/face_geometry.binarypb"; }
 }  // namespace
 
 TEST_CASE("canonical face: the npm geometry equals MediaPipe's canonical_face_model.obj", "[canonical_face]") {
-  if (!fs::exists(geometry_file())) {
-    WARN("models not fetched (scripts/fetch-models.sh): canonical face check skipped");
-    return;
-  }
+  if (!test::have_model_file("face_geometry.binarypb")) return;
   CanonicalFace f = read_canonical_face(geometry_file());
   REQUIRE(f.vertices.size() == 468);
   REQUIRE(f.uvs.size() == 468);

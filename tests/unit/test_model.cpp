@@ -11,20 +11,14 @@
 
 #include "hfr/error.hpp"
 #include "hfr/model.hpp"
+#include "model_files.hpp"
 
 using namespace hfr;
 namespace fs = std::filesystem;
 
 namespace {
-std::string models() {
-  if (const char* d = std::getenv("HFR_MODEL_DIR")) return d;
-  return std::string(HFR_SOURCE_DIR) + "/models";
-}
-bool have_models() {
-  if (fs::exists(models() + "/faceres.json")) return true;
-  WARN("models not fetched (run scripts/fetch-models.sh): model file tests skipped");
-  return false;
-}
+std::string models() { return test::model_dir(); }
+bool have_models() { return test::have_model_file(); }
 struct TempDir {
   fs::path p = fs::temp_directory_path() / ("hfr_model_" + std::to_string(::getpid()));
   TempDir() { fs::create_directories(p); }

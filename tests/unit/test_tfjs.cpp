@@ -14,16 +14,14 @@
 #include "hfr/npy.hpp"
 #include "hfr/tensor_torch.hpp"
 #include "hfr/tfjs.hpp"
+#include "model_files.hpp"
 
 using namespace hfr;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string model_dir() {
-  if (const char* d = std::getenv("HFR_MODEL_DIR")) return d;
-  return std::string(HFR_SOURCE_DIR) + "/models";
-}
+using test::model_dir;
 std::string golden(const std::string& f) { return std::string(HFR_SOURCE_DIR) + "/tests/fixtures/golden/" + f; }
 
 torch::Tensor npy(const std::string& path) {
@@ -43,11 +41,7 @@ struct Case {
   std::vector<std::pair<std::string, std::string>> outputs;  // node, golden file stem
 };
 
-bool have_models() {
-  if (fs::exists(model_dir() + "/faceres.json")) return true;
-  WARN("models not fetched (run scripts/fetch-models.sh): golden checks skipped");
-  return false;
-}
+bool have_models() { return test::have_model_file(); }
 
 void check_close(const torch::Tensor& got, const torch::Tensor& want, double atol, const std::string& what) {
   INFO(what);

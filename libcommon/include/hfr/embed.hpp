@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "hfr/records.hpp"
+
 namespace hfr::embed {
 
 enum class FacePolicy { largest, all, single };
@@ -52,7 +54,7 @@ struct Item {
   std::string id;
   std::string subject;   // "" = unknown
   std::string error;     // set when the input entry itself is bad
-  std::string extra;     // JSON object text of pass-through record fields ("" = none)
+  Record extra = Record::object();  // pass-through fields of an input record
 };
 std::vector<Item> enumerate(const Options& options);
 
