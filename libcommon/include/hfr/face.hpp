@@ -125,6 +125,9 @@ Points5 five_points(const Detection& detection);
 // 133; left: 466 388 387 386 385 384 398 / 263 249 390 373 374 380 381 382
 // 362), nose tip = 1, mouth corners = 61 (right) and 291 (left).
 Points5 five_points_from_mesh(const std::vector<cv::Point3d>& mesh);
+// The face mesh's 36 face-oval landmarks (MediaPipe FACEMESH_FACE_OVAL): on a
+// turned face they follow the silhouette rather than fixed surface points.
+const std::vector<int>& mesh_face_oval();
 
 // ---------------------------------------------------------------------------
 // The facemesh crop (mediapipe face_detection_front_detection_to_roi +

@@ -1,0 +1,35 @@
+// The items a tool's inputs name: image files, folders (recursive, sorted,
+// include/exclude globs, the first sub-folder is the subject), JSON-lines
+// records with a path field (relative to the records file), or "-" (records
+// on stdin). Shared by the tools that read photos (hfr-embed, hfr-reconstruct).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "hfr/records.hpp"
+
+namespace hfr::inputs {
+
+struct Spec {
+  std::vector<std::string> inputs;             // images, folders, records files, "-"
+  std::vector<std::string> include, exclude;   // glob patterns on folder-relative paths
+  std::string path_field = "path", id_field = "id", subject_field = "subject";
+  std::vector<std::string> drop_fields;        // record fields not passed through (the tool's own outputs)
+};
+
+struct Item {
+  std::string path;      // as opened
+  std::string id;
+  std::string subject;   // "" = unknown
+  std::string error;     // set when the input entry itself is bad
+  Record extra = Record::object();  // pass-through fields of an input record
+};
+
+std::vector<Item> enumerate(const Spec& spec);
+
+// A path as written into records: relative to the records file's folder (how
+// readers resolve it); as given when the records go to stdout; absolute paths
+// stay absolute when keep_absolute.
+std::string relative_ref(const std::string& path, const std::string& records_path, bool keep_absolute);
+
+}  // namespace hfr::inputs
