@@ -355,7 +355,9 @@ std::string to_json(const Correspondence& c) {
   for (std::size_t i = 0; i < c.points.size(); ++i) {
     const SurfacePoint& p = c.points[i];
     const double d = i < c.distance_cm.size() ? c.distance_cm[i] : 0.0;
-    s += (i ? ",\n[" : "\n[") + std::to_string(p.triangle) + "," + fmt(p.b0) + "," + fmt(p.b1) + "," + fmt(p.b2) + "," + fmt(d) + "]";
+    s += (i ? ",\n[" : "\n[") + std::to_string(p.triangle) + "," + fmt(p.b0) + "," + fmt(p.b1) + "," + fmt(p.b2) + "," + fmt(d);
+    if (c.spread_cm.size() == c.points.size()) s += "," + fmt(c.spread_cm[i]);
+    s += "]";
   }
   s += "\n]}\n";
   return s;
@@ -389,7 +391,9 @@ Correspondence correspondence_from_json(const std::string& text, const std::stri
   for (std::size_t i = 0; i < pts.size(); ++i) {
     const std::string ctx = name + ": points[" + std::to_string(i) + "]";
     const json& p = pts[i];
-    if (!p.is_array() || p.size() != 5) throw FormatError(ctx + ": expected [triangle, b0, b1, b2, distance]");
+    if (!p.is_array() || (p.size() != 5 && p.size() != 6))
+      throw FormatError(ctx + ": expected [triangle, b0, b1, b2, distance] or [..., spread]");
+    if (i > 0 && (p.size() == 6) != (c.spread_cm.size() == i)) throw FormatError(ctx + ": every point or none has a spread");
     if (!p[0].is_number_integer()) throw FormatError(ctx + ": triangle must be an integer");
     const std::int64_t t = p[0].get<std::int64_t>();
     if (t < 0 || t >= c.num_triangles)
@@ -406,6 +410,11 @@ Correspondence correspondence_from_json(const std::string& text, const std::stri
     c.points.push_back(SurfacePoint{static_cast<std::int32_t>(t), static_cast<float>(v[0]), static_cast<float>(v[1]),
                                     static_cast<float>(v[2])});
     c.distance_cm.push_back(static_cast<float>(v[3]));
+    if (p.size() == 6) {
+      if (!p[5].is_number() || !std::isfinite(p[5].get<double>()) || p[5].get<double>() < 0)
+        throw FormatError(ctx + ": spread must be a number >= 0");
+      c.spread_cm.push_back(static_cast<float>(p[5].get<double>()));
+    }
   }
   return c;
 }

@@ -91,7 +91,17 @@ Result fit(const morph::MorphableModel& model, const morph::Correspondence& corr
   res.eye_distance_px = eye_distance(obs);
   if (!(res.eye_distance_px > 1)) throw Error("fit: the eyes are less than a pixel apart");
   const double sigma = o.sigma_rel * res.eye_distance_px;
-  const std::vector<double> w = landmark_weights(o);
+  const std::vector<double> base_w = landmark_weights(o);
+  std::vector<double> w = base_w;
+  // a calibrated correspondence knows how consistently the network places
+  // each landmark on the surface: a point whose samples spread by s counts
+  // 1 / (1 + (s / s0)^2) as much (s0: the median spread)
+  if (corr.spread_cm.size() == static_cast<std::size_t>(N) && o.spread_weighting) {
+    std::vector<float> sp(corr.spread_cm);
+    std::nth_element(sp.begin(), sp.begin() + N / 2, sp.end());
+    const double s0 = std::max(1e-3f, sp[N / 2]);
+    for (int i = 0; i < N; ++i) w[i] /= 1 + std::pow(corr.spread_cm[static_cast<std::size_t>(i)] / s0, 2);
+  }
 
   // basis at the landmarks: m_i (3) and B_i (3 x P), P = K + E_fit
   const int K = std::clamp(o.identity_modes, 0, static_cast<int>(model.identity.cols()));
@@ -131,7 +141,7 @@ Result fit(const morph::MorphableModel& model, const morph::Correspondence& corr
     std::vector<cv::Point3d> obj;
     std::vector<cv::Point2d> img;
     for (int i = 0; i < N; ++i) {
-      if (w[i] < 0.99) continue;
+      if (base_w[i] < 0.99) continue;  // PnP start: no face-oval points
       Eigen::Vector3d x = shape(i);
       obj.emplace_back(x[0], x[1], x[2]);
       img.emplace_back(obs.points[i][0], obs.points[i][1]);

@@ -499,7 +499,7 @@ TEST_CASE("correspondence: the stored file equals a fresh registration", "[corre
   CHECK(rt_same == 468);
   // The stored file is this registration refined by calibration on renders
   // (calibrate_correspondence, tests/unit/test_reconstruct.cpp): away from the
-  // face oval it stays close to the registration.
+  // lateral face oval (which it keeps) it stays close to the registration.
   Correspondence stored = builtin_ict_correspondence(m);
   std::vector<double> moves;
   std::vector<bool> oval(468, false);
@@ -509,8 +509,8 @@ TEST_CASE("correspondence: the stored file equals a fresh registration", "[corre
   for (std::size_t i = 0; i < 468; ++i) {
     Eigen::Vector3f a = point_on(m.neutral.positions, m.neutral, stored.points[i]);
     Eigen::Vector3f b = point_on(m.neutral.positions, m.neutral, f.c.points[i]);
-    if (oval[i]) {
-      CHECK((a - b).norm() < 1e-4);  // the oval keeps the registration
+    if (oval[i] && std::abs(b.x()) > 4.0f) {
+      CHECK((a - b).norm() < 1e-4);  // the lateral face oval keeps the registration
       continue;
     }
     moves.push_back((a - b).norm());

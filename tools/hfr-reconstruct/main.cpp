@@ -77,7 +77,7 @@ hfr::cli::ToolSpec spec() {
       {"id-field", 0, "NAME", "Record field holding the item id.", "id", {}, Complete::none},
       {"subject-field", 0, "NAME", "Record field holding the subject.", "subject", {}, Complete::none},
       {"max-pixels", 0, "N", "Refuse photos with more pixels than this.", "100000000", {}, Complete::none},
-      {"timing", 0, "", "Add latency_ms to each record (decoding plus the photo's share of its chunk's time).", "", {}, Complete::none},
+      {"timing", 0, "", "Add latency_ms (decoding plus the photo's share of its chunk's time), fit_ms and unwrap_ms to each record.", "", {}, Complete::none},
   };
   s.examples = {
       {"hfr-reconstruct --ict ~/ICT-FaceKit/FaceXModel -O faces/ photos/ > faces.jsonl",

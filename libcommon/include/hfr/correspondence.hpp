@@ -16,6 +16,7 @@ struct Correspondence {
   std::int64_t num_vertices = 0, num_triangles = 0;  // of the model it was made for
   std::vector<SurfacePoint> points;                  // one per canonical face vertex (468)
   std::vector<float> distance_cm;                    // registration residual per point
+  std::vector<float> spread_cm;                      // calibrated: RMS spread of a point's samples (empty = unknown)
   std::string note;                                  // provenance (free text; the JSON's "note")
 };
 

@@ -36,6 +36,7 @@ struct Options {
   double expression_prior = 1.0;  // lambda_b
   double depth_weight = 0.25;     // weight of the face mesh's relative depth (0 = 2D only)
   double contour_weight = 0.3;    // weight of the face-oval points (they slide along the silhouette)
+  bool spread_weighting = true;   // weigh landmarks by the calibration's spread (when the correspondence has one)
   int iterations = 30;              // Levenberg-Marquardt steps at most
   double focal_px = 0;            // 0: from the field of view below
   double fov_deg = 40;            // field of view across the image's longer side

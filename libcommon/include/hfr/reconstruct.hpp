@@ -74,6 +74,8 @@ struct FaceResult {
   std::vector<float> vertices;   // model space (cm)
   bool grey = false;
   std::string error;             // set when the face was refused (pose, residual) or failed
+  double detect_ms = 0;          // the photo's detection and face mesh (reconstruct() only)
+  double fit_ms = 0, unwrap_ms = 0;
 };
 
 class Reconstructor {
