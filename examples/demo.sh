@@ -34,10 +34,25 @@ cat "$src" | "$BIN/hfr-tensor" cat --dtype f16 | "$BIN/hfr-tensor" cat --level 9
 "$BIN/hfr-tensor" export --tensor a "$out/mixed-f16.hft" -o "$out/a.npy" || exit 1
 say "wrote $out/mixed-f16.hft and $out/a.npy (numpy.load reads it)"
 
+# Reconstruction: every face in the sample photos -> 3D head + reflectance maps.
+models=${HFR_MODEL_DIR:-$top/models}
+shared=${HFR_SHARED_DATA:-$top/../shared/data}
+say ""
+ict=${HFR_ICT_FACEKIT:-}
+[ -z "$ict" ] && [ -d "$shared/ict-facekit" ] && ict=$shared/ict-facekit
+if [ -n "$ict" ]; then
+  say "3D reconstruction of the sample photos (hfr-reconstruct, ICT FaceKit full head):"
+  set -- --ict "$ict"
+else
+  say "3D reconstruction of the sample photos (hfr-reconstruct; no ICT FaceKit found, so the face mesh alone: README, '3D face model'):"
+  set -- -m facemesh
+fi
+"$BIN/hfr-reconstruct" "$@" --faces all -O "$out/faces" --preview "$out/previews" -r "$out/faces.jsonl" "$models/face-api" || [ $? -eq 3 ] || exit 1
+say "  $(grep -c '"reconstruction"' "$out/faces.jsonl") faces -> $out/faces.jsonl, $out/faces/*.hft; previews in $out/previews/"
+
 # Embedding, matching and evaluation on real faces with the pretrained models.
 say ""
 say "Faces in the sample photos (hfr-embed, all faces per photo):"
-models=${HFR_MODEL_DIR:-$top/models}
 "$BIN/hfr-embed" --faces all -o "$out/samples.hft" -r "$out/samples.jsonl" "$models/face-api" || [ $? -eq 3 ] || exit 1
 say "  $(wc -l < "$out/samples.jsonl") faces -> $out/samples.jsonl, $out/samples.hft"
 orl=${HFR_SHARED_DATA:-$top/../shared/data}/orl-faces

@@ -47,7 +47,7 @@ struct Pose {
 // Camera-space positions of model-space points.
 std::vector<float> transform(const Pose& pose, const std::vector<float>& positions);
 // Head angles in degrees of a model->camera rotation, relative to the frontal
-// view: yaw (+ = the subject turns to their left, i.e. the face points to the
+// view R = diag(1, -1, -1) * Ry(yaw) * Rx(-pitch) * Rz(roll) (mesh.cpp): yaw (+ = the subject turns to their left, i.e. the face points to the
 // image's right), pitch (+ = looking up), roll (+ = head tilted so that it
 // appears rotated counter-clockwise in the image).
 std::array<double, 3> yaw_pitch_roll(const Pose& pose);
