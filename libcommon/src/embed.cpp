@@ -253,17 +253,13 @@ int run(const Options& o) {
                     static_cast<double>(chunk.size());
     std::int64_t k = 0;
     for (auto& p : chunk) {
-      Record base = Record::object();
-      base["id"] = p.item.id;
-      if (!p.item.path.empty()) base["path"] = inputs::relative_ref(p.item.path, o.records, true);
-      if (!p.item.subject.empty()) base["subject"] = p.item.subject;
-      for (auto it = p.item.extra.begin(); it != p.item.extra.end(); ++it) base[it.key()] = it.value();
+      const Record base = inputs::base_record(p.item, o.records);
       if (!p.frame.error.empty() || p.faces.empty()) {
         Record r = base;
         r["error"] = p.frame.error.empty() ? "no face" : p.frame.error;
         rw.write(r);
         ++failed;
-        log::warn(p.item.id + ": " + r["error"].get<std::string>());
+        log::warn(inputs::describe(p.item, r["error"].get<std::string>()));
         progress.add();
         continue;
       }

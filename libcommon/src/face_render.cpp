@@ -24,18 +24,6 @@ cv::Vec3f skin_albedo(float u, float v) {
   return cv::Vec3f(0.46f, 0.31f, 0.24f) * k;
 }
 
-std::array<float, 2> uv_of(const morph::MorphableModel& m, const morph::SurfacePoint& p) {
-  const auto& ut = m.neutral.uv_triangles;
-  const auto& uv = m.neutral.uvs;
-  const float b[3] = {p.b0, p.b1, p.b2};
-  std::array<float, 2> r{0, 0};
-  for (int k = 0; k < 3; ++k) {
-    const auto i = static_cast<std::size_t>(ut[3 * static_cast<std::size_t>(p.triangle) + k]);
-    r[0] += b[k] * uv[2 * i];
-    r[1] += b[k] * uv[2 * i + 1];
-  }
-  return r;
-}
 
 Scene render(const morph::MorphableModel& m, const morph::Correspondence& corr, const Eigen::VectorXf& identity,
              const Eigen::VectorXf& expression, const mesh::Pose& pose, const Options& o) {
@@ -61,7 +49,7 @@ Scene render(const morph::MorphableModel& m, const morph::Correspondence& corr, 
     std::vector<cv::Point> poly;
     for (int i : idx) {
       if (static_cast<std::size_t>(i) >= corr.points.size()) return;
-      const auto uv = uv_of(m, corr.points[static_cast<std::size_t>(i)]);
+      const auto uv = morph::uv_of(m, corr.points[static_cast<std::size_t>(i)]);
       poly.emplace_back(static_cast<int>(uv[0] * S), static_cast<int>((1 - uv[1]) * S));
     }
     cv::fillPoly(s.albedo, std::vector<std::vector<cv::Point>>{poly}, cv::Scalar(col[0], col[1], col[2]));

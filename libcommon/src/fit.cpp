@@ -308,6 +308,7 @@ Result fit(const morph::MorphableModel& model, const morph::Correspondence& corr
     sw += w[i];
   }
   res.rms_px = std::sqrt(se / sw);
+  res.weights = w;
   res.rms_rel = res.rms_px / res.eye_distance_px;
   res.identity = Eigen::VectorXf::Zero(model.identity.cols());
   res.expression = Eigen::VectorXf::Zero(model.expression.cols());

@@ -116,4 +116,18 @@ std::string relative_ref(const std::string& path, const std::string& records_pat
   return ec || rel.empty() ? abs.string() : rel.generic_string();
 }
 
+Record base_record(const Item& item, const std::string& records_path) {
+  Record base = Record::object();
+  base["id"] = item.id;
+  if (!item.path.empty()) base["path"] = relative_ref(item.path, records_path, true);
+  if (!item.subject.empty()) base["subject"] = item.subject;
+  for (auto it = item.extra.begin(); it != item.extra.end(); ++it) base[it.key()] = it.value();
+  return base;
+}
+
+std::string describe(const Item& item, const std::string& error) {
+  if (!item.path.empty() && error.rfind(item.path + ":", 0) == 0) return error;
+  return item.id + ": " + error;
+}
+
 }  // namespace hfr::inputs

@@ -543,4 +543,17 @@ Eigen::Vector3f point_on(const std::vector<float>& positions, const mesh::TriMes
   return r;
 }
 
+std::array<float, 2> uv_of(const MorphableModel& m, const SurfacePoint& p) {
+  const auto& ut = m.neutral.uv_triangles;
+  const auto& uv = m.neutral.uvs;
+  const float b[3] = {p.b0, p.b1, p.b2};
+  std::array<float, 2> r{0, 0};
+  for (int k = 0; k < 3; ++k) {
+    const auto i = static_cast<std::size_t>(ut[3 * static_cast<std::size_t>(p.triangle) + k]);
+    r[0] += b[k] * uv[2 * i];
+    r[1] += b[k] * uv[2 * i + 1];
+  }
+  return r;
+}
+
 }  // namespace hfr::morph

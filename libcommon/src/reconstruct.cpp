@@ -90,18 +90,6 @@ morph::Correspondence identity_correspondence(const morph::MorphableModel& m) {
   return c;
 }
 
-std::array<float, 2> uv_of(const morph::MorphableModel& m, const morph::SurfacePoint& p) {
-  const auto& ut = m.neutral.uv_triangles;
-  const auto& uv = m.neutral.uvs;
-  const float b[3] = {p.b0, p.b1, p.b2};
-  std::array<float, 2> r{0, 0};
-  for (int k = 0; k < 3; ++k) {
-    const auto i = static_cast<std::size_t>(ut[3 * static_cast<std::size_t>(p.triangle) + k]);
-    r[0] += b[k] * uv[2 * i];
-    r[1] += b[k] * uv[2 * i + 1];
-  }
-  return r;
-}
 
 Setup make_setup(const Options& o) {
   Setup s;
@@ -133,7 +121,7 @@ Setup make_setup(const Options& o) {
   for (const auto& d : area_defs()) {
     reflect::UvArea a;
     a.name = d.name;
-    for (int i : d.idx) a.polygon.push_back(uv_of(s.model, s.corr.points[static_cast<std::size_t>(i)]));
+    for (int i : d.idx) a.polygon.push_back(morph::uv_of(s.model, s.corr.points[static_cast<std::size_t>(i)]));
     s.areas.push_back(std::move(a));
   }
   return s;
@@ -185,7 +173,12 @@ std::string file_stem(const std::string& id) {
   return s.substr(0, 200);
 }
 
-double round_to(double v, double q) { return std::round(v / q) * q; }
+// v rounded to `digits` decimals (dividing by a power of ten gives the double
+// nearest the decimal, so the JSON shows it without float noise)
+double round_to(double v, int digits) {
+  const double p = std::pow(10.0, digits);
+  return std::round(v * p) / p;
+}
 
 void write_face(const std::string& path, const Setup& s, const Photo& p, std::size_t j, const FaceOut& f, const Options& o,
                 const json& meta) {
@@ -219,7 +212,7 @@ void write_face(const std::string& path, const Setup& s, const Photo& p, std::si
   w.write("translation", DType::f32, {3}, t.data());
   w.write("camera", DType::f32, {4}, cam.data());
   const auto& mesh = p.frame.faces[j].mesh;
-  std::vector<float> lm, lmfit, res, mp;
+  std::vector<float> lm, lmfit, res, mp, wts(f.fit.weights.begin(), f.fit.weights.end());
   for (std::size_t i = 0; i < mesh.size(); ++i) {
     lm.insert(lm.end(), {static_cast<float>(mesh[i].x), static_cast<float>(mesh[i].y), static_cast<float>(mesh[i].z)});
     lmfit.insert(lmfit.end(), {static_cast<float>(f.fit.projected[i][0]), static_cast<float>(f.fit.projected[i][1])});
@@ -231,6 +224,7 @@ void write_face(const std::string& path, const Setup& s, const Photo& p, std::si
   w.write("landmarks_fitted", DType::f32, {L, 2}, lmfit.data());
   w.write("landmarks_model", DType::f32, {L, 3}, mp.data());
   w.write("residuals", DType::f32, {L}, res.data());
+  if (static_cast<std::int64_t>(wts.size()) == L) w.write("landmark_weights", DType::f32, {L}, wts.data());
   if (f.fit.identity.size()) w.write("identity", DType::f32, {f.fit.identity.size()}, f.fit.identity.data());
   if (f.fit.expression.size()) w.write("expression", DType::f32, {f.fit.expression.size()}, f.fit.expression.data());
   std::vector<float> sh;
@@ -329,7 +323,7 @@ void process_face(const Setup& s, Photo& p, std::size_t j, const Options& o) {
   // person's shape: it gets twice the limit
   const double limit = s.full_head ? o.max_residual : 2 * o.max_residual;
   if (f.fit.rms_rel > limit) {
-    std::snprintf(msg, sizeof msg, "poor fit: landmark RMS %.3f of the eye distance is above %s%.3f", f.fit.rms_rel,
+    std::snprintf(msg, sizeof msg, "poor fit: landmark RMS %.3g of the eye distance is above %s%g", f.fit.rms_rel,
                   s.full_head ? "--max-residual " : "twice --max-residual (face mesh alone): ", limit);
     f.error = msg;
     return;
@@ -653,17 +647,13 @@ int run(const Options& o) {
     const double net_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - chunk_t0).count() /
                           static_cast<double>(chunk.size());
     for (auto& p : chunk) {
-      Record base = Record::object();
-      base["id"] = p.item.id;
-      if (!p.item.path.empty()) base["path"] = inputs::relative_ref(p.item.path, o.records, true);
-      if (!p.item.subject.empty()) base["subject"] = p.item.subject;
-      for (auto it = p.item.extra.begin(); it != p.item.extra.end(); ++it) base[it.key()] = it.value();
+      const Record base = inputs::base_record(p.item, o.records);
       if (!p.frame.error.empty() || p.frame.faces.empty()) {
         Record r = base;
         r["error"] = p.frame.error.empty() ? "no face" : p.frame.error;
         rw.write(r);
         ++failed;
-        log::warn(p.item.id + ": " + r["error"].get<std::string>());
+        log::warn(inputs::describe(p.item, r["error"].get<std::string>()));
         progress.add();
         continue;
       }
@@ -675,15 +665,15 @@ int run(const Options& o) {
         r["id"] = p.out.size() > 1 ? p.item.id + "#" + std::to_string(j) : p.item.id;
         r["face"] = j;
         r["faces_found"] = p.frame.found;
-        r["box"] = {round_to(det.x0, 0.01), round_to(det.y0, 0.01), round_to(det.x1, 0.01), round_to(det.y1, 0.01)};
-        r["score"] = round_to(det.score, 1e-4);
+        r["box"] = {round_to(det.x0, 2), round_to(det.y0, 2), round_to(det.x1, 2), round_to(det.y1, 2)};
+        r["score"] = round_to(det.score, 4);
         r["model"] = setup.model.name;
         if (!f.fit.projected.empty()) {
-          r["yaw"] = round_to(f.fit.yaw_pitch_roll[0], 0.01);
-          r["pitch"] = round_to(f.fit.yaw_pitch_roll[1], 0.01);
-          r["roll"] = round_to(f.fit.yaw_pitch_roll[2], 0.01);
-          r["rms_px"] = round_to(f.fit.rms_px, 0.001);
-          r["rms_rel"] = round_to(f.fit.rms_rel, 1e-4);
+          r["yaw"] = round_to(f.fit.yaw_pitch_roll[0], 2);
+          r["pitch"] = round_to(f.fit.yaw_pitch_roll[1], 2);
+          r["roll"] = round_to(f.fit.yaw_pitch_roll[2], 2);
+          r["rms_px"] = round_to(f.fit.rms_px, 3);
+          r["rms_rel"] = round_to(f.fit.rms_rel, 4);
         }
         if (!f.error.empty()) {
           r["error"] = f.error;
@@ -691,15 +681,15 @@ int run(const Options& o) {
           log::warn(r["id"].get<std::string>() + ": " + f.error);
         } else {
           r["reconstruction"] = inputs::relative_ref(f.file, o.records, false);
-          r["coverage"] = round_to(f.maps.coverage, 1e-4);
+          r["coverage"] = round_to(f.maps.coverage, 4);
           r["grey"] = p.grey;
           if (!f.preview.empty()) r["preview"] = inputs::relative_ref(f.preview, o.records, false);
           ++faces_ok;
         }
         if (o.timing) {
-          r["latency_ms"] = round_to(p.decode_ms + net_ms, 0.01);
-          r["fit_ms"] = round_to(f.fit_ms, 0.01);
-          r["unwrap_ms"] = round_to(f.unwrap_ms, 0.01);
+          r["latency_ms"] = round_to(p.decode_ms + net_ms, 2);
+          r["fit_ms"] = round_to(f.fit_ms, 2);
+          r["unwrap_ms"] = round_to(f.unwrap_ms, 2);
         }
         rw.write(r);
       }

@@ -88,7 +88,7 @@ want_tensors = {"vertices": ("f32", [V, 3]), "triangles": ("i32", [T, 3]), "uv_t
                 "roughness": ("f16", [size, size]), "texel_source": ("u8", [size, size]), "rotation": ("f32", [3, 3]),
                 "translation": ("f32", [3]), "camera": ("f32", [4]), "landmarks": ("f32", [468, 3]),
                 "landmarks_fitted": ("f32", [468, 2]), "landmarks_model": ("f32", [468, 3]),
-                "residuals": ("f32", [468]), "sh": ("f32", [9, 3])}
+                "residuals": ("f32", [468]), "landmark_weights": ("f32", [468]), "sh": ("f32", [9, 3])}
 if ict: want_tensors.update(identity=("f32", [100]), expression=("f32", [57]))
 
 def check_face(r):
@@ -223,7 +223,10 @@ def check_face(r):
     eye = np.linalg.norm(lm[RIGHT_EYE, :2].mean(0) - lm[LEFT_EYE, :2].mean(0))
     check(abs(eye - fit.get("eye_distance_px", 0)) < 1e-3 * eye, f"{p} eye distance {eye:.2f} vs metadata {fit.get('eye_distance_px')}")
     check(dist.mean() < lim * eye, f"{p} mean reprojection error {dist.mean():.2f} px >= {lim} x eye distance {eye:.1f}")
-    check(dist.mean() < 3 * r["rms_px"] and dist.min() <= r["rms_px"] <= dist.max(), f"{p} rms_px {r['rms_px']} vs residuals mean {dist.mean():.3f}")
+    lw = t["landmark_weights"].astype(np.float64)
+    check(np.all(lw > 0) and np.all(lw <= 1), f"{p} landmark weights outside (0, 1]")
+    wrms = np.sqrt((lw * dist ** 2).sum() / lw.sum())
+    check(abs(wrms - r["rms_px"]) < 2e-3 + 1e-3 * wrms, f"{p} rms_px {r['rms_px']} != weighted RMS of the residuals {wrms:.4f}")
     check(abs(r["rms_rel"] - r["rms_px"] / eye) < 2e-4, f"{p} rms_rel {r['rms_rel']} != rms_px / eye distance {r['rms_px'] / eye:.4f}")
     if ict:
         # the landmarks lie on the fitted surface: each near a vertex of the mesh written

@@ -322,8 +322,10 @@ TEST_CASE("unwrap a synthetic sphere face", "[reflectance]") {
   err /= n_err;
   err_lips /= std::max(n_lips, 1);
   INFO("mean abs albedo error " << err << " (lips " << err_lips << ")");
-  CHECK(err < 0.005);
-  CHECK(err_lips < 0.01);
+  // (the ridge on the directional SH terms, reflectance.cpp kShRidge, biases
+  // a strong directional light by a few % of the peak: 0.7 % albedo error here)
+  CHECK(err < 0.01);
+  CHECK(err_lips < 0.015);
 
   // Lighting: the estimated shading is the true one over the scale.
   double worst_rel = 0, sum_rel = 0, max_true = 0;
@@ -348,8 +350,8 @@ TEST_CASE("unwrap a synthetic sphere face", "[reflectance]") {
   worst_rel /= max_true;
   sum_rel /= n_rel;
   INFO("shading error: worst " << worst_rel << " of the peak, mean relative " << sum_rel);
-  CHECK(worst_rel < 0.015);
-  CHECK(sum_rel < 0.006);
+  CHECK(worst_rel < 0.045);  // 0.034 measured with the ridge, 0.015 without
+  CHECK(sum_rel < 0.02);     // 0.015 measured, 0.006 without
   // The documented convention: the 98th percentile of the skin shading is 1.
   std::sort(est_shading.begin(), est_shading.end());
   CHECK(est_shading[static_cast<std::size_t>(0.98 * est_shading.size())] == Approx(1).margin(0.03));

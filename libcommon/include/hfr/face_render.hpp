@@ -44,7 +44,4 @@ cv::Vec3f skin_albedo(float u, float v);
 Scene render(const morph::MorphableModel& m, const morph::Correspondence& corr, const Eigen::VectorXf& identity,
              const Eigen::VectorXf& expression, const mesh::Pose& pose, const Options& o);
 
-// The texture coordinates of a surface point.
-std::array<float, 2> uv_of(const morph::MorphableModel& m, const morph::SurfacePoint& p);
-
 }  // namespace hfr::face_render

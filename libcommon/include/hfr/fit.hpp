@@ -49,7 +49,8 @@ struct Result {
   std::vector<std::array<double, 3>> model_points;  // the fitted model's landmarks in model space (cm)
   std::vector<std::array<double, 2>> projected;  // the model's landmarks in the image
   std::vector<double> residual_px;        // per landmark
-  double rms_px = 0;                      // weighted by the landmark weights
+  std::vector<double> weights;            // per landmark, as used by the fit
+  double rms_px = 0;                      // weighted by `weights`
   double rms_rel = 0;                     // rms_px / eye distance in pixels
   double eye_distance_px = 0;
   std::array<double, 3> yaw_pitch_roll{};

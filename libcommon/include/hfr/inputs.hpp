@@ -32,4 +32,12 @@ std::vector<Item> enumerate(const Spec& spec);
 // stay absolute when keep_absolute.
 std::string relative_ref(const std::string& path, const std::string& records_path, bool keep_absolute);
 
+// The start of an output record for an item: id, path (relative_ref, absolute
+// paths kept), subject, and the item's pass-through fields.
+Record base_record(const Item& item, const std::string& records_path);
+
+// A warning line for an item's error: "ID: ERROR", or the error alone when it
+// already starts with the item's path.
+std::string describe(const Item& item, const std::string& error);
+
 }  // namespace hfr::inputs

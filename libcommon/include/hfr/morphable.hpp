@@ -7,6 +7,7 @@
 // a ~ N(0, I) (each ICT identity mode is already scaled by its standard
 // deviation), b in [0, 1] (ARKit blendshape weights).
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -65,6 +66,9 @@ std::string find_ict_facekit(const std::string& explicit_dir);
 // Model-space positions for coefficients a (K) and b (E); sizes may be
 // shorter than K / E (missing = 0).
 std::vector<float> evaluate(const MorphableModel& m, const Eigen::VectorXf& a, const Eigen::VectorXf& b);
+
+// The texture coordinates (u, v) of a surface point of the model's mesh.
+std::array<float, 2> uv_of(const MorphableModel& m, const SurfacePoint& p);
 
 // A model-space point on the mesh given by positions.
 Eigen::Vector3f point_on(const std::vector<float>& positions, const mesh::TriMesh& topology, const SurfacePoint& p);
