@@ -1,6 +1,7 @@
 #include "hfr/face_finder.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include <ATen/ATen.h>
@@ -33,7 +34,7 @@ FaceFinder::FaceFinder(const Options& options, const torch::Device& device) : op
   detector_->to(dev_);
   if (opt_.mesh) {
     nn::Model mesh = nn::load_model("facemesh");
-    mesher_ = std::make_unique<nn::Program>(nn::compile(mesh, {"mesh"}));
+    mesher_ = std::make_unique<nn::Program>(nn::compile(mesh, {"mesh", "faceflag"}));
     mesher_->to(dev_);
   }
 }
@@ -116,7 +117,9 @@ void FaceFinder::find(const std::vector<Frame*>& frames) const {
       min[static_cast<std::int64_t>(k)].zero_();
     }
   });
-  torch::Tensor mesh = run_sliced(*mesher_, min, opt_.net_batch, dev_)[0];
+  const auto mesh_out = run_sliced(*mesher_, min, opt_.net_batch, dev_);
+  const torch::Tensor& mesh = mesh_out[0];
+  const torch::Tensor flag = mesh_out[1].reshape({-1}).contiguous();
   for (std::size_t k = 0; k < fs.size(); ++k) {
     auto [f, j] = fs[k];
     if (errors[k].empty()) {
@@ -124,6 +127,7 @@ void FaceFinder::find(const std::vector<Frame*>& frames) const {
       std::vector<float> raw(r.data_ptr<float>(), r.data_ptr<float>() + r.numel());
       try {
         f->faces[j].mesh = face::mesh_to_image(raw, rois[k]);
+        f->faces[j].mesh_score = std::clamp(static_cast<double>(flag[static_cast<std::int64_t>(k)].item<float>()), 0.0, 1.0);
         f->faces[j].pts = face::five_points_from_mesh(f->faces[j].mesh);
       } catch (const std::exception& e) {
         errors[k] = "face " + std::to_string(j) + ": landmarks: " + brief(e);

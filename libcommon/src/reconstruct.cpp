@@ -37,7 +37,7 @@ using json = nlohmann::json;
 const std::vector<std::string>& output_fields() {
   static const std::vector<std::string> f = {"reconstruction", "face", "faces_found", "box", "score", "model", "model_sha256",
                                              "yaw", "pitch", "roll", "rms_px", "rms_rel", "coverage", "grey", "error",
-                                             "latency_ms", "fit_ms", "unwrap_ms", "preview", "landmarks"};
+                                             "latency_ms", "fit_ms", "unwrap_ms", "preview", "landmarks", "mesh_score"};
   return f;
 }
 
@@ -301,6 +301,14 @@ void write_preview(const std::string& path, const Setup& s, const Photo& p, cons
 void process_face(const Setup& s, Photo& p, std::size_t j, const Options& o) {
   FaceOut& f = p.out[j];
   const auto& mesh = p.frame.faces[j].mesh;
+  char msg[200];
+  const double ms = p.frame.faces[j].mesh_score;
+  if (ms >= 0 && ms < o.min_mesh_score) {
+    std::snprintf(msg, sizeof msg, "profile or occluded face: the face mesh's face score %.2f is below --min-mesh-score %g", ms,
+                  o.min_mesh_score);
+    f.error = msg;
+    return;
+  }
   fit::Observation obs;
   obs.width = p.frame.image.cols;
   obs.height = p.frame.image.rows;
@@ -308,7 +316,6 @@ void process_face(const Setup& s, Photo& p, std::size_t j, const Options& o) {
   const auto t0 = std::chrono::steady_clock::now();
   f.fit = fit::fit(s.model, s.corr, obs, o.fit);
   const auto& ypr = f.fit.yaw_pitch_roll;
-  char msg[200];
   if (std::abs(ypr[0]) > o.max_yaw) {
     std::snprintf(msg, sizeof msg, "profile view: yaw %.0f degrees is beyond --max-yaw %.0f", ypr[0], o.max_yaw);
     f.error = msg;
@@ -668,6 +675,7 @@ int run(const Options& o) {
         r["box"] = {round_to(det.x0, 2), round_to(det.y0, 2), round_to(det.x1, 2), round_to(det.y1, 2)};
         r["score"] = round_to(det.score, 4);
         r["model"] = setup.model.name;
+        if (f.found.mesh_score >= 0) r["mesh_score"] = round_to(f.found.mesh_score, 3);
         if (!f.fit.projected.empty()) {
           r["yaw"] = round_to(f.fit.yaw_pitch_roll[0], 2);
           r["pitch"] = round_to(f.fit.yaw_pitch_roll[1], 2);

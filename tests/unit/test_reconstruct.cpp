@@ -17,6 +17,7 @@
 
 #include "hfr/canonical_face.hpp"
 #include "hfr/correspondence.hpp"
+#include "hfr/error.hpp"
 #include "hfr/face_render.hpp"
 #include "hfr/image.hpp"
 #include "hfr/model.hpp"
@@ -191,4 +192,36 @@ TEST_CASE("the stored facemesh correspondence is the calibration on renders", "[
   INFO("stored vs fresh calibration: " << same << " of 468 within 0.1 mm, worst " << worst * 10 << " mm");
   CHECK(same >= 463);
   CHECK(worst < 0.1);
+}
+
+TEST_CASE("reconstruct refuses profile views instead of fitting them badly", "[reconstruct]") {
+  if (!have_inputs()) {
+    WARN("skipped: needs the ICT FaceKit test data and the fetched models");
+    return;
+  }
+  hfr::reconstruct::Options o;
+  o.ict_dir = std::string(HFR_SHARED_DATA) + "/ict-facekit";
+  o.model = hfr::reconstruct::ModelChoice::ict;
+  hfr::reconstruct::Reconstructor rec(o);  // defaults: --max-yaw 50, --min-mesh-score 0.5
+  const auto corr = hfr::morph::builtin_ict_correspondence(rec.model());
+  const Eigen::VectorXf zero_b = Eigen::VectorXf::Zero(rec.model().expression.cols());
+  // the face mesh saturates near 50 degrees (a 75-degree profile fits as about
+  // 45), so profiles are caught by its face flag and by the fitted yaw
+  for (double yaw : {-65.0, 75.0, -75.0}) {
+    const auto pose = hfr::mesh::pose_from_angles(yaw, 0, 0, {0.0, 1.0, 50.0});
+    const auto s = hfr::face_render::render(rec.model(), corr, Eigen::VectorXf::Zero(100), zero_b, pose, {});
+    std::vector<hfr::reconstruct::FaceResult> faces;
+    try {
+      faces = rec.reconstruct(s.photo);
+    } catch (const hfr::Error& e) {
+      INFO("yaw " << yaw << ": " << e.what());
+      CHECK(std::string(e.what()).find("no face") != std::string::npos);  // the detector gave up: also a refusal
+      continue;
+    }
+    REQUIRE(faces.size() == 1);
+    INFO("yaw " << yaw << ": fitted yaw " << faces[0].fit.yaw_pitch_roll[0] << ", error '" << faces[0].error << "'");
+    CHECK((faces[0].error.find("profile view") != std::string::npos ||
+           faces[0].error.find("profile or occluded") != std::string::npos));
+    CHECK(faces[0].vertices.empty());
+  }
 }

@@ -36,9 +36,9 @@ hfr::cli::ToolSpec spec() {
       "Output: one tensor file per face in -O DIR (named after the id; see hfr-formats(5), \"FACE RECONSTRUCTIONS\": vertices, "
       "triangles, UVs, albedo, specular and roughness maps, texel sources, pose, camera, landmarks, fitted landmarks, residuals, "
       "coefficients, lighting) and one JSON-lines record per face (--records, stdout by default): id, path, subject, face index, "
-      "box, detection score, yaw, pitch, roll, landmark RMS (pixels, and relative to the eye distance), texture coverage, grey "
-      "flag and the tensor file. A photo that cannot be read or has no face of --min-face pixels, a face turned beyond "
-      "--max-yaw/--max-pitch, or a fit whose landmark RMS exceeds --max-residual gets a record with an \"error\" field instead; "
+      "box, detection score, face-mesh score, yaw, pitch, roll, landmark RMS (pixels, and relative to the eye distance), texture coverage, grey "
+      "flag and the tensor file. A photo that cannot be read or has no face of --min-face pixels, a face the face mesh "
+      "does not see well (--min-mesh-score: profiles, occlusion), a face turned beyond --max-yaw/--max-pitch, or a fit whose landmark RMS exceeds --max-residual gets a record with an \"error\" field instead; "
       "the rest is processed and the exit status is 3.",
       "Grey photos (all channels equal, e.g. NIR) give grey albedo maps and are flagged with \"grey\": true.",
   };
@@ -66,8 +66,11 @@ hfr::cli::ToolSpec spec() {
       {"no-expressions", 0, "", "Fit the identity only (expression weights stay 0).", "", {}, Complete::none},
       {"depth-weight", 0, "W", "Weight of the face mesh's predicted relative depths in the fit (0 = 2D landmarks only).", "0.25", {},
        Complete::none},
-      {"max-yaw", 0, "DEG", "Refuse faces turned further than this (profile views).", "60", {}, Complete::none},
-      {"max-pitch", 0, "DEG", "Refuse faces tilted up or down further than this.", "45", {}, Complete::none},
+      {"max-yaw", 0, "DEG", "Refuse faces whose fitted yaw exceeds this (the face mesh saturates near 50: a 75-degree profile fits "
+       "as about 45).", "50", {}, Complete::none},
+      {"max-pitch", 0, "DEG", "Refuse faces tilted up or down further than this.", "40", {}, Complete::none},
+      {"min-mesh-score", 0, "S", "Refuse faces whose face-mesh face flag is below S (0..1; profiles and occluded faces score low).",
+       "0.5", {}, Complete::none},
       {"max-residual", 0, "R", "Refuse fits whose landmark RMS exceeds R times the eye distance.", "0.06", {}, Complete::none},
       {"batch", 'b', "N", "Photos per chunk: decoded while the previous chunk runs through the networks.", "16", {}, Complete::none},
       {"net-batch", 0, "N", "Photos per network call.", "8", {}, Complete::none},
@@ -134,6 +137,8 @@ int main(int argc, char** argv) {
     o.max_yaw = a.number("max-yaw");
     o.max_pitch = a.number("max-pitch");
     o.max_residual = a.number("max-residual");
+    o.min_mesh_score = a.number("min-mesh-score");
+    if (!(o.min_mesh_score >= 0 && o.min_mesh_score <= 1)) throw hfr::UsageError("--min-mesh-score must be in 0..1");
     if (!(o.max_yaw > 0) || !(o.max_pitch > 0) || !(o.max_residual > 0))
       throw hfr::UsageError("--max-yaw, --max-pitch and --max-residual must be > 0");
     o.batch = static_cast<int>(a.integer("batch", 1, 4096));

@@ -29,6 +29,8 @@ struct FoundFace {
   face::Detection det;
   std::vector<cv::Point3d> mesh;  // 468 points in image pixels (z: relative depth, pixel units) when Options::mesh
   face::Points5 pts{};            // from the mesh, or from the detector's keypoints
+  double mesh_score = -1;         // the face mesh's face flag (about 1 for a face it can see, towards 0 for a
+                                  // profile or an occluded face); -1 = no mesh
 };
 
 struct Frame {

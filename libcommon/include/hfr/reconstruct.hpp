@@ -33,7 +33,8 @@ struct Options {
   double min_score = 0.5;
   fit::Options fit;
   int texture_size = 512;
-  double max_yaw = 60, max_pitch = 45;  // degrees: beyond them the fit is refused
+  double max_yaw = 50, max_pitch = 40;  // degrees: beyond them the fit is refused
+  double min_mesh_score = 0.5;     // the face mesh's face flag: below it (profile, occlusion) the face is refused
   double max_residual = 0.06;     // landmark RMS / eye distance: beyond it the fit is refused
   std::string preview_dir;         // PNG previews ("" = none)
   int batch = 16, net_batch = 8, threads = 1;
