@@ -227,7 +227,9 @@ Result fit(const morph::MorphableModel& model, const morph::Correspondence& corr
   double cost = residuals(res.pose, coef, &J);
   double mu = 1e-3;
   for (int it = 0; it < o.iterations; ++it) {
-    Eigen::MatrixXd H = J.transpose() * J;
+    Eigen::MatrixXd H = Eigen::MatrixXd::Zero(D, D);
+    H.selfadjointView<Eigen::Lower>().rankUpdate(J.transpose());  // J^T J, half the work
+    H.triangularView<Eigen::StrictlyUpper>() = H.transpose();
     Eigen::VectorXd g = J.transpose() * r;
     for (int j = 0; j < P; ++j) {
       H(6 + j, 6 + j) += prior[j];
@@ -280,7 +282,7 @@ Result fit(const morph::MorphableModel& model, const morph::Correspondence& corr
         cost = residuals(res.pose, coef, &J);
         mu = std::max(mu * 0.3, 1e-7);
         improved = true;
-        if (prev - cost < 1e-7 * prev) it = o.iterations;  // converged
+        if (prev - cost < 1e-6 * prev) it = o.iterations;  // converged
       } else {
         mu *= 10;
       }
