@@ -257,6 +257,7 @@ int run(const Options& o) {
       if (!p.frame.error.empty() || p.faces.empty()) {
         Record r = base;
         r["error"] = p.frame.error.empty() ? "no face" : p.frame.error;
+        if (p.frame.found > 0) r["faces_found"] = p.frame.found;  // e.g. too small, or several with --faces single
         rw.write(r);
         ++failed;
         log::warn(inputs::describe(p.item, r["error"].get<std::string>()));

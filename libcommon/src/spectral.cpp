@@ -22,7 +22,7 @@ constexpr int kNumBands = 5;
 // Diffusion-theory boundary constant for a tissue/air index ratio of 1.4
 // (Groenhuis et al. 1983: r_i = -1.440/n^2 + 0.710/n + 0.668 + 0.0636 n, A = (1 + r_i)/(1 - r_i)).
 constexpr double kBoundaryA = 3.25;
-constexpr double kMelMax = 0.5, kBloodMax = 0.15;
+constexpr double kMelMax = 0.5, kBloodMax = 0.15, kScatMin = 0.3, kScatMax = 3.0;
 constexpr double kFloor = 1e-4;
 
 double finite_or(double v, double fallback) { return std::isfinite(v) ? v : fallback; }
@@ -47,121 +47,79 @@ double band_reflectance(int b, double mel, double blood, double scat, const Mode
   return m.gain * std::exp(-m.epi_path_cm * mua_epi) * rd;
 }
 
-// Gauss-Newton / Levenberg-Marquardt on log reflectance, box bounds by projection.
+// Levenberg-Marquardt on log reflectance, box bounds by projection. Unknowns:
+// melanin, blood and (when the model frees it) the subject's scattering scale.
 SkinParams invert_impl(const std::array<double, 3>& vis, const ModelConstants& m, const Chromophores& c) {
   std::array<double, 3> target{};
   for (int i = 0; i < 3; ++i) target[i] = std::log(std::clamp(finite_or(vis[i], kFloor), kFloor, 1.0));
-  auto resid = [&](double mel, double blood, std::array<double, 3>& r) {
+  const int np = m.free_scatter ? 3 : 2;
+  const std::array<double, 3> lo{0.0, 0.0, kScatMin}, hi{kMelMax, kBloodMax, kScatMax};
+  auto resid = [&](const std::array<double, 3>& x, std::array<double, 3>& r) {
     double s = 0;
     for (int i = 0; i < 3; ++i) {
-      r[i] = std::log(band_reflectance(i, mel, blood, m, c)) - target[i];
+      r[i] = std::log(band_reflectance(i, x[0], x[1], x[2], m, c)) - target[i];
       s += r[i] * r[i];
     }
     return s;
   };
   // Start from the best of a coarse grid (the problem is mildly non-convex at the bounds).
-  double mel = 0.05, blood = 0.01;
-  std::array<double, 3> r{};
+  std::array<double, 3> x{0.05, 0.01, 1.0}, r{};
   double best = std::numeric_limits<double>::infinity();
-  for (double gm : {0.0, 0.02, 0.05, 0.1, 0.2, 0.35, 0.5})
-    for (double gb : {0.0, 0.005, 0.02, 0.05, 0.1}) {
-      const double s = resid(gm, gb, r);
-      if (s < best) best = s, mel = gm, blood = gb;
-    }
+  for (double gm : {0.0, 0.03, 0.08, 0.15, 0.3, 0.5, 0.8})
+    for (double gb : {0.0, 0.005, 0.02, 0.05, 0.1})
+      for (double gs : {0.6, 1.0, 1.6}) {
+        if (np == 2 && gs != 1.0) continue;
+        const std::array<double, 3> g{gm, gb, gs};
+        const double s = resid(g, r);
+        if (s < best) best = s, x = g;
+      }
   double lambda = 1e-3;
-  double cost = resid(mel, blood, r);
-  for (int it = 0; it < 40; ++it) {
-    constexpr double h = 1e-6;
-    std::array<double, 3> r1{}, r2{};
-    resid(mel + h, blood, r1);
-    resid(mel, blood + h, r2);
-    double jtj00 = 0, jtj01 = 0, jtj11 = 0, g0 = 0, g1 = 0;
-    for (int i = 0; i < 3; ++i) {
-      const double j0 = (r1[i] - r[i]) / h, j1 = (r2[i] - r[i]) / h;
-      jtj00 += j0 * j0, jtj01 += j0 * j1, jtj11 += j1 * j1;
-      g0 += j0 * r[i], g1 += j1 * r[i];
+  double cost = resid(x, r);
+  for (int it = 0; it < 50; ++it) {
+    Eigen::Matrix3d J = Eigen::Matrix3d::Zero();
+    for (int k = 0; k < np; ++k) {
+      std::array<double, 3> xh = x, rh{};
+      const double h = 1e-6 * std::max(1.0, x[k]);
+      xh[k] += h;
+      resid(xh, rh);
+      for (int i = 0; i < 3; ++i) J(i, k) = (rh[i] - r[i]) / h;
     }
+    const Eigen::Vector3d rv(r[0], r[1], r[2]);
+    const Eigen::Matrix3d JtJ = J.transpose() * J;
+    const Eigen::Vector3d g = J.transpose() * rv;
     bool improved = false;
-    for (int tries = 0; tries < 8 && !improved; ++tries) {
-      const double a = jtj00 * (1 + lambda) + 1e-12, d = jtj11 * (1 + lambda) + 1e-12, bb = jtj01;
-      const double det = a * d - bb * bb;
-      const double dm = -(d * g0 - bb * g1) / det, db = -(a * g1 - bb * g0) / det;
-      const double nm = std::clamp(mel + dm, 0.0, kMelMax), nb = std::clamp(blood + db, 0.0, kBloodMax);
-      std::array<double, 3> rn{};
-      const double cn = resid(nm, nb, rn);
+    for (int tries = 0; tries < 10 && !improved; ++tries) {
+      Eigen::Matrix3d A = JtJ;
+      for (int k = 0; k < 3; ++k) A(k, k) = k < np ? A(k, k) * (1 + lambda) + 1e-12 : 1.0;
+      const Eigen::Vector3d d = A.ldlt().solve(-g);
+      std::array<double, 3> xn = x, rn{};
+      for (int k = 0; k < np; ++k) xn[k] = std::clamp(x[k] + d(k), lo[k], hi[k]);
+      const double cn = resid(xn, rn);
       if (cn < cost) {
-        const double step = std::abs(nm - mel) + std::abs(nb - blood);
-        mel = nm, blood = nb, r = rn;
+        double step = 0;
+        for (int k = 0; k < np; ++k) step += std::abs(xn[k] - x[k]);
         const double gain = cost - cn;
-        cost = cn;
-        lambda = std::max(lambda * 0.3, 1e-7);
+        x = xn, r = rn, cost = cn;
+        lambda = std::max(lambda * 0.3, 1e-9);
         improved = true;
-        if (step < 1e-9 || gain < 1e-14) it = 1000;
+        if (step < 1e-10 || gain < 1e-16) it = 1000;
       } else {
         lambda *= 10;
       }
     }
     if (!improved) break;
   }
-  return SkinParams{mel, blood, std::sqrt(cost / 3)};
+  SkinParams p;
+  p.melanin = x[0], p.blood = x[1], p.scatter = x[2], p.residual = std::sqrt(cost / 3);
+  return p;
 }
 
-double hybrid_nir(const std::array<double, 3>& vis, int band, const ModelConstants& m, const Chromophores& c) {
-  const SkinParams p = invert_impl(vis, m, c);
-  const auto& k = band == 3 ? m.corr850 : m.corr940;
-  std::array<double, 3> v{};
-  for (int i = 0; i < 3; ++i) v[i] = std::clamp(finite_or(vis[i], 0.0), 0.0, 1.0);
-  const double phys = band_reflectance(band, p.melanin, p.blood, m, c);
-  return std::clamp(phys + k[0] + k[1] * v[0] + k[2] * v[1] + k[3] * v[2], 0.0, 1.0);
+double phys_band(int b, const SkinParams& p, const ModelConstants& m, const Chromophores& c) {
+  return band_reflectance(b, p.melanin, p.blood, p.scatter, m, c);
 }
 
-// ---- Lookup table ----
-constexpr int kLutN = 33;  // nodes per axis over [0, 1]
-struct Lut {
-  std::vector<float> v[2];  // [band][(ri*N + gi)*N + bi]
-};
-
-const Lut& lut() {
-  static Lut table;
-  static std::once_flag once;
-  std::call_once(once, [] {
-    const auto& m = builtin_model();
-    const auto& c = builtin_chromophores();
-    for (auto& v : table.v) v.resize(static_cast<size_t>(kLutN) * kLutN * kLutN);
-    for (int ri = 0; ri < kLutN; ++ri)
-      for (int gi = 0; gi < kLutN; ++gi)
-        for (int bi = 0; bi < kLutN; ++bi) {
-          const double R = double(ri) / (kLutN - 1), G = double(gi) / (kLutN - 1), B = double(bi) / (kLutN - 1);
-          const std::array<double, 3> vis{B, G, R};
-          const SkinParams p = invert_impl(vis, m, c);
-          const size_t idx = (static_cast<size_t>(ri) * kLutN + gi) * kLutN + bi;
-          for (int k = 0; k < 2; ++k) {
-            const auto& corr = k == 0 ? m.corr850 : m.corr940;
-            const double phys = band_reflectance(3 + k, p.melanin, p.blood, m, c);
-            table.v[k][idx] = static_cast<float>(
-                std::clamp(phys + corr[0] + corr[1] * B + corr[2] * G + corr[3] * R, 0.0, 1.0));
-          }
-        }
-  });
-  return table;
-}
-
-inline float lut_lookup(const std::vector<float>& t, float r, float g, float b) {
-  auto prep = [](float x, int& i0, float& f) {
-    x = std::isfinite(x) ? std::clamp(x, 0.0f, 1.0f) : 0.0f;
-    const float s = x * (kLutN - 1);
-    i0 = std::min(static_cast<int>(s), kLutN - 2);
-    f = s - static_cast<float>(i0);
-  };
-  int ri, gi, bi;
-  float fr, fg, fb;
-  prep(r, ri, fr), prep(g, gi, fg), prep(b, bi, fb);
-  const float* p = t.data() + (static_cast<size_t>(ri) * kLutN + gi) * kLutN + bi;
-  constexpr int sg = kLutN, sr = kLutN * kLutN;
-  auto lerp = [](float a, float b2, float f) { return a + (b2 - a) * f; };
-  const float c00 = lerp(p[0], p[1], fb), c01 = lerp(p[sg], p[sg + 1], fb);
-  const float c10 = lerp(p[sr], p[sr + 1], fb), c11 = lerp(p[sr + sg], p[sr + sg + 1], fb);
-  return lerp(lerp(c00, c01, fg), lerp(c10, c11, fg), fr);
+double linear_nir(const std::array<double, 4>& k, double r451, double r541, double r649) {
+  return k[0] + k[1] * r451 + k[2] * r541 + k[3] * r649;
 }
 
 // ---- Non-skin regions ----
@@ -253,8 +211,9 @@ std::vector<double> nelder_mead(const std::function<double(const std::vector<dou
   return s[best];
 }
 
-ModelConstants unpack(const std::vector<double>& x) {
+ModelConstants unpack(const std::vector<double>& x, bool free_scatter) {
   ModelConstants m;
+  m.free_scatter = free_scatter;
   m.epi_path_cm = std::exp(x[0]);
   m.water = 1 / (1 + std::exp(-x[1]));
   m.so2 = 0.75 + 0.23 / (1 + std::exp(-x[2]));
@@ -281,6 +240,19 @@ std::array<double, 4> linear_fit(const std::vector<SkinSample>& d, const std::ve
 }
 double apply_linear(const std::array<double, 4>& k, const SkinSample& s) {
   return k[0] + k[1] * s.r[0] + k[2] * s.r[1] + k[3] * s.r[2];
+}
+
+// log(R451 + R541 + R649) = k0 + k1 R451/sum + k2 R541/sum, least squares.
+std::array<double, 3> chroma_fit(const std::vector<SkinSample>& d) {
+  Eigen::MatrixXd X(static_cast<Eigen::Index>(d.size()), 3);
+  Eigen::VectorXd Y(static_cast<Eigen::Index>(d.size()));
+  for (size_t i = 0; i < d.size(); ++i) {
+    const double sum = d[i].r[0] + d[i].r[1] + d[i].r[2];
+    X(i, 0) = 1, X(i, 1) = d[i].r[0] / sum, X(i, 2) = d[i].r[1] / sum;
+    Y(i) = std::log(sum);
+  }
+  const Eigen::VectorXd b = X.colPivHouseholderQr().solve(Y);
+  return {b(0), b(1), b(2)};
 }
 
 std::array<double, 3> vis_of(const SkinSample& s) { return {s.r[0], s.r[1], s.r[2]}; }
@@ -339,11 +311,14 @@ const ModelConstants& builtin_model() {
   // test [spectral] refits and compares. docs/spectral.md.
   static const ModelConstants m = [] {
     ModelConstants k;
-    k.epi_path_cm = 0.012;
-    k.water = 0.65;
-    k.so2 = 0.8;
-    k.gain = 1.0;
-    k.scatter = 1.0;
+    k.epi_path_cm = 0.003444;
+    k.water = 1.0;  // at its bound (docs/spectral.md §2)
+    k.so2 = 0.9539;
+    k.gain = 1.0203;
+    k.scatter = 1.6466;
+    k.linear850 = {0.333405, -0.630257, 0.260895, 0.627020};
+    k.linear940 = {0.380628, -0.555976, 0.330137, 0.341724};
+    k.log_sum_from_chroma = {-2.683481, 8.171912, 3.423691};
     return k;
   }();
   return m;
@@ -353,7 +328,8 @@ std::array<double, 5> skin_reflectance(const SkinParams& p, const ModelConstants
   std::array<double, 5> r{};
   const double mel = std::clamp(finite_or(p.melanin, 0.0), 0.0, 1.0);
   const double blood = std::clamp(finite_or(p.blood, 0.0), 0.0, 1.0);
-  for (int b = 0; b < kNumBands; ++b) r[b] = std::clamp(band_reflectance(b, mel, blood, m, c), 0.0, 1.0);
+  const double scat = std::clamp(finite_or(p.scatter, 1.0), kScatMin, kScatMax);
+  for (int b = 0; b < kNumBands; ++b) r[b] = std::clamp(band_reflectance(b, mel, blood, scat, m, c), 0.0, 1.0);
   return r;
 }
 
@@ -361,14 +337,16 @@ SkinParams invert_vis(const std::array<double, 3>& vis, const ModelConstants& m,
   return invert_impl(vis, m, c);
 }
 
-double predict_nir_exact(const std::array<double, 3>& vis, Band band, const ModelConstants& m,
+double predict_nir_physics(const std::array<double, 3>& vis, Band band, const ModelConstants& m,
                          const Chromophores& c) {
-  return hybrid_nir(vis, band == Band::nir850 ? 3 : 4, m, c);
+  const SkinParams p = invert_impl(vis, m, c);
+  return std::clamp(phys_band(band == Band::nir850 ? 3 : 4, p, m, c), 0.0, 1.0);
 }
 
 double nir_albedo(const std::array<double, 3>& rgb, Band band) {
-  const auto& t = lut().v[band == Band::nir850 ? 0 : 1];
-  return lut_lookup(t, static_cast<float>(rgb[0]), static_cast<float>(rgb[1]), static_cast<float>(rgb[2]));
+  const auto& k = band == Band::nir850 ? builtin_model().linear850 : builtin_model().linear940;
+  auto in = [](double v) { return std::isfinite(v) ? std::clamp(v, 0.0, 1.0) : 0.0; };
+  return std::clamp(linear_nir(k, in(rgb[2]), in(rgb[1]), in(rgb[0])), 0.0, 1.0);
 }
 
 double nir_albedo(const std::array<double, 3>& rgb, Band band, Region region) {
@@ -388,32 +366,16 @@ double specular_nir_scale(Band band) {
 }
 
 // ---- Exposure ----
-double exposure_scale(const std::array<double, 3>& rgb) {
+double exposure_scale(const std::array<double, 3>& rgb, const ModelConstants& m) {
   for (double v : rgb)
     if (!std::isfinite(v) || v <= 0) return 1.0;
-  // NIST medians at 649, 541, 451 nm sum to 0.57 + 0.33 + 0.27.
-  constexpr double kNistSum = 0.57 + 0.33 + 0.27;
-  constexpr double kPriorWeight = 0.5;  // on (log s - log s0)^2, vs the sum of squared log residuals
-  const double s0 = kNistSum / (rgb[0] + rgb[1] + rgb[2]);
-  const auto& m = builtin_model();
-  const auto& c = builtin_chromophores();
-  auto cost = [&](double ls) {
-    const double s = std::exp(ls);
-    const std::array<double, 3> vis{s * rgb[2], s * rgb[1], s * rgb[0]};
-    const SkinParams p = invert_impl(vis, m, c);
-    const double d = ls - std::log(s0);
-    return 3 * p.residual * p.residual + kPriorWeight * d * d;
-  };
-  // Golden-section search over log s within +-1 of the prior (a factor e).
-  double a = std::log(s0) - 1, b = std::log(s0) + 1;
-  const double g = (std::sqrt(5.0) - 1) / 2;
-  double x1 = b - g * (b - a), x2 = a + g * (b - a);
-  double f1 = cost(x1), f2 = cost(x2);
-  for (int i = 0; i < 40; ++i) {
-    if (f1 < f2) b = x2, x2 = x1, f2 = f1, x1 = b - g * (b - a), f1 = cost(x1);
-    else a = x1, x1 = x2, f1 = f2, x2 = a + g * (b - a), f2 = cost(x2);
-  }
-  return std::exp(0.5 * (a + b));
+  // The NIST subjects' brightness (R451 + R541 + R649) predicted from the
+  // chromaticity of the median skin (scale-free): darker skin is also
+  // relatively less blue (melanin), which carries the brightness.
+  const double sum = rgb[0] + rgb[1] + rgb[2];
+  const auto& k = m.log_sum_from_chroma;
+  const double target = std::exp(k[0] + k[1] * rgb[2] / sum + k[2] * rgb[1] / sum);
+  return target / sum;
 }
 
 std::array<double, 3> median_skin_rgb(const float* rgb, int width, int height, const std::uint8_t* regions) {
@@ -441,7 +403,10 @@ void nir_albedo_map(const float* rgb, int width, int height, int channels, const
   if (width < 0 || height < 0) throw Error("nir_albedo_map: negative size");
   const size_t n = static_cast<size_t>(width) * static_cast<size_t>(height);
   const float s = static_cast<float>(std::isfinite(scale) && scale > 0 ? scale : 1.0);
-  const auto& t = lut().v[band == Band::nir850 ? 0 : 1];
+  const auto& k = band == Band::nir850 ? builtin_model().linear850 : builtin_model().linear940;
+  const float k0 = static_cast<float>(k[0]), kb = static_cast<float>(k[1]), kg = static_cast<float>(k[2]),
+              kr = static_cast<float>(k[3]);
+  auto in = [](float v) { return std::isfinite(v) ? std::clamp(v, 0.0f, 1.0f) : 0.0f; };
   // Iris reference: the mean iris luminance of this map (pigment-independent NIR level).
   double iris_ref = kIrisRefLuminance;
   if (regions) {
@@ -460,7 +425,7 @@ void nir_albedo_map(const float* rgb, int width, int height, int channels, const
     const float r = p[0] * s, g = (channels == 1 ? p[0] : p[1]) * s, b = (channels == 1 ? p[0] : p[2]) * s;
     const Region reg = regions ? static_cast<Region>(regions[i]) : Region::skin;
     if (reg == Region::skin || reg == Region::lips || regions == nullptr || regions[i] > 4)
-      out[i] = lut_lookup(t, r, g, b);
+      out[i] = std::clamp(k0 + kb * in(b) + kg * in(g) + kr * in(r), 0.0f, 1.0f);
     else
       out[i] = static_cast<float>(region_nir({r, g, b}, band, reg, iris_ref));
   }
@@ -514,15 +479,15 @@ std::vector<SkinSample> read_nist_skin(const std::string& path) {
   return out;
 }
 
-ModelConstants fit_model(const std::vector<SkinSample>& data, bool hybrid, const Chromophores& c) {
+ModelConstants fit_model(const std::vector<SkinSample>& data, const FitOptions& opt, const Chromophores& c) {
   if (data.size() < 5) throw Error("fit_model: need at least 5 subjects");
   auto objective = [&](const std::vector<double>& x) {
-    const ModelConstants m = unpack(x);
+    const ModelConstants m = unpack(x, opt.free_scatter);
     double e = 0;
     for (const auto& s : data) {
       const SkinParams p = invert_impl(vis_of(s), m, c);
       for (int b = 0; b < kNumBands; ++b) {
-        const double d = band_reflectance(b, p.melanin, p.blood, m, c) - s.r[b];
+        const double d = phys_band(b, p, m, c) - s.r[b];
         e += d * d;
       }
     }
@@ -530,17 +495,13 @@ ModelConstants fit_model(const std::vector<SkinSample>& data, bool hybrid, const
   };
   std::vector<double> x = pack(ModelConstants{});
   for (int round = 0; round < 3; ++round) x = nelder_mead(objective, x, round == 0 ? 0.5 : 0.1, 600);
-  ModelConstants m = unpack(x);
-  if (hybrid) {
-    for (int k = 0; k < 2; ++k) {
-      std::vector<double> resid;
-      for (const auto& s : data) {
-        const SkinParams p = invert_impl(vis_of(s), m, c);
-        resid.push_back(s.r[3 + k] - band_reflectance(3 + k, p.melanin, p.blood, m, c));
-      }
-      (k == 0 ? m.corr850 : m.corr940) = linear_fit(data, resid);
-    }
+  ModelConstants m = unpack(x, opt.free_scatter);
+  for (int k = 0; k < 2; ++k) {
+    std::vector<double> y;
+    for (const auto& s : data) y.push_back(s.r[3 + k]);
+    (k == 0 ? m.linear850 : m.linear940) = linear_fit(data, y);
   }
+  m.log_sum_from_chroma = chroma_fit(data);
   return m;
 }
 
@@ -565,11 +526,12 @@ ErrorStats error_stats(const std::vector<double>& pred, const std::vector<double
   return e;
 }
 
-CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds, const Chromophores& c) {
+CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds, const FitOptions& opt,
+                               const Chromophores& c) {
   const int n = static_cast<int>(data.size());
   if (folds < 2 || folds > n) throw Error("cross_validate: folds must be in [2, subjects]");
-  std::array<std::vector<double>, 2> truth, p_mean, p_lin, p_phys, p_hyb;
-  for (auto* v : {&truth, &p_mean, &p_lin, &p_phys, &p_hyb})
+  std::array<std::vector<double>, 2> truth, p_mean, p_lin, p_phys, p_hyb, p_free;
+  for (auto* v : {&truth, &p_mean, &p_lin, &p_phys, &p_hyb, &p_free})
     for (auto& x : *v) x.assign(n, 0);
   for (int f = 0; f < folds; ++f) {
     std::vector<SkinSample> train, test;
@@ -578,22 +540,31 @@ CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds, c
       if (i % folds == f) test.push_back(data[i]), test_idx.push_back(i);
       else train.push_back(data[i]);
     }
-    const ModelConstants m = fit_model(train, true, c);
+    const ModelConstants m = fit_model(train, opt, c);
     for (int k = 0; k < 2; ++k) {
-      std::vector<double> y;
       double mean = 0;
-      for (const auto& s : train) y.push_back(s.r[3 + k]), mean += s.r[3 + k] / train.size();
-      const auto lin = linear_fit(train, y);
-      const auto& corr = k == 0 ? m.corr850 : m.corr940;
+      std::vector<double> resid;
+      for (const auto& s : train) {
+        mean += s.r[3 + k] / train.size();
+        resid.push_back(s.r[3 + k] - phys_band(3 + k, invert_impl(vis_of(s), m, c), m, c));
+      }
+      const auto& lin = k == 0 ? m.linear850 : m.linear940;
+      const auto corr = linear_fit(train, resid);  // hybrid: physics + linear correction of its residual
       for (size_t j = 0; j < test.size(); ++j) {
         const int i = test_idx[j];
         const SkinParams p = invert_impl(vis_of(test[j]), m, c);
-        const double phys = band_reflectance(3 + k, p.melanin, p.blood, m, c);
+        const double phys = phys_band(3 + k, p, m, c);
         truth[k][i] = test[j].r[3 + k];
         p_mean[k][i] = mean;
         p_lin[k][i] = apply_linear(lin, test[j]);
         p_phys[k][i] = phys;
         p_hyb[k][i] = phys + apply_linear(corr, test[j]);
+        // Scale-free: the subject's VIS at an unknown exposure, normalised by exposure_scale.
+        const std::array<double, 3> rgb{3 * test[j].r[2], 3 * test[j].r[1], 3 * test[j].r[0]};
+        const double es = exposure_scale(rgb, m);
+        SkinSample scaled = test[j];
+        for (int b = 0; b < 3; ++b) scaled.r[b] = 3 * es * test[j].r[b];
+        p_free[k][i] = apply_linear(lin, scaled);
       }
     }
   }
@@ -604,6 +575,7 @@ CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds, c
     cv.linear_regression[k] = error_stats(p_lin[k], truth[k]);
     cv.physics[k] = error_stats(p_phys[k], truth[k]);
     cv.hybrid[k] = error_stats(p_hyb[k], truth[k]);
+    cv.scale_free[k] = error_stats(p_free[k], truth[k]);
   }
   return cv;
 }

@@ -4,12 +4,13 @@
 // tissue; diffusion-theory reflectance of the dermis, Beer-Lambert double
 // pass through the epidermis) over the chromophore table of
 // ../shared/data/skin_spectra, with global constants fitted to the NIST skin
-// measurements (100 subjects at 451, 541, 649, 850 and 940 nm). Per texel,
-// linear sRGB albedo is taken as reflectance near 649 / 541 / 451 nm (R, G, B),
-// inverted to (melanin, blood) and the model predicts 850 / 940 nm. The
-// per-texel transform is a precomputed lookup table (trilinear), so a 512x512
-// map costs a few milliseconds. Non-skin regions (brows and hair, iris,
-// sclera) follow their own documented rules. Plain C++ (no OpenCV).
+// measurements (100 subjects at 451, 541, 649, 850 and 940 nm), and a linear
+// regression from the three VIS bands, fitted on the same data. Per texel,
+// linear sRGB albedo is taken as reflectance near 649 / 541 / 451 nm (R, G, B).
+// In cross-validation the regression predicts the NIR bands better than the
+// physics, so the regression is the shipped per-texel skin transform (a
+// closed form, ~ns per texel); the physics explains it, bounds it and drives
+// the non-skin rules (brows and hair, iris, sclera). Plain C++ (no OpenCV).
 #pragma once
 #include <array>
 #include <cstdint>
@@ -37,21 +38,25 @@ struct ModelConstants {
   double so2 = 0.8;            // dermal blood oxygen saturation (interpolated between the 75% and 98% columns)
   double gain = 1.0;           // overall reflectance gain (measurement geometry, specular exclusion)
   double scatter = 1.0;        // scale of the Jacques reduced-scattering power law
-  // Hybrid correction of the NIR prediction, linear in the VIS bands:
-  // R_nir = physics_nir + c[0] + c[1] R451 + c[2] R541 + c[3] R649 (fitted on the physics residuals).
-  std::array<double, 4> corr850{}, corr940{};
+  bool free_scatter = false;   // invert a per-subject scattering scale as well (3 unknowns from 3 bands)
+  // The shipped per-texel skin transform (it beat the physics in cross-validation, docs/spectral.md):
+  // R_nir = c[0] + c[1] R451 + c[2] R541 + c[3] R649, ordinary least squares on the NIST subjects.
+  std::array<double, 4> linear850{}, linear940{};
+  // Exposure normalisation: log(R451 + R541 + R649) = k0 + k1 R451/sum + k2 R541/sum.
+  std::array<double, 3> log_sum_from_chroma{};
 };
 // The constants shipped (fitted on nist_skin_avg_5wl.csv; docs/spectral.md).
 const ModelConstants& builtin_model();
 
 // Per-subject (per-texel) skin parameters.
 struct SkinParams {
-  double melanin = 0.05;  // epidermal melanosome volume fraction, [0, 0.5]
+  double melanin = 0.05;  // epidermal melanosome volume fraction, [0, 1]
   double blood = 0.01;    // dermal blood volume fraction, [0, 0.15]
+  double scatter = 1;     // subject's dermal scattering relative to the population law, [0.3, 3]
   double residual = 0;    // RMS of log(model / measured) over the three VIS bands after inversion
 };
 
-// Model reflectance at the five bands (physics only, no hybrid correction).
+// Model reflectance at the five bands (the physics).
 std::array<double, 5> skin_reflectance(const SkinParams& p, const ModelConstants& m = builtin_model(),
                                        const Chromophores& c = builtin_chromophores());
 // Least-squares inversion (log space, box-bounded) of (melanin, blood) from
@@ -62,13 +67,13 @@ SkinParams invert_vis(const std::array<double, 3>& r451_541_649, const ModelCons
 enum class Band { nir850, nir940 };
 enum class Region : std::uint8_t { skin = 0, lips = 1, brow_hair = 2, iris = 3, sclera = 4 };
 
-// Full (slow, ~microseconds) prediction: invert, model, hybrid correction, clamp to [0, 1].
-double predict_nir_exact(const std::array<double, 3>& r451_541_649, Band band,
+// Physics-only prediction (~10 us): invert (melanin, blood), model at the band, clamp to [0, 1].
+double predict_nir_physics(const std::array<double, 3>& r451_541_649, Band band,
                          const ModelConstants& m = builtin_model(), const Chromophores& c = builtin_chromophores());
 
 // Per texel: linear sRGB albedo (R, G, B ~ 649, 541, 451 nm; already on the NIST
 // reflectance scale, see exposure_scale) -> NIR diffuse albedo in [0, 1].
-// Lookup table with trilinear interpolation; NaN inputs read as 0, inputs clamped to [0, 1].
+// The shipped linear transform; NaN inputs read as 0, inputs and output clamped to [0, 1].
 double nir_albedo(const std::array<double, 3>& linear_rgb, Band band);
 double nir_albedo(const std::array<double, 3>& linear_rgb, Band band, Region region);
 
@@ -83,10 +88,11 @@ inline constexpr double kIrisContrastKeep = 0.25; // fraction of the VIS relativ
 double specular_nir_scale(Band band);
 
 // Exposure normalisation of an hfr-reconstruct albedo (arbitrary global scale):
-// the factor s such that s * median_skin_rgb best fits the skin model with a
-// weak prior pulling s * (R+G+B) towards the NIST median skin (0.57+0.33+0.27).
-// Returns 1 for a non-finite or non-positive input.
-double exposure_scale(const std::array<double, 3>& median_skin_rgb);
+// the factor s by which to multiply the albedo so that its median skin has the
+// brightness (R+G+B) that NIST subjects of the same chromaticity have
+// (log-linear fit, ModelConstants::log_sum_from_chroma; 8% RMS error in
+// cross-validation). Returns 1 for a non-finite or non-positive input.
+double exposure_scale(const std::array<double, 3>& median_skin_rgb, const ModelConstants& m = builtin_model());
 // Median (per channel) of the texels whose region is skin (regions may be null:
 // every texel; texels with any channel <= 0 are skipped). HxWx3 interleaved.
 std::array<double, 3> median_skin_rgb(const float* rgb, int width, int height, const std::uint8_t* regions);
@@ -107,10 +113,12 @@ struct SkinSample {
 // nist_skin_avg_5wl.csv: subject,R451,R541,R649,R850,R940. Throws hfr::FormatError.
 std::vector<SkinSample> read_nist_skin(const std::string& path);
 
-// Fits the global constants (physics by Nelder-Mead on the NIR error of
-// VIS-inverted subjects, then the hybrid linear correction on the residuals).
-// hybrid = false leaves corr850/corr940 zero.
-ModelConstants fit_model(const std::vector<SkinSample>& data, bool hybrid = true,
+// Fits the global constants: the physics by Nelder-Mead on the five-band error of
+// VIS-inverted subjects, the linear regressions by least squares.
+struct FitOptions {
+  bool free_scatter = false;  // see ModelConstants::free_scatter
+};
+ModelConstants fit_model(const std::vector<SkinSample>& data, const FitOptions& opt = {},
                          const Chromophores& c = builtin_chromophores());
 
 // Cross-validated errors of one predictor at one band.
@@ -120,11 +128,14 @@ struct ErrorStats {
 struct CrossValidation {
   int folds = 0;
   // [band 0 = 850, 1 = 940]
+  // hybrid = physics + a linear (VIS bands) correction of its residual
   std::array<ErrorStats, 2> mean_baseline, linear_regression, physics, hybrid;
+  // the linear transform on the VIS bands at an unknown exposure normalised by exposure_scale
+  std::array<ErrorStats, 2> scale_free;
 };
 // k-fold (folds = data.size(): leave-one-out) cross-validation of the four predictors,
 // folds by subject index modulo k (deterministic).
-CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds,
+CrossValidation cross_validate(const std::vector<SkinSample>& data, int folds, const FitOptions& opt = {},
                                const Chromophores& c = builtin_chromophores());
 
 // Statistics helper: error of predictions against truth.
