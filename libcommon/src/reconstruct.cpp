@@ -175,6 +175,21 @@ std::string file_stem(const std::string& id) {
 
 // v rounded to `digits` decimals (dividing by a power of ten gives the double
 // nearest the decimal, so the JSON shows it without float noise)
+// Texel regions of the unwrapped maps (the numbering of spectral::Region):
+// 0 skin, 1 lips, 2 brows, 3 the eye openings (covered by the eyeballs).
+cv::Mat region_map(const Setup& s, int S) {
+  cv::Mat m(S, S, CV_8UC1, cv::Scalar(0));
+  for (const auto& a : s.areas) {
+    int label = a.name == "lips" ? 1 : a.name.rfind("brow", 0) == 0 ? 2 : a.name.rfind("eye", 0) == 0 ? 3 : 0;
+    if (!label) continue;
+    std::vector<cv::Point> poly;
+    for (const auto& q : a.polygon)
+      poly.emplace_back(static_cast<int>(std::lround(q[0] * S)), static_cast<int>(std::lround((1 - q[1]) * S)));
+    cv::fillPoly(m, std::vector<std::vector<cv::Point>>{poly}, cv::Scalar(label));
+  }
+  return m;
+}
+
 double round_to(double v, int digits) {
   const double p = std::pow(10.0, digits);
   return std::round(v * p) / p;
@@ -204,6 +219,8 @@ void write_face(const std::string& path, const Setup& s, const Photo& p, std::si
   write_map("specular", f.maps.specular);
   write_map("roughness", f.maps.roughness);
   w.write("texel_source", DType::u8, {S, S}, f.maps.source.data);
+  const cv::Mat regions = region_map(s, S);
+  w.write("texel_region", DType::u8, {S, S}, regions.data);
   std::vector<float> R(9), t(3), cam = {static_cast<float>(f.fit.camera.fx), static_cast<float>(f.fit.camera.fy),
                                            static_cast<float>(f.fit.camera.cx), static_cast<float>(f.fit.camera.cy)};
   for (int i = 0; i < 9; ++i) R[i] = static_cast<float>(f.fit.pose.R[i]);

@@ -85,7 +85,7 @@ LEFT_EYE = [466, 388, 387, 386, 385, 384, 398, 263, 249, 390, 373, 374, 380, 381
 V, T = (26719, 52220) if ict else (468, 898)
 want_tensors = {"vertices": ("f32", [V, 3]), "triangles": ("i32", [T, 3]), "uv_triangles": ("i32", [T, 3]),
                 "albedo": ("f16", [size, size] if grey else [size, size, 3]), "specular": ("f16", [size, size]),
-                "roughness": ("f16", [size, size]), "texel_source": ("u8", [size, size]), "rotation": ("f32", [3, 3]),
+                "roughness": ("f16", [size, size]), "texel_source": ("u8", [size, size]), "texel_region": ("u8", [size, size]), "rotation": ("f32", [3, 3]),
                 "translation": ("f32", [3]), "camera": ("f32", [4]), "landmarks": ("f32", [468, 3]),
                 "landmarks_fitted": ("f32", [468, 2]), "landmarks_model": ("f32", [468, 3]),
                 "residuals": ("f32", [468]), "landmark_weights": ("f32", [468]), "sh": ("f32", [9, 3])}
@@ -172,6 +172,10 @@ def check_face(r):
     check(abs(cov - r["coverage"]) <= 0.01 and abs(cov - m.get("texture", {}).get("coverage", -1)) <= 1e-4,
           f"{p} observed texels {cov:.4f} vs coverage {r['coverage']} / metadata {m.get('texture', {}).get('coverage')}")
     check(used.mean() > 0.3, f"{p} only {used.mean():.2f} of the texture in use")
+    reg_map = t["texel_region"]
+    counts = [int((reg_map == k).sum()) for k in range(4)]
+    check(set(np.unique(reg_map)) <= {0, 1, 2, 3} and min(counts[1:]) > 0.0005 * size * size and counts[0] > 0.3 * size * size,
+          f"{p} texel_region counts (skin, lips, brows, eyes) {counts}")
     alb = t["albedo"].astype(np.float64)
     check(alb.min() >= 0 and alb.max() <= 1, f"{p} albedo outside [0,1]: {alb.min()} {alb.max()}")
     obs = alb[src == 1]
