@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 
 #include "hfr/error.hpp"
@@ -128,6 +129,14 @@ Record base_record(const Item& item, const std::string& records_path) {
 std::string describe(const Item& item, const std::string& error) {
   if (!item.path.empty() && error.rfind(item.path + ":", 0) == 0) return error;
   return item.id + ": " + error;
+}
+
+std::string file_stem(const std::string& id) {
+  std::string s;
+  for (char c : id) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  while (!s.empty() && s.front() == '.') s.erase(0, 1);
+  if (s.empty()) s = "face";
+  return s.substr(0, 200);
 }
 
 }  // namespace hfr::inputs

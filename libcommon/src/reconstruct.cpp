@@ -165,13 +165,6 @@ cv::Mat linear_image(const cv::Mat& rgb8, bool grey) {
   return reflect::srgb_to_linear(f);
 }
 
-std::string file_stem(const std::string& id) {
-  std::string s;
-  for (char c : id) s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
-  while (!s.empty() && s.front() == '.') s.erase(0, 1);
-  if (s.empty()) s = "face";
-  return s.substr(0, 200);
-}
 
 // v rounded to `digits` decimals (dividing by a power of ten gives the double
 // nearest the decimal, so the JSON shows it without float noise)
@@ -611,7 +604,7 @@ int run(const Options& o) {
       if (!p.frame.error.empty()) continue;
       p.out.resize(p.frame.faces.size());
       for (std::size_t j = 0; j < p.frame.faces.size(); ++j) {
-        std::string stem = file_stem(p.frame.faces.size() > 1 ? p.item.id + "#" + std::to_string(j) : p.item.id);
+        std::string stem = inputs::file_stem(p.frame.faces.size() > 1 ? p.item.id + "#" + std::to_string(j) : p.item.id);
         std::string name = stem;
         for (int k = 2; used_names.count(name); ++k) name = stem + "~" + std::to_string(k);
         used_names.insert(name);

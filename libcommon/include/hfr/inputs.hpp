@@ -40,4 +40,8 @@ Record base_record(const Item& item, const std::string& records_path);
 // already starts with the item's path.
 std::string describe(const Item& item, const std::string& error);
 
+// A file name stem for an id: letters, digits, '-', '_' and '.' kept, the
+// rest '_', no leading dots, at most 200 characters ("face" if nothing is left).
+std::string file_stem(const std::string& id);
+
 }  // namespace hfr::inputs
