@@ -50,6 +50,13 @@ fi
 "$BIN/hfr-reconstruct" "$@" --faces all -O "$out/faces" --preview "$out/previews" -r "$out/faces.jsonl" "$models/face-api" || [ $? -eq 3 ] || exit 1
 say "  $(grep -c '"reconstruction"' "$out/faces.jsonl") faces -> $out/faces.jsonl, $out/faces/*.hft; previews in $out/previews/"
 
+# Synthesis jobs: identities with VIS and NIR albedo, four sampled identities, paired VIS/NIR jobs.
+say ""
+say "Identities and paired VIS/NIR render jobs (hfr-synth, 2 variations each, 4 sampled identities):"
+if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
+"$BIN/hfr-synth" "$@" -O "$out/identities" --poses 2 --new-identities 4 --bands 850,940 --seed 1 -r "$out/jobs.jsonl" "$out/faces.jsonl" || exit 1
+say "  $(ls "$out/identities" | wc -l) identities -> $out/identities/; $(wc -l < "$out/jobs.jsonl") render jobs -> $out/jobs.jsonl (hfr-render is not built yet)"
+
 # Embedding, matching and evaluation on real faces with the pretrained models.
 say ""
 say "Faces in the sample photos (hfr-embed, all faces per photo):"
