@@ -273,6 +273,23 @@ const Chromophores& builtin_chromophores() {
   return c;
 }
 
+namespace {
+// The comma-separated numbers of a CSV line; `where` names it in errors.
+std::vector<double> csv_numbers(const std::string& line, const std::string& where) {
+  std::stringstream ss(line);
+  std::string cell;
+  std::vector<double> v;
+  while (std::getline(ss, cell, ',')) {
+    try {
+      v.push_back(std::stod(cell));
+    } catch (const std::exception&) {
+      throw FormatError(where + ": bad number '" + cell + "'");
+    }
+  }
+  return v;
+}
+}  // namespace
+
 Chromophores read_chromophore_table(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw FormatError(path + ": cannot open");
@@ -287,16 +304,7 @@ Chromophores read_chromophore_table(const std::string& path) {
       continue;
     }
     if (row >= kNumBands) throw FormatError(path + ": more than 5 wavelength rows");
-    std::stringstream ss(line);
-    std::string cell;
-    std::vector<double> v;
-    while (std::getline(ss, cell, ',')) {
-      try {
-        v.push_back(std::stod(cell));
-      } catch (const std::exception&) {
-        throw FormatError(path + ": bad number '" + cell + "'");
-      }
-    }
+    const std::vector<double> v = csv_numbers(line, path);
     if (v.size() != 7) throw FormatError(path + ": expected 7 columns");
     c.melanosome[row] = v[1], c.baseline[row] = v[2], c.blood_s98[row] = v[3], c.blood_s75[row] = v[4];
     c.water[row] = v[5], c.musp[row] = v[6];
@@ -459,16 +467,7 @@ std::vector<SkinSample> read_nist_skin(const std::string& path) {
       header = true;
       continue;
     }
-    std::stringstream ss(line);
-    std::string cell;
-    std::vector<double> v;
-    while (std::getline(ss, cell, ',')) {
-      try {
-        v.push_back(std::stod(cell));
-      } catch (const std::exception&) {
-        throw FormatError(path + ": line " + std::to_string(lineno) + ": bad number '" + cell + "'");
-      }
-    }
+    const std::vector<double> v = csv_numbers(line, path + ": line " + std::to_string(lineno));
     if (v.size() != 6) throw FormatError(path + ": line " + std::to_string(lineno) + ": expected 6 columns");
     SkinSample s;
     s.subject = static_cast<int>(v[0]);
