@@ -1,0 +1,479 @@
+#include "hfr/render.hpp"
+
+#include <embree3/rtcore.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <mutex>
+#include <numeric>
+#include <string>
+
+#include "hfr/error.hpp"
+#include "hfr/parallel.hpp"
+
+namespace hfr::render {
+
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+inline double dot3(const double a[3], const double b[3]) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
+inline void normalize3(double a[3]) {
+  const double l = std::sqrt(dot3(a, a));
+  if (l > 0)
+    for (int k = 0; k < 3; ++k) a[k] /= l;
+}
+
+// splitmix64: a small, well-mixed generator; one per pixel.
+struct Rng {
+  std::uint64_t s;
+  std::uint64_t next() {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
+};
+
+// Schlick's Fresnel with the reflectance at grazing incidence limited to
+// 50 F0 (as in UE4 / Filament), so that F0 = 0 means no specular at all.
+inline double fresnel(double f0, double cos_theta) {
+  const double f90 = std::min(1.0, 50 * f0);
+  const double m = std::clamp(1 - cos_theta, 0.0, 1.0);
+  const double m2 = m * m;
+  return f0 + (f90 - f0) * m2 * m2 * m;
+}
+
+// An orthonormal basis around a unit vector w (Duff et al. 2017).
+void basis(const double w[3], double u[3], double v[3]) {
+  const double sign = std::copysign(1.0, w[2]);
+  const double a = -1.0 / (sign + w[2]);
+  const double b = w[0] * w[1] * a;
+  u[0] = 1 + sign * w[0] * w[0] * a;
+  u[1] = sign * b;
+  u[2] = -sign * w[0];
+  v[0] = b;
+  v[1] = sign + w[1] * w[1] * a;
+  v[2] = -w[1];
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- textures
+
+void Texture::validate(const char* what) const {
+  if (width <= 0 || height <= 0 || channels <= 0)
+    throw Error(std::string(what) + ": texture size must be positive");
+  if (data.size() != static_cast<std::size_t>(width) * height * channels)
+    throw Error(std::string(what) + ": texture data size " + std::to_string(data.size()) + " != " +
+                std::to_string(width) + " x " + std::to_string(height) + " x " + std::to_string(channels));
+  for (float x : data)
+    if (!std::isfinite(x)) throw Error(std::string(what) + ": texture value not finite");
+}
+
+void Texture::sample(double u, double v, float* out) const {
+  if (!std::isfinite(u)) u = 0;
+  if (!std::isfinite(v)) v = 0;
+  double x = u * width - 0.5, y = (1.0 - v) * height - 0.5;
+  x = std::clamp(x, 0.0, double(width - 1));
+  y = std::clamp(y, 0.0, double(height - 1));
+  const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
+  const int x1 = std::min(x0 + 1, width - 1), y1 = std::min(y0 + 1, height - 1);
+  const double fx = x - x0, fy = y - y0;
+  const float* p00 = &data[(static_cast<std::size_t>(y0) * width + x0) * channels];
+  const float* p01 = &data[(static_cast<std::size_t>(y0) * width + x1) * channels];
+  const float* p10 = &data[(static_cast<std::size_t>(y1) * width + x0) * channels];
+  const float* p11 = &data[(static_cast<std::size_t>(y1) * width + x1) * channels];
+  for (int c = 0; c < channels; ++c)
+    out[c] = static_cast<float>((1 - fy) * ((1 - fx) * p00[c] + fx * p01[c]) + fy * ((1 - fx) * p10[c] + fx * p11[c]));
+}
+
+// ---------------------------------------------------------------- BRDF
+
+std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
+  std::array<double, 3> f{0, 0, 0};
+  const double nl = dot3(n, wi), nv = dot3(n, wo);
+  if (nl <= 0 || nv <= 0) return f;
+  const double f0 = std::clamp<double>(s.f0, 0, 1);
+  const double kd = (1 - fresnel(f0, nv)) / kPi;
+  double spec = 0;
+  if (f0 > 0) {
+    double h[3] = {wi[0] + wo[0], wi[1] + wo[1], wi[2] + wo[2]};
+    normalize3(h);
+    const double nh = std::max(0.0, dot3(n, h)), vh = std::max(0.0, dot3(wo, h));
+    const double a = std::max<double>(s.alpha, 1e-3), a2 = a * a;
+    const double dd = nh * nh * (a2 - 1) + 1;
+    const double D = a2 / (kPi * dd * dd);
+    const double V = 0.5 / (nl * std::sqrt(nv * nv * (1 - a2) + a2) + nv * std::sqrt(nl * nl * (1 - a2) + a2));
+    const double F = fresnel(f0, vh);
+    spec = D * V * F;
+  }
+  for (int c = 0; c < 3; ++c) f[c] = kd * s.albedo[c] + spec;
+  return f;
+}
+
+// ---------------------------------------------------------------- scene
+
+struct Scene::Impl {
+  struct Geometry {
+    std::vector<float> positions, normals, uvs;
+    std::vector<std::int32_t> triangles, uv_triangles;
+    Material material;
+  };
+  RTCDevice device = nullptr;
+  RTCScene scene = nullptr;
+  std::vector<Geometry> geometries;
+  bool committed = false;
+  std::mutex error_mutex;
+  std::string error;  // the last message Embree reported
+
+  static void on_error(void* user, RTCError code, const char* message) {
+    auto* self = static_cast<Impl*>(user);
+    std::lock_guard<std::mutex> lock(self->error_mutex);
+    self->error = "Embree error " + std::to_string(static_cast<int>(code)) + (message ? std::string(": ") + message : "");
+  }
+  void check(const char* what) {
+    const RTCError code = rtcGetDeviceError(device);
+    if (code != RTC_ERROR_NONE) {
+      std::lock_guard<std::mutex> lock(error_mutex);
+      throw Error(std::string("render: ") + what + ": " +
+                  (error.empty() ? "Embree error " + std::to_string(static_cast<int>(code)) : error));
+    }
+  }
+  ~Impl() {
+    if (scene) rtcReleaseScene(scene);
+    if (device) rtcReleaseDevice(device);
+  }
+};
+
+Scene::Scene(int build_threads) : impl_(std::make_unique<Impl>()) {
+  const std::string config = build_threads > 0 ? "threads=" + std::to_string(build_threads) : std::string();
+  impl_->device = rtcNewDevice(config.empty() ? nullptr : config.c_str());
+  if (!impl_->device)
+    throw Error("render: cannot create the Embree device (error " + std::to_string(int(rtcGetDeviceError(nullptr))) + ")");
+  rtcSetDeviceErrorFunction(impl_->device, &Impl::on_error, impl_.get());
+  impl_->scene = rtcNewScene(impl_->device);
+  impl_->check("creating the scene");
+  rtcSetSceneFlags(impl_->scene, RTC_SCENE_FLAG_ROBUST);
+  rtcSetSceneBuildQuality(impl_->scene, RTC_BUILD_QUALITY_HIGH);
+}
+
+Scene::~Scene() = default;
+Scene::Scene(Scene&&) noexcept = default;
+Scene& Scene::operator=(Scene&&) noexcept = default;
+
+bool Scene::committed() const { return impl_->committed; }
+
+int Scene::add(const mesh::TriMesh& m, const Material& material) {
+  const std::string what = "render: mesh " + std::to_string(impl_->geometries.size());
+  m.validate(what);
+  if (m.positions.size() % 3 != 0 || m.triangles.size() % 3 != 0) throw Error(what + ": sizes are not multiples of 3");
+  const std::int64_t nv = m.num_vertices();
+  for (std::int32_t i : m.triangles)
+    if (i < 0 || i >= nv) throw Error(what + ": vertex index " + std::to_string(i) + " out of range");
+  for (float x : m.positions)
+    if (!std::isfinite(x)) throw Error(what + ": vertex position not finite");
+  if (!m.uv_triangles.empty()) {
+    if (m.uv_triangles.size() != m.triangles.size()) throw Error(what + ": uv_triangles size differs from triangles");
+    const std::int64_t nt = static_cast<std::int64_t>(m.uvs.size() / 2);
+    for (std::int32_t i : m.uv_triangles)
+      if (i < 0 || i >= nt) throw Error(what + ": uv index " + std::to_string(i) + " out of range");
+    for (float x : m.uvs)
+      if (!std::isfinite(x)) throw Error(what + ": uv not finite");
+  }
+  if (nv > std::numeric_limits<std::int32_t>::max()) throw Error(what + ": too many vertices");
+  for (const Texture* t : {material.albedo, material.specular, material.roughness})
+    if (t) t->validate(what.c_str());
+  if (!std::isfinite(material.albedo_scale) || !std::isfinite(material.specular_value) ||
+      !std::isfinite(material.roughness_value))
+    throw Error(what + ": material value not finite");
+  if ((material.albedo || material.specular || material.roughness) && m.uv_triangles.empty())
+    throw Error(what + ": textured material needs uvs");
+
+  Impl::Geometry g;
+  g.positions = m.positions;
+  g.triangles = m.triangles;
+  g.uvs = m.uvs;
+  g.uv_triangles = m.uv_triangles;
+  g.normals = mesh::vertex_normals(m.positions, m.triangles);
+  g.material = material;
+
+  RTCGeometry geom = rtcNewGeometry(impl_->device, RTC_GEOMETRY_TYPE_TRIANGLE);
+  impl_->check("creating a geometry");
+  const std::size_t nt = m.triangles.size() / 3;
+  auto* vb = static_cast<float*>(rtcSetNewGeometryBuffer(geom, RTC_BUFFER_TYPE_VERTEX, 0, RTC_FORMAT_FLOAT3,
+                                                         3 * sizeof(float), std::max<std::size_t>(nv, 1)));
+  auto* ib = static_cast<unsigned*>(rtcSetNewGeometryBuffer(geom, RTC_BUFFER_TYPE_INDEX, 0, RTC_FORMAT_UINT3,
+                                                            3 * sizeof(unsigned), nt));
+  if (!vb || (!ib && nt > 0)) {
+    rtcReleaseGeometry(geom);
+    impl_->check("allocating geometry buffers");
+    throw Error(what + ": cannot allocate geometry buffers");
+  }
+  if (nv > 0) std::memcpy(vb, m.positions.data(), m.positions.size() * sizeof(float));
+  for (std::size_t i = 0; i < m.triangles.size(); ++i) ib[i] = static_cast<unsigned>(m.triangles[i]);
+  rtcCommitGeometry(geom);
+  const unsigned id = rtcAttachGeometry(impl_->scene, geom);
+  rtcReleaseGeometry(geom);
+  impl_->check("adding a geometry");
+  if (id != impl_->geometries.size()) throw Error(what + ": unexpected Embree geometry id");
+  impl_->geometries.push_back(std::move(g));
+  impl_->committed = false;
+  return static_cast<int>(id);
+}
+
+void Scene::commit() {
+  rtcCommitScene(impl_->scene);
+  impl_->check("building the scene");
+  impl_->committed = true;
+}
+
+// ---------------------------------------------------------------- rendering
+
+namespace {
+
+struct Tracer {
+  const Scene::Impl& s;
+  const std::vector<Light>& lights;
+  const RenderOptions& o;
+  std::uint64_t shadow_rays = 0;
+
+  // True if the segment org + t dir, t in (tnear, tfar), hits anything.
+  bool occluded(const double org[3], const double dir[3], double tfar) {
+    ++shadow_rays;
+    RTCIntersectContext ctx;
+    rtcInitIntersectContext(&ctx);
+    RTCRay ray;
+    ray.org_x = float(org[0]);
+    ray.org_y = float(org[1]);
+    ray.org_z = float(org[2]);
+    ray.dir_x = float(dir[0]);
+    ray.dir_y = float(dir[1]);
+    ray.dir_z = float(dir[2]);
+    ray.tnear = 0;
+    ray.tfar = float(tfar);
+    ray.time = 0;
+    ray.mask = 0xFFFFFFFFu;
+    ray.id = 0;
+    ray.flags = 0;
+    rtcOccluded1(s.scene, &ctx, &ray);
+    return ray.tfar < 0;
+  }
+
+  SurfaceSample surface(const Scene::Impl::Geometry& g, unsigned prim, double bu, double bv) const {
+    SurfaceSample out;
+    const Material& m = g.material;
+    double uv[2] = {0, 0};
+    if (!g.uv_triangles.empty()) {
+      const std::int32_t* t = &g.uv_triangles[3 * prim];
+      for (int k = 0; k < 2; ++k)
+        uv[k] = (1 - bu - bv) * g.uvs[2 * t[0] + k] + bu * g.uvs[2 * t[1] + k] + bv * g.uvs[2 * t[2] + k];
+    }
+    float buf[16];
+    if (m.albedo) {
+      m.albedo->sample(uv[0], uv[1], buf);
+      for (int c = 0; c < 3; ++c) out.albedo[c] = buf[m.albedo->channels == 1 ? 0 : std::min(c, m.albedo->channels - 1)];
+    } else {
+      out.albedo = m.albedo_value;
+    }
+    for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
+    if (m.specular) {
+      m.specular->sample(uv[0], uv[1], buf);
+      out.f0 = buf[0];
+    } else {
+      out.f0 = m.specular_value;
+    }
+    if (m.roughness) {
+      m.roughness->sample(uv[0], uv[1], buf);
+      out.alpha = buf[0];
+    } else {
+      out.alpha = m.roughness_value;
+    }
+    out.f0 = std::clamp(out.f0, 0.0f, 1.0f);
+    out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
+    return out;
+  }
+
+  // Radiance along one camera ray; adds to L[0..2]. Returns false on a miss.
+  bool shade(const double dir[3], Rng& rng, double L[3]) {
+    RTCIntersectContext ctx;
+    rtcInitIntersectContext(&ctx);
+    RTCRayHit rh;
+    rh.ray.org_x = rh.ray.org_y = rh.ray.org_z = 0;
+    rh.ray.dir_x = float(dir[0]);
+    rh.ray.dir_y = float(dir[1]);
+    rh.ray.dir_z = float(dir[2]);
+    rh.ray.tnear = 0;
+    rh.ray.tfar = std::numeric_limits<float>::infinity();
+    rh.ray.time = 0;
+    rh.ray.mask = 0xFFFFFFFFu;
+    rh.ray.id = 0;
+    rh.ray.flags = 0;
+    rh.hit.geomID = RTC_INVALID_GEOMETRY_ID;
+    rh.hit.instID[0] = RTC_INVALID_GEOMETRY_ID;
+    rtcIntersect1(s.scene, &ctx, &rh);
+    if (rh.hit.geomID == RTC_INVALID_GEOMETRY_ID) return false;
+
+    const auto& g = s.geometries[rh.hit.geomID];
+    const unsigned prim = rh.hit.primID;
+    const double bu = rh.hit.u, bv = rh.hit.v;
+    const std::int32_t* tri = &g.triangles[3 * prim];
+    const double wo[3] = {-dir[0], -dir[1], -dir[2]};
+    // Geometric normal (Embree's Ng is unnormalized), facing the viewer.
+    double ng[3] = {rh.hit.Ng_x, rh.hit.Ng_y, rh.hit.Ng_z};
+    normalize3(ng);
+    if (dot3(ng, wo) < 0)
+      for (double& x : ng) x = -x;
+    // Shading normal: interpolated vertex normals, facing the viewer.
+    double n[3];
+    for (int k = 0; k < 3; ++k)
+      n[k] = (1 - bu - bv) * g.normals[3 * tri[0] + k] + bu * g.normals[3 * tri[1] + k] + bv * g.normals[3 * tri[2] + k];
+    if (dot3(n, n) <= 0) std::copy(ng, ng + 3, n);
+    normalize3(n);
+    if (dot3(n, wo) < 0)
+      for (double& x : n) x = -x;
+
+    // Hit point, recomputed from the triangle for accuracy, then offset
+    // along the geometric normal for shadow rays.
+    double p[3];
+    for (int k = 0; k < 3; ++k)
+      p[k] = (1 - bu - bv) * g.positions[3 * tri[0] + k] + bu * g.positions[3 * tri[1] + k] +
+             bv * g.positions[3 * tri[2] + k];
+    double scale = 1e-4;
+    for (int k = 0; k < 3; ++k) scale = std::max(scale, std::abs(p[k]));
+    const double eps = scale * 2e-5;
+    const double po[3] = {p[0] + eps * ng[0], p[1] + eps * ng[1], p[2] + eps * ng[2]};
+
+    const SurfaceSample sf = surface(g, prim, bu, bv);
+
+    for (const Light& light : lights) {
+      if (const auto* a = std::get_if<AmbientLight>(&light)) {
+        const double fr = fresnel(sf.f0, std::max(0.0, dot3(n, wo)));
+        double vis = 1;
+        if (o.ambient_occlusion) {
+          // One cosine-weighted direction around the shading normal.
+          const double r1 = rng.uniform(), r2 = rng.uniform();
+          const double r = std::sqrt(r1), phi = 2 * kPi * r2;
+          double t1[3], t2[3];
+          basis(n, t1, t2);
+          const double z = std::sqrt(std::max(0.0, 1 - r1));
+          double d[3];
+          for (int k = 0; k < 3; ++k) d[k] = r * std::cos(phi) * t1[k] + r * std::sin(phi) * t2[k] + z * n[k];
+          vis = (dot3(d, ng) > 0 && !occluded(po, d, std::numeric_limits<float>::infinity())) ? 1 : 0;
+        }
+        for (int c = 0; c < 3; ++c) L[c] += ((1 - fr) * sf.albedo[c] * vis + fr) * a->rgb[c];
+      } else if (const auto* pl = std::get_if<PointLight>(&light)) {
+        double wi[3] = {pl->position[0] - p[0], pl->position[1] - p[1], pl->position[2] - p[2]};
+        const double d2 = dot3(wi, wi);
+        if (!(d2 > 0)) continue;
+        const double d = std::sqrt(d2);
+        for (double& x : wi) x /= d;
+        const double cosn = dot3(n, wi);
+        if (cosn <= 0 || dot3(ng, wi) <= 0) continue;
+        const auto f = brdf(sf, n, wo, wi);
+        if (occluded(po, wi, d * (1 - 1e-6))) continue;
+        for (int c = 0; c < 3; ++c) L[c] += f[c] * cosn * pl->rgb[c] / d2;
+      } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
+        double w[3] = {sl->centre[0] - p[0], sl->centre[1] - p[1], sl->centre[2] - p[2]};
+        const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
+        if (!(d2 > r2)) continue;  // inside the light
+        const double d = std::sqrt(d2);
+        for (double& x : w) x /= d;
+        // Uniform sampling of the cone subtended by the sphere.
+        const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
+        const double u1 = rng.uniform(), u2 = rng.uniform();
+        const double cos_t = 1 - u1 * (1 - cos_max);
+        const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
+        const double phi = 2 * kPi * u2;
+        double t1[3], t2[3];
+        basis(w, t1, t2);
+        double wi[3];
+        for (int k = 0; k < 3; ++k) wi[k] = sin_t * std::cos(phi) * t1[k] + sin_t * std::sin(phi) * t2[k] + cos_t * w[k];
+        const double cosn = dot3(n, wi);
+        if (cosn <= 0 || dot3(ng, wi) <= 0) continue;
+        // Distance to the sphere's near surface along wi.
+        const double b = d * cos_t;
+        const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
+        const auto f = brdf(sf, n, wo, wi);
+        if (occluded(po, wi, tl * (1 - 1e-6))) continue;
+        const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
+        const double Le = 1.0 / (kPi * r2);
+        for (int c = 0; c < 3; ++c) L[c] += f[c] * cosn * Le * sl->rgb[c] * solid;
+      }
+    }
+    return true;
+  }
+};
+
+void check_options(const RenderOptions& o, const std::vector<Light>& lights) {
+  if (o.width <= 0 || o.height <= 0) throw Error("render: image size must be positive");
+  if (static_cast<double>(o.width) * o.height * o.channels > 1e9) throw Error("render: image too large");
+  if (o.spp <= 0) throw Error("render: samples per pixel must be positive");
+  if (o.channels < 1 || o.channels > 3) throw Error("render: channels must be 1, 2 or 3");
+  const auto& c = o.camera;
+  if (!(std::isfinite(c.fx) && std::isfinite(c.fy) && std::isfinite(c.cx) && std::isfinite(c.cy) && c.fx > 0 && c.fy > 0))
+    throw Error("render: camera intrinsics must be finite with positive focal lengths");
+  auto finite3 = [](const auto& a) { return std::isfinite(a[0]) && std::isfinite(a[1]) && std::isfinite(a[2]); };
+  for (const Light& l : lights) {
+    if (const auto* a = std::get_if<AmbientLight>(&l)) {
+      if (!finite3(a->rgb)) throw Error("render: ambient light not finite");
+    } else if (const auto* p = std::get_if<PointLight>(&l)) {
+      if (!finite3(p->rgb) || !finite3(p->position)) throw Error("render: point light not finite");
+    } else if (const auto* s = std::get_if<SphereLight>(&l)) {
+      if (!finite3(s->rgb) || !finite3(s->centre) || !(std::isfinite(s->radius) && s->radius > 0))
+        throw Error("render: sphere light must be finite with a positive radius");
+    }
+  }
+}
+
+}  // namespace
+
+std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& o,
+                          RenderStats* stats) {
+  check_options(o, lights);
+  if (!scene.committed()) throw Error("render: the scene is not committed");
+  const Scene::Impl& s = scene.impl();
+  const int W = o.width, H = o.height, C = o.channels, spp = o.spp;
+  std::vector<float> image(static_cast<std::size_t>(W) * H * C, 0.0f);
+  std::atomic<std::uint64_t> primary{0}, shadow{0};
+  const std::uint64_t seed_mix = Rng{o.seed ^ 0x5DEECE66Dull}.next();
+
+  parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
+    Tracer tracer{s, lights, o};
+    std::vector<int> perm(spp);
+    std::uint64_t rays = 0;
+    for (int x = 0; x < W; ++x) {
+      const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
+      Rng rng{seed_mix ^ (index * 0xD1B54A32D192ED03ull)};
+      rng.next();
+      // n-rooks stratification: sample k takes column stratum k and a
+      // shuffled row stratum, each jittered.
+      std::iota(perm.begin(), perm.end(), 0);
+      for (int k = spp - 1; k > 0; --k) std::swap(perm[k], perm[rng.next() % static_cast<std::uint64_t>(k + 1)]);
+      double L[3] = {0, 0, 0};
+      for (int k = 0; k < spp; ++k) {
+        const double px = x + (k + rng.uniform()) / spp;
+        const double py = y + (perm[k] + rng.uniform()) / spp;
+        double dir[3] = {(px - o.camera.cx) / o.camera.fx, (py - o.camera.cy) / o.camera.fy, 1.0};
+        normalize3(dir);
+        ++rays;
+        tracer.shade(dir, rng, L);
+      }
+      float* out = &image[index * C];
+      for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
+    }
+    primary += rays;
+    shadow += tracer.shadow_rays;
+  });
+  if (stats) {
+    stats->primary_rays = primary;
+    stats->shadow_rays = shadow;
+  }
+  return image;
+}
+
+}  // namespace hfr::render
