@@ -347,6 +347,28 @@ std::vector<SurfacePoint> closest_points(const MorphableModel& m, const std::str
   return out;
 }
 
+const std::vector<MeshArea>& face_mesh_areas() {
+  static const std::vector<MeshArea> d = {
+      {"lips", {61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185}},
+      {"eye_right", {33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246}},
+      {"eye_left", {263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466}},
+      {"brow_right", {70, 63, 105, 66, 107, 55, 65, 52, 53, 46}},
+      {"brow_left", {300, 293, 334, 296, 336, 285, 295, 282, 283, 276}},
+      {"nose", {168, 417, 351, 358, 327, 2, 98, 129, 122, 193}},
+      {"forehead", {54, 103, 67, 109, 10, 338, 297, 332, 284, 300, 293, 334, 296, 336, 9, 107, 66, 105, 63, 70}},
+  };
+  return d;
+}
+
+std::vector<std::array<float, 2>> uv_polygon(const MorphableModel& m, const Correspondence& c, const std::vector<int>& landmarks) {
+  std::vector<std::array<float, 2>> poly;
+  for (int i : landmarks) {
+    if (i < 0 || static_cast<std::size_t>(i) >= c.points.size()) throw Error("uv_polygon: landmark " + std::to_string(i) + " out of range");
+    poly.push_back(uv_of(m, c.points[static_cast<std::size_t>(i)]));
+  }
+  return poly;
+}
+
 std::string to_json(const Correspondence& c) {
   json head = {{"format", kFormat}, {"num_vertices", c.num_vertices}, {"num_triangles", c.num_triangles}, {"note", c.note}};
   std::string s = head.dump();

@@ -97,7 +97,6 @@ torch::Tensor to_batch(const std::vector<const cv::Mat*>& crops, const nn::Prepr
   return t;
 }
 
-double round2(double v) { return std::round(v * 100) / 100; }
 
 }  // namespace
 
@@ -273,10 +272,10 @@ int run(const Options& o) {
         r["face"] = j;
         r["faces_found"] = p.frame.found;
         if (f.has_det) {
-          r["box"] = {round2(f.det.x0), round2(f.det.y0), round2(f.det.x1), round2(f.det.y1)};
-          r["score"] = std::round(f.det.score * 1e4) / 1e4;
+          r["box"] = {round_decimals(f.det.x0, 2), round_decimals(f.det.y0, 2), round_decimals(f.det.x1, 2), round_decimals(f.det.y1, 2)};
+          r["score"] = round_decimals(f.det.score, 4);
           json lm = json::array();
-          for (const auto& q : f.pts) lm.push_back({round2(q.x), round2(q.y)});
+          for (const auto& q : f.pts) lm.push_back({round_decimals(q.x, 2), round_decimals(q.y, 2)});
           r["landmarks"] = lm;
         }
         if (!o.save_crops.empty()) {
@@ -288,7 +287,7 @@ int run(const Options& o) {
         r["row"] = row++;
         r["model"] = model.name;
         r["model_sha256"] = model.checksum;
-        if (o.timing) r["latency_ms"] = std::round((p.decode_ms + net_ms) * 100) / 100;
+        if (o.timing) r["latency_ms"] = round_decimals(p.decode_ms + net_ms, 2);
         rw.write(r);
         ids.push_back(id);
         subjects.push_back(p.item.subject);

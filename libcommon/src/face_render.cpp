@@ -45,18 +45,15 @@ Scene render(const morph::MorphableModel& m, const morph::Correspondence& corr, 
   s.albedo.create(S, S, CV_32FC3);
   for (int y = 0; y < S; ++y)
     for (int x = 0; x < S; ++x) s.albedo.at<cv::Vec3f>(y, x) = skin_albedo((x + 0.5f) / S, 1 - (y + 0.5f) / S);
-  auto paint = [&](const std::vector<int>& idx, cv::Vec3f col) {
+  for (const auto& area : morph::face_mesh_areas()) {  // lips and brows painted along their contours
+    const bool lips = area.name == "lips", brow = area.name.rfind("brow", 0) == 0;
+    if ((!lips && !brow) || corr.points.size() != 468) continue;
+    const cv::Vec3f col = lips ? cv::Vec3f(0.32f, 0.12f, 0.11f) : cv::Vec3f(0.06f, 0.045f, 0.04f);
     std::vector<cv::Point> poly;
-    for (int i : idx) {
-      if (static_cast<std::size_t>(i) >= corr.points.size()) return;
-      const auto uv = morph::uv_of(m, corr.points[static_cast<std::size_t>(i)]);
+    for (const auto& uv : morph::uv_polygon(m, corr, area.landmarks))
       poly.emplace_back(static_cast<int>(uv[0] * S), static_cast<int>((1 - uv[1]) * S));
-    }
     cv::fillPoly(s.albedo, std::vector<std::vector<cv::Point>>{poly}, cv::Scalar(col[0], col[1], col[2]));
-  };
-  paint({61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185}, {0.32f, 0.12f, 0.11f});
-  paint({70, 63, 105, 66, 107, 55, 65, 52, 53, 46}, {0.06f, 0.045f, 0.04f});
-  paint({300, 293, 334, 296, 336, 285, 295, 282, 283, 276}, {0.06f, 0.045f, 0.04f});
+  }
 
   const auto cam_pos = mesh::transform(pose, s.vertices);
   const auto normals = mesh::vertex_normals(cam_pos, m.neutral.triangles);

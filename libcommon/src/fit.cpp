@@ -13,21 +13,17 @@
 namespace hfr::fit {
 namespace {
 
-const int kRightEye[] = {246, 161, 160, 159, 158, 157, 173, 33, 7, 163, 144, 145, 153, 154, 155, 133};
-const int kLeftEye[] = {466, 388, 387, 386, 385, 384, 398, 263, 249, 390, 373, 374, 380, 381, 382, 362};
-
 bool fitted_expression(const std::string& name) {
   return name.rfind("eyeLook", 0) != 0 && name.rfind("PupilDilate", 0) != 0;
 }
 
+// The distance between the eye centres (the means of the eye contours, as hfr-embed's five points).
 double eye_distance(const Observation& obs) {
-  auto mean = [&](const int* idx) {
-    double x = 0, y = 0;
-    for (int i = 0; i < 16; ++i) x += obs.points[idx[i]][0], y += obs.points[idx[i]][1];
-    return std::array<double, 2>{x / 16, y / 16};
-  };
-  auto r = mean(kRightEye), l = mean(kLeftEye);
-  return std::hypot(r[0] - l[0], r[1] - l[1]);
+  std::vector<cv::Point3d> mesh;
+  mesh.reserve(obs.points.size());
+  for (const auto& p : obs.points) mesh.emplace_back(p[0], p[1], p[2]);
+  const face::Points5 five = face::five_points_from_mesh(mesh);
+  return cv::norm(five[0] - five[1]);
 }
 
 Eigen::Matrix3d rot(const mesh::Pose& p) {

@@ -41,26 +41,6 @@ const std::vector<std::string>& output_fields() {
   return f;
 }
 
-// Face-mesh contours (MediaPipe indices) that name texture areas for the
-// lighting mask and the specular prior; mapped into either model's UVs
-// through the correspondence.
-struct AreaDef {
-  const char* name;
-  std::vector<int> idx;
-};
-const std::vector<AreaDef>& area_defs() {
-  static const std::vector<AreaDef> d = {
-      {"lips", {61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185}},
-      {"eye_right", {33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246}},
-      {"eye_left", {263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466}},
-      {"brow_right", {70, 63, 105, 66, 107, 55, 65, 52, 53, 46}},
-      {"brow_left", {300, 293, 334, 296, 336, 285, 295, 282, 283, 276}},
-      {"nose", {168, 417, 351, 358, 327, 2, 98, 129, 122, 193}},
-      {"forehead", {54, 103, 67, 109, 10, 338, 297, 332, 284, 300, 293, 334, 296, 336, 9, 107, 66, 105, 63, 70}},
-  };
-  return d;
-}
-
 struct Setup {
   morph::MorphableModel model;
   morph::Correspondence corr;
@@ -118,12 +98,7 @@ Setup make_setup(const Options& o) {
     s.corr = identity_correspondence(s.model);
     s.textured.assign(static_cast<std::size_t>(s.model.neutral.num_triangles()), 1);
   }
-  for (const auto& d : area_defs()) {
-    reflect::UvArea a;
-    a.name = d.name;
-    for (int i : d.idx) a.polygon.push_back(morph::uv_of(s.model, s.corr.points[static_cast<std::size_t>(i)]));
-    s.areas.push_back(std::move(a));
-  }
+  for (const auto& d : morph::face_mesh_areas()) s.areas.push_back({d.name, morph::uv_polygon(s.model, s.corr, d.landmarks)});
   return s;
 }
 
@@ -166,8 +141,7 @@ cv::Mat linear_image(const cv::Mat& rgb8, bool grey) {
 }
 
 
-// v rounded to `digits` decimals (dividing by a power of ten gives the double
-// nearest the decimal, so the JSON shows it without float noise)
+
 // Texel regions of the unwrapped maps (the numbering of spectral::Region):
 // 0 skin, 1 lips, 2 brows, 3 the eye openings (covered by the eyeballs).
 cv::Mat region_map(const Setup& s, int S) {
@@ -183,11 +157,6 @@ cv::Mat region_map(const Setup& s, int S) {
   return m;
 }
 
-double round_to(double v, int digits) {
-  const double p = std::pow(10.0, digits);
-  return std::round(v * p) / p;
-}
-
 void write_face(const std::string& path, const Setup& s, const Photo& p, std::size_t j, const FaceOut& f, const Options& o,
                 const json& meta) {
   auto out = io::open_output(path, {io::Content::binary, true});
@@ -199,14 +168,9 @@ void write_face(const std::string& path, const Setup& s, const Photo& p, std::si
   w.write("uvs", DType::f32, {M, 2}, m.uvs.data());
   w.write("uv_triangles", DType::i32, {T, 3}, m.uv_triangles.data());
   const int S = o.texture_size;
-  auto write_map = [&](const char* name, const cv::Mat& img) {
+  auto write_map = [&](const char* name, const cv::Mat& img) {  // the maps are continuous S x S (x C) floats
     const int c = img.channels();
-    std::vector<std::uint16_t> h(static_cast<std::size_t>(S) * S * c);
-    for (int y = 0; y < S; ++y) {
-      const float* r = img.ptr<float>(y);
-      for (int x = 0; x < S * c; ++x) h[static_cast<std::size_t>(y) * S * c + x] = float_to_half(r[x]);
-    }
-    w.write(name, DType::f16, c == 1 ? Shape{S, S} : Shape{S, S, c}, h.data());
+    write_as_f16(w, name, c == 1 ? Shape{S, S} : Shape{S, S, c}, img.ptr<float>(0));
   };
   write_map("albedo", f.maps.albedo);
   write_map("specular", f.maps.specular);
@@ -683,16 +647,16 @@ int run(const Options& o) {
         r["id"] = p.out.size() > 1 ? p.item.id + "#" + std::to_string(j) : p.item.id;
         r["face"] = j;
         r["faces_found"] = p.frame.found;
-        r["box"] = {round_to(det.x0, 2), round_to(det.y0, 2), round_to(det.x1, 2), round_to(det.y1, 2)};
-        r["score"] = round_to(det.score, 4);
+        r["box"] = {round_decimals(det.x0, 2), round_decimals(det.y0, 2), round_decimals(det.x1, 2), round_decimals(det.y1, 2)};
+        r["score"] = round_decimals(det.score, 4);
         r["model"] = setup.model.name;
-        if (f.found.mesh_score >= 0) r["mesh_score"] = round_to(f.found.mesh_score, 3);
+        if (f.found.mesh_score >= 0) r["mesh_score"] = round_decimals(f.found.mesh_score, 3);
         if (!f.fit.projected.empty()) {
-          r["yaw"] = round_to(f.fit.yaw_pitch_roll[0], 2);
-          r["pitch"] = round_to(f.fit.yaw_pitch_roll[1], 2);
-          r["roll"] = round_to(f.fit.yaw_pitch_roll[2], 2);
-          r["rms_px"] = round_to(f.fit.rms_px, 3);
-          r["rms_rel"] = round_to(f.fit.rms_rel, 4);
+          r["yaw"] = round_decimals(f.fit.yaw_pitch_roll[0], 2);
+          r["pitch"] = round_decimals(f.fit.yaw_pitch_roll[1], 2);
+          r["roll"] = round_decimals(f.fit.yaw_pitch_roll[2], 2);
+          r["rms_px"] = round_decimals(f.fit.rms_px, 3);
+          r["rms_rel"] = round_decimals(f.fit.rms_rel, 4);
         }
         if (!f.error.empty()) {
           r["error"] = f.error;
@@ -700,15 +664,15 @@ int run(const Options& o) {
           log::warn(r["id"].get<std::string>() + ": " + f.error);
         } else {
           r["reconstruction"] = inputs::relative_ref(f.file, o.records, false);
-          r["coverage"] = round_to(f.maps.coverage, 4);
+          r["coverage"] = round_decimals(f.maps.coverage, 4);
           r["grey"] = p.grey;
           if (!f.preview.empty()) r["preview"] = inputs::relative_ref(f.preview, o.records, false);
           ++faces_ok;
         }
         if (o.timing) {
-          r["latency_ms"] = round_to(p.decode_ms + net_ms, 2);
-          r["fit_ms"] = round_to(f.fit_ms, 2);
-          r["unwrap_ms"] = round_to(f.unwrap_ms, 2);
+          r["latency_ms"] = round_decimals(p.decode_ms + net_ms, 2);
+          r["fit_ms"] = round_decimals(f.fit_ms, 2);
+          r["unwrap_ms"] = round_decimals(f.unwrap_ms, 2);
         }
         rw.write(r);
       }

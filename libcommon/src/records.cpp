@@ -1,5 +1,7 @@
 #include "hfr/records.hpp"
 
+#include <cmath>
+
 #include <cstring>
 
 #include "hfr/error.hpp"
@@ -150,6 +152,11 @@ void RecordWriter::write(const Record& record) {
   line_.push_back('\n');
   out_.write(line_);
   ++count_;
+}
+
+double round_decimals(double v, int digits) {
+  const double p = std::pow(10.0, digits);
+  return std::round(v * p) / p;
 }
 
 }  // namespace hfr

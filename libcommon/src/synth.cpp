@@ -184,11 +184,7 @@ void write_identity(const std::string& path, const Identity& who, const Face& ge
   w.write("uvs", DType::f32, {M, 2}, geo.uvs.data());
   w.write("uv_triangles", DType::i32, {T, 3}, geo.uv_triangles.data());
   if (!identity.empty()) w.write("identity", DType::f32, {static_cast<std::int64_t>(identity.size())}, identity.data());
-  auto half = [&](const char* name, const std::vector<float>& v, Shape shape) {
-    std::vector<std::uint16_t> h(v.size());
-    for (std::size_t i = 0; i < v.size(); ++i) h[i] = float_to_half(v[i]);
-    w.write(name, DType::f16, shape, h.data());
-  };
+  auto half = [&](const char* name, const std::vector<float>& v, const Shape& shape) { write_as_f16(w, name, shape, v.data()); };
   half("albedo", maps.albedo, maps.channels == 3 ? Shape{S, S, 3} : Shape{S, S});
   // NIR albedo per band: the median skin brought to the NIST reflectance scale first
   std::vector<float> rgb;

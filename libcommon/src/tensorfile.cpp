@@ -248,6 +248,12 @@ std::uint64_t TensorInfo::row_bytes() const {
   return row_bytes_of(dtype, Shape(shape.begin() + 1, shape.end()), "tensor '" + name + "'");
 }
 
+void write_as_f16(TensorWriter& w, const std::string& name, const Shape& shape, const float* data) {
+  std::vector<std::uint16_t> h(static_cast<std::size_t>(shape_numel(shape)));
+  for (std::size_t i = 0; i < h.size(); ++i) h[i] = float_to_half(data[i]);
+  w.write(name, DType::f16, shape, h.data());
+}
+
 std::uint16_t float_to_half(float f) {
   std::uint32_t x;
   std::memcpy(&x, &f, 4);

@@ -42,6 +42,17 @@ Correspondence builtin_ict_correspondence(const MorphableModel& ict);
 std::vector<SurfacePoint> closest_points(const MorphableModel& m, const std::string& region,
                                          const std::vector<std::array<double, 3>>& points, std::vector<float>* dist = nullptr);
 
+// Face-mesh contours that name areas of a face texture (MediaPipe indices):
+// lips, eye_right, eye_left (the lid openings), brow_right, brow_left, nose,
+// forehead. Through a correspondence they become UV polygons (uv_polygon)
+// for the lighting mask, the specular prior, the region map and test paint.
+struct MeshArea {
+  std::string name;
+  std::vector<int> landmarks;
+};
+const std::vector<MeshArea>& face_mesh_areas();
+std::vector<std::array<float, 2>> uv_polygon(const MorphableModel& m, const Correspondence& c, const std::vector<int>& landmarks);
+
 std::string to_json(const Correspondence& c);  // the stored file's format
 Correspondence correspondence_from_json(const std::string& text, const std::string& name);
 

@@ -72,4 +72,8 @@ Record error_record(const Record& input, const std::string& message, const std::
 // else "line N".
 std::string record_context(const Record& record, std::uint64_t line);
 
+// v rounded to `digits` decimals for a record (dividing by a power of ten
+// gives the double nearest the decimal, so the JSON shows no float noise).
+double round_decimals(double v, int digits);
+
 }  // namespace hfr

@@ -158,6 +158,8 @@ std::vector<TensorInfo> verify_tensor_file(io::Input& in, TensorFileLimits limit
 
 // Half-precision conversions (round to nearest even).
 std::uint16_t float_to_half(float f);
+// Writes n floats as an f16 tensor of the given shape (maps, textures).
+void write_as_f16(TensorWriter& w, const std::string& name, const Shape& shape, const float* data);
 float half_to_float(std::uint16_t h);
 std::uint16_t float_to_bfloat16(float f);
 float bfloat16_to_float(std::uint16_t b);
