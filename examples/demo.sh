@@ -55,7 +55,24 @@ say ""
 say "Identities and paired VIS/NIR render jobs (hfr-synth, 2 variations each, 4 sampled identities):"
 if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
 "$BIN/hfr-synth" "$@" -O "$out/identities" --poses 2 --new-identities 4 --bands 850,940 --seed 1 -r "$out/jobs.jsonl" "$out/faces.jsonl" || exit 1
-say "  $(ls "$out/identities" | wc -l) identities -> $out/identities/; $(wc -l < "$out/jobs.jsonl") render jobs -> $out/jobs.jsonl (hfr-render is not built yet)"
+say "  $(ls "$out/identities" | wc -l) identities -> $out/identities/; $(wc -l < "$out/jobs.jsonl") render jobs -> $out/jobs.jsonl"
+
+# Rendering: aligned 112x112 VIS and NIR crops, a contact sheet of the pairs.
+say ""
+say "Rendering the jobs (hfr-render: Embree, subsurface skin, aligned 112x112 crops):"
+if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
+"$BIN/hfr-render" "$@" --contact-sheet "$out/pairs.png" -r "$out/images.jsonl" "$out/jobs.jsonl" || exit 1
+say "  $(grep -c '"path"' "$out/images.jsonl") images -> $out/renders/, records $out/images.jsonl; contact sheet $out/pairs.png"
+
+# The pretrained VIS model on the synthetic pairs: NIR 850 nm probes against VIS gallery.
+say ""
+say "The pretrained dlib ResNet on the rendered faces: NIR 850 nm probes vs VIS gallery (hfr-embed detects and aligns in the crops; hfr-match, hfr-eval):"
+grep '"spectrum":"vis"' "$out/images.jsonl" >"$out/render-vis.jsonl"
+grep '"spectrum":"nir850"' "$out/images.jsonl" >"$out/render-nir.jsonl"
+"$BIN/hfr-embed" -q -m dlib -o "$out/render-vis.hft" -r "$out/render-vis-emb.jsonl" "$out/render-vis.jsonl" || [ $? -eq 3 ] || exit 1
+"$BIN/hfr-embed" -q -m dlib -o "$out/render-nir.hft" -r "$out/render-nir-emb.jsonl" "$out/render-nir.jsonl" || [ $? -eq 3 ] || exit 1
+"$BIN/hfr-match" -q --matrix "$out/render-vis-emb.jsonl" "$out/render-nir-emb.jsonl" -o "$out/render-scores.hft" || exit 1
+"$BIN/hfr-eval" "$out/render-scores.hft" >&2 || exit 1
 
 # Embedding, matching and evaluation on real faces with the pretrained models.
 say ""

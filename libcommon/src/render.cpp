@@ -94,13 +94,16 @@ void Texture::sample(double u, double v, float* out) const {
 
 // ---------------------------------------------------------------- BRDF
 
-std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
-  std::array<double, 3> f{0, 0, 0};
+namespace {
+// The BRDF's two parts: the diffuse weight kd (f_diffuse = kd * albedo) and
+// the specular value (grey). Both zero when a direction is below the surface.
+void brdf_parts(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3], double& kd,
+                double& spec) {
+  kd = spec = 0;
   const double nl = dot3(n, wi), nv = dot3(n, wo);
-  if (nl <= 0 || nv <= 0) return f;
+  if (nl <= 0 || nv <= 0) return;
   const double f0 = std::clamp<double>(s.f0, 0, 1);
-  const double kd = (1 - fresnel(f0, nv)) / kPi;
-  double spec = 0;
+  kd = (1 - fresnel(f0, nv)) / kPi;
   if (f0 > 0) {
     double h[3] = {wi[0] + wo[0], wi[1] + wo[1], wi[2] + wo[2]};
     normalize3(h);
@@ -112,22 +115,21 @@ std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const doub
     const double F = fresnel(f0, vh);
     spec = D * V * F;
   }
+}
+}  // namespace
+
+std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
+  double kd, spec;
+  brdf_parts(s, n, wo, wi, kd, spec);
+  std::array<double, 3> f{0, 0, 0};
   for (int c = 0; c < 3; ++c) f[c] = kd * s.albedo[c] + spec;
   return f;
 }
 
 // ---------------------------------------------------------------- scene
 
-struct Scene::Impl {
-  struct Geometry {
-    std::vector<float> positions, normals, uvs;
-    std::vector<std::int32_t> triangles, uv_triangles;
-    Material material;
-  };
+struct Device::Impl {
   RTCDevice device = nullptr;
-  RTCScene scene = nullptr;
-  std::vector<Geometry> geometries;
-  bool committed = false;
   std::mutex error_mutex;
   std::string error;  // the last message Embree reported
 
@@ -145,21 +147,56 @@ struct Scene::Impl {
     }
   }
   ~Impl() {
-    if (scene) rtcReleaseScene(scene);
     if (device) rtcReleaseDevice(device);
   }
 };
 
-Scene::Scene(int build_threads) : impl_(std::make_unique<Impl>()) {
-  const std::string config = build_threads > 0 ? "threads=" + std::to_string(build_threads) : std::string();
-  impl_->device = rtcNewDevice(config.empty() ? nullptr : config.c_str());
-  if (!impl_->device)
+Device::Device(int threads) : impl(std::make_shared<Impl>()) {
+  const std::string config = threads > 0 ? "threads=" + std::to_string(threads) : std::string();
+  impl->device = rtcNewDevice(config.empty() ? nullptr : config.c_str());
+  if (!impl->device)
     throw Error("render: cannot create the Embree device (error " + std::to_string(int(rtcGetDeviceError(nullptr))) + ")");
-  rtcSetDeviceErrorFunction(impl_->device, &Impl::on_error, impl_.get());
-  impl_->scene = rtcNewScene(impl_->device);
+  rtcSetDeviceErrorFunction(impl->device, &Impl::on_error, impl.get());
+}
+
+struct Scene::Impl {
+  struct Geometry {
+    std::vector<float> positions, normals, uvs;
+    std::vector<std::int32_t> triangles, uv_triangles;
+    std::vector<Material> materials;          // one, or one per material index
+    std::vector<std::uint8_t> triangle_material;  // per triangle (empty: all material 0)
+    RTCGeometry handle = nullptr;             // retained while the scene lives
+    const Material& material(unsigned prim) const {
+      return materials[triangle_material.empty() ? 0 : triangle_material[prim]];
+    }
+  };
+  bool dynamic = false;
+  std::shared_ptr<Device::Impl> dev;
+  RTCScene scene = nullptr;
+  std::vector<Geometry> geometries;
+  bool committed = false;
+
+  void check(const char* what) { dev->check(what); }
+  ~Impl() {
+    for (auto& g : geometries)
+      if (g.handle) rtcReleaseGeometry(g.handle);
+    if (scene) rtcReleaseScene(scene);
+  }
+};
+
+Scene::Scene(int build_threads) : Scene(Device(build_threads)) {}
+
+Scene::Scene(const Device& device, BuildQuality quality) : impl_(std::make_unique<Impl>()) {
+  if (!device.impl || !device.impl->device) throw Error("render: no device");
+  impl_->dev = device.impl;
+  impl_->scene = rtcNewScene(impl_->dev->device);
   impl_->check("creating the scene");
-  rtcSetSceneFlags(impl_->scene, RTC_SCENE_FLAG_ROBUST);
-  rtcSetSceneBuildQuality(impl_->scene, RTC_BUILD_QUALITY_HIGH);
+  // refit: a two-level structure (scene quality low) whose geometries refit their BVH on update()
+  impl_->dynamic = quality == BuildQuality::refit;
+  rtcSetSceneFlags(impl_->scene, impl_->dynamic ? RTC_SCENE_FLAG_DYNAMIC : RTC_SCENE_FLAG_NONE);
+  rtcSetSceneBuildQuality(impl_->scene, quality == BuildQuality::high     ? RTC_BUILD_QUALITY_HIGH
+                                        : quality == BuildQuality::medium ? RTC_BUILD_QUALITY_MEDIUM
+                                                                          : RTC_BUILD_QUALITY_LOW);
 }
 
 Scene::~Scene() = default;
@@ -168,8 +205,70 @@ Scene& Scene::operator=(Scene&&) noexcept = default;
 
 bool Scene::committed() const { return impl_->committed; }
 
-int Scene::add(const mesh::TriMesh& m, const Material& material) {
+namespace {
+// full: also every texel finite (textures are validated once when a geometry is added)
+void check_material(const Material& material, const std::string& what, bool full = true) {
+  for (const Texture* t : {material.albedo, material.specular, material.roughness})
+    if (t && full) t->validate(what.c_str());
+    else if (t && (t->width <= 0 || t->height <= 0 || t->channels <= 0 ||
+                   t->data.size() != static_cast<std::size_t>(t->width) * t->height * t->channels))
+      throw Error(what + ": texture size does not match its data");
+  if (!std::isfinite(material.albedo_scale) || !std::isfinite(material.specular_value) ||
+      !std::isfinite(material.specular_scale) ||
+      !std::isfinite(material.roughness_value))
+    throw Error(what + ": material value not finite");
+}
+}  // namespace
+
+void Scene::set_material(int id, const Material& material) { set_material(id, 0, material); }
+
+void Scene::set_material(int id, int index, const Material& material) {
+  if (id < 0 || static_cast<std::size_t>(id) >= impl_->geometries.size()) throw Error("render: no geometry " + std::to_string(id));
+  auto& g = impl_->geometries[static_cast<std::size_t>(id)];
+  const std::string what = "render: mesh " + std::to_string(id);
+  if (index < 0 || static_cast<std::size_t>(index) >= g.materials.size())
+    throw Error(what + ": no material " + std::to_string(index));
+  check_material(material, what, false);
+  if ((material.albedo || material.specular || material.roughness) && g.uv_triangles.empty())
+    throw Error(what + ": textured material needs uvs");
+  g.materials[static_cast<std::size_t>(index)] = material;
+}
+
+void Scene::update(int id, const std::vector<float>& positions, const std::vector<float>* normals) {
+  if (id < 0 || static_cast<std::size_t>(id) >= impl_->geometries.size()) throw Error("render: no geometry " + std::to_string(id));
+  auto& g = impl_->geometries[static_cast<std::size_t>(id)];
+  const std::string what = "render: mesh " + std::to_string(id);
+  if (positions.size() != g.positions.size()) throw Error(what + ": update with another vertex count");
+  if (normals && normals->size() != positions.size()) throw Error(what + ": normals size differs from positions");
+  for (float x : positions)
+    if (!std::isfinite(x)) throw Error(what + ": vertex position not finite");
+  if (normals)
+    for (float x : *normals)
+      if (!std::isfinite(x)) throw Error(what + ": normal not finite");
+  auto* vb = static_cast<float*>(rtcGetGeometryBufferData(g.handle, RTC_BUFFER_TYPE_VERTEX, 0));
+  if (!vb) throw Error(what + ": no vertex buffer");
+  g.positions = positions;
+  g.normals = normals ? *normals : mesh::vertex_normals(positions, g.triangles);
+  if (!positions.empty()) std::memcpy(vb, positions.data(), positions.size() * sizeof(float));
+  rtcUpdateGeometryBuffer(g.handle, RTC_BUFFER_TYPE_VERTEX, 0);
+  rtcCommitGeometry(g.handle);
+  impl_->check("updating a geometry");
+  impl_->committed = false;
+}
+
+int Scene::add(const mesh::TriMesh& m, const Material& material, const std::vector<float>* normals) {
+  return add(m, std::vector<Material>{material}, {}, normals);
+}
+
+int Scene::add(const mesh::TriMesh& m, const std::vector<Material>& materials,
+               const std::vector<std::uint8_t>& triangle_material, const std::vector<float>* normals) {
   const std::string what = "render: mesh " + std::to_string(impl_->geometries.size());
+  if (materials.empty() || materials.size() > 256) throw Error(what + ": needs 1 to 256 materials");
+  if (!triangle_material.empty() && triangle_material.size() * 3 != m.triangles.size())
+    throw Error(what + ": triangle_material has " + std::to_string(triangle_material.size()) + " entries for " +
+                std::to_string(m.triangles.size() / 3) + " triangles");
+  for (std::uint8_t k : triangle_material)
+    if (k >= materials.size()) throw Error(what + ": material index " + std::to_string(k) + " out of range");
   m.validate(what);
   if (m.positions.size() % 3 != 0 || m.triangles.size() % 3 != 0) throw Error(what + ": sizes are not multiples of 3");
   const std::int64_t nv = m.num_vertices();
@@ -186,23 +285,26 @@ int Scene::add(const mesh::TriMesh& m, const Material& material) {
       if (!std::isfinite(x)) throw Error(what + ": uv not finite");
   }
   if (nv > std::numeric_limits<std::int32_t>::max()) throw Error(what + ": too many vertices");
-  for (const Texture* t : {material.albedo, material.specular, material.roughness})
-    if (t) t->validate(what.c_str());
-  if (!std::isfinite(material.albedo_scale) || !std::isfinite(material.specular_value) ||
-      !std::isfinite(material.roughness_value))
-    throw Error(what + ": material value not finite");
-  if ((material.albedo || material.specular || material.roughness) && m.uv_triangles.empty())
-    throw Error(what + ": textured material needs uvs");
+  for (const Material& material : materials) {
+    check_material(material, what);
+    if ((material.albedo || material.specular || material.roughness) && m.uv_triangles.empty())
+      throw Error(what + ": textured material needs uvs");
+  }
+  if (normals && normals->size() != m.positions.size()) throw Error(what + ": normals size differs from positions");
+  if (normals)
+    for (float x : *normals)
+      if (!std::isfinite(x)) throw Error(what + ": normal not finite");
 
   Impl::Geometry g;
   g.positions = m.positions;
   g.triangles = m.triangles;
   g.uvs = m.uvs;
   g.uv_triangles = m.uv_triangles;
-  g.normals = mesh::vertex_normals(m.positions, m.triangles);
-  g.material = material;
+  g.normals = normals ? *normals : mesh::vertex_normals(m.positions, m.triangles);
+  g.materials = materials;
+  g.triangle_material = triangle_material;
 
-  RTCGeometry geom = rtcNewGeometry(impl_->device, RTC_GEOMETRY_TYPE_TRIANGLE);
+  RTCGeometry geom = rtcNewGeometry(impl_->dev->device, RTC_GEOMETRY_TYPE_TRIANGLE);
   impl_->check("creating a geometry");
   const std::size_t nt = m.triangles.size() / 3;
   auto* vb = static_cast<float*>(rtcSetNewGeometryBuffer(geom, RTC_BUFFER_TYPE_VERTEX, 0, RTC_FORMAT_FLOAT3,
@@ -216,11 +318,15 @@ int Scene::add(const mesh::TriMesh& m, const Material& material) {
   }
   if (nv > 0) std::memcpy(vb, m.positions.data(), m.positions.size() * sizeof(float));
   for (std::size_t i = 0; i < m.triangles.size(); ++i) ib[i] = static_cast<unsigned>(m.triangles[i]);
+  if (impl_->dynamic) rtcSetGeometryBuildQuality(geom, RTC_BUILD_QUALITY_REFIT);
   rtcCommitGeometry(geom);
   const unsigned id = rtcAttachGeometry(impl_->scene, geom);
-  rtcReleaseGeometry(geom);
+  g.handle = geom;  // keeps the reference rtcNewGeometry gave
   impl_->check("adding a geometry");
-  if (id != impl_->geometries.size()) throw Error(what + ": unexpected Embree geometry id");
+  if (id != impl_->geometries.size()) {
+    rtcReleaseGeometry(geom);
+    throw Error(what + ": unexpected Embree geometry id");
+  }
   impl_->geometries.push_back(std::move(g));
   impl_->committed = false;
   return static_cast<int>(id);
@@ -241,6 +347,7 @@ struct Tracer {
   const std::vector<Light>& lights;
   const RenderOptions& o;
   std::uint64_t shadow_rays = 0;
+  double ao_far = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
 
   // True if the segment org + t dir, t in (tnear, tfar), hits anything.
   bool occluded(const double org[3], const double dir[3], double tfar) {
@@ -266,7 +373,7 @@ struct Tracer {
 
   SurfaceSample surface(const Scene::Impl::Geometry& g, unsigned prim, double bu, double bv) const {
     SurfaceSample out;
-    const Material& m = g.material;
+    const Material& m = g.material(prim);
     double uv[2] = {0, 0};
     if (!g.uv_triangles.empty()) {
       const std::int32_t* t = &g.uv_triangles[3 * prim];
@@ -293,17 +400,30 @@ struct Tracer {
     } else {
       out.alpha = m.roughness_value;
     }
-    out.f0 = std::clamp(out.f0, 0.0f, 1.0f);
+    out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
     out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
     return out;
   }
 
-  // Radiance along one camera ray; adds to L[0..2]. Returns false on a miss.
-  bool shade(const double dir[3], Rng& rng, double L[3]) {
+  // What one camera ray sees: radiance L, and for subsurface materials
+  // (when split) the diffuse irradiance term E and albedo kept apart.
+  struct Hit {
+    double L[3] = {0, 0, 0};
+    double E[3] = {0, 0, 0};
+    double albedo[3] = {0, 0, 0};
+    double z = 0;
+    bool subsurface = false;
+  };
+
+  // Shades one camera ray. Returns false on a miss. With split, a
+  // subsurface material's diffuse term goes to E instead of L.
+  bool shade(const double org[3], const double dir[3], Rng& rng, bool split, Hit& out) {
     RTCIntersectContext ctx;
     rtcInitIntersectContext(&ctx);
     RTCRayHit rh;
-    rh.ray.org_x = rh.ray.org_y = rh.ray.org_z = 0;
+    rh.ray.org_x = float(org[0]);
+    rh.ray.org_y = float(org[1]);
+    rh.ray.org_z = float(org[2]);
     rh.ray.dir_x = float(dir[0]);
     rh.ray.dir_y = float(dir[1]);
     rh.ray.dir_z = float(dir[2]);
@@ -349,6 +469,8 @@ struct Tracer {
     const double po[3] = {p[0] + eps * ng[0], p[1] + eps * ng[1], p[2] + eps * ng[2]};
 
     const SurfaceSample sf = surface(g, prim, bu, bv);
+    // diffuse irradiance term (E, grey weights times light colour) and specular radiance (S)
+    double E[3] = {0, 0, 0}, S[3] = {0, 0, 0};
 
     for (const Light& light : lights) {
       if (const auto* a = std::get_if<AmbientLight>(&light)) {
@@ -363,9 +485,12 @@ struct Tracer {
           const double z = std::sqrt(std::max(0.0, 1 - r1));
           double d[3];
           for (int k = 0; k < 3; ++k) d[k] = r * std::cos(phi) * t1[k] + r * std::sin(phi) * t2[k] + z * n[k];
-          vis = (dot3(d, ng) > 0 && !occluded(po, d, std::numeric_limits<float>::infinity())) ? 1 : 0;
+          vis = (dot3(d, ng) > 0 && !occluded(po, d, ao_far)) ? 1 : 0;
         }
-        for (int c = 0; c < 3; ++c) L[c] += ((1 - fr) * sf.albedo[c] * vis + fr) * a->rgb[c];
+        for (int c = 0; c < 3; ++c) {
+          E[c] += (1 - fr) * vis * a->rgb[c];
+          S[c] += fr * a->rgb[c];
+        }
       } else if (const auto* pl = std::get_if<PointLight>(&light)) {
         double wi[3] = {pl->position[0] - p[0], pl->position[1] - p[1], pl->position[2] - p[2]};
         const double d2 = dot3(wi, wi);
@@ -374,9 +499,14 @@ struct Tracer {
         for (double& x : wi) x /= d;
         const double cosn = dot3(n, wi);
         if (cosn <= 0 || dot3(ng, wi) <= 0) continue;
-        const auto f = brdf(sf, n, wo, wi);
+        double kd, spec;
+        brdf_parts(sf, n, wo, wi, kd, spec);
         if (occluded(po, wi, d * (1 - 1e-6))) continue;
-        for (int c = 0; c < 3; ++c) L[c] += f[c] * cosn * pl->rgb[c] / d2;
+        for (int c = 0; c < 3; ++c) {
+          const double e = cosn * pl->rgb[c] / d2;
+          E[c] += kd * e;
+          S[c] += spec * e;
+        }
       } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
         double w[3] = {sl->centre[0] - p[0], sl->centre[1] - p[1], sl->centre[2] - p[2]};
         const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
@@ -398,11 +528,29 @@ struct Tracer {
         // Distance to the sphere's near surface along wi.
         const double b = d * cos_t;
         const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
-        const auto f = brdf(sf, n, wo, wi);
+        double kd, spec;
+        brdf_parts(sf, n, wo, wi, kd, spec);
         if (occluded(po, wi, tl * (1 - 1e-6))) continue;
         const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
         const double Le = 1.0 / (kPi * r2);
-        for (int c = 0; c < 3; ++c) L[c] += f[c] * cosn * Le * sl->rgb[c] * solid;
+        for (int c = 0; c < 3; ++c) {
+          const double e = cosn * Le * sl->rgb[c] * solid;
+          E[c] += kd * e;
+          S[c] += spec * e;
+        }
+      }
+    }
+    out.subsurface = split && g.material(prim).subsurface;
+    const auto& R = o.scene_to_camera.R;
+    out.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o.scene_to_camera.t[2];
+    for (int c = 0; c < 3; ++c) {
+      out.albedo[c] = sf.albedo[c];
+      if (out.subsurface) {
+        out.E[c] = E[c];
+        out.L[c] = S[c];
+      } else {
+        out.E[c] = 0;
+        out.L[c] = sf.albedo[c] * E[c] + S[c];
       }
     }
     return true;
@@ -414,6 +562,22 @@ void check_options(const RenderOptions& o, const std::vector<Light>& lights) {
   if (static_cast<double>(o.width) * o.height * o.channels > 1e9) throw Error("render: image too large");
   if (o.spp <= 0) throw Error("render: samples per pixel must be positive");
   if (o.channels < 1 || o.channels > 3) throw Error("render: channels must be 1, 2 or 3");
+  if (!(o.ao_distance > 0)) throw Error("render: ao_distance must be positive");
+  for (double a : o.pixel_to_image)
+    if (!std::isfinite(a)) throw Error("render: pixel_to_image not finite");
+  {
+    const auto& R = o.scene_to_camera.R;
+    for (double a : R)
+      if (!std::isfinite(a)) throw Error("render: scene_to_camera not finite");
+    for (double a : o.scene_to_camera.t)
+      if (!std::isfinite(a)) throw Error("render: scene_to_camera not finite");
+    // a rotation: R R^T = I
+    for (int i = 0; i < 3; ++i)
+      for (int j = 0; j < 3; ++j) {
+        const double d = R[3 * i] * R[3 * j] + R[3 * i + 1] * R[3 * j + 1] + R[3 * i + 2] * R[3 * j + 2];
+        if (std::abs(d - (i == j ? 1.0 : 0.0)) > 1e-6) throw Error("render: scene_to_camera is not a rotation");
+      }
+  }
   const auto& c = o.camera;
   if (!(std::isfinite(c.fx) && std::isfinite(c.fy) && std::isfinite(c.cx) && std::isfinite(c.cy) && c.fx > 0 && c.fy > 0))
     throw Error("render: camera intrinsics must be finite with positive focal lengths");
@@ -433,19 +597,43 @@ void check_options(const RenderOptions& o, const std::vector<Light>& lights) {
 }  // namespace
 
 std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& o,
-                          RenderStats* stats) {
+                          RenderStats* stats, RenderLayers* layers) {
   check_options(o, lights);
   if (!scene.committed()) throw Error("render: the scene is not committed");
   const Scene::Impl& s = scene.impl();
   const int W = o.width, H = o.height, C = o.channels, spp = o.spp;
-  std::vector<float> image(static_cast<std::size_t>(W) * H * C, 0.0f);
+  const std::size_t npix = static_cast<std::size_t>(W) * H;
+  std::vector<float> image(npix * C, 0.0f);
+  if (layers) {
+    layers->irradiance.assign(npix * C, 0.0f);
+    layers->albedo.assign(npix * C, 0.0f);
+    layers->coverage.assign(npix, 0.0f);
+    layers->depth.assign(npix, 0.0f);
+    layers->alpha.assign(npix, 0.0f);
+  }
   std::atomic<std::uint64_t> primary{0}, shadow{0};
   const std::uint64_t seed_mix = Rng{o.seed ^ 0x5DEECE66Dull}.next();
+  const auto& A = o.pixel_to_image;
+  // the scene's frame: scene = R^T (camera - t); lights and rays move there
+  const auto& R = o.scene_to_camera.R;
+  const auto& t = o.scene_to_camera.t;
+  auto to_scene = [&](const std::array<double, 3>& c) {
+    const double d[3] = {c[0] - t[0], c[1] - t[1], c[2] - t[2]};
+    return std::array<double, 3>{R[0] * d[0] + R[3] * d[1] + R[6] * d[2], R[1] * d[0] + R[4] * d[1] + R[7] * d[2],
+                                 R[2] * d[0] + R[5] * d[1] + R[8] * d[2]};
+  };
+  std::vector<Light> scene_lights = lights;
+  for (Light& l : scene_lights) {
+    if (auto* pl = std::get_if<PointLight>(&l)) pl->position = to_scene(pl->position);
+    if (auto* sl = std::get_if<SphereLight>(&l)) sl->centre = to_scene(sl->centre);
+  }
+  const std::array<double, 3> eye = to_scene({0, 0, 0});
 
   parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
-    Tracer tracer{s, lights, o};
+    Tracer tracer{s, scene_lights, o};
     std::vector<int> perm(spp);
     std::uint64_t rays = 0;
+    Tracer::Hit hit;
     for (int x = 0; x < W; ++x) {
       const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
       Rng rng{seed_mix ^ (index * 0xD1B54A32D192ED03ull)};
@@ -454,17 +642,40 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
       // shuffled row stratum, each jittered.
       std::iota(perm.begin(), perm.end(), 0);
       for (int k = spp - 1; k > 0; --k) std::swap(perm[k], perm[rng.next() % static_cast<std::uint64_t>(k + 1)]);
-      double L[3] = {0, 0, 0};
+      double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
+      int n_sss = 0, n_hit = 0;
       for (int k = 0; k < spp; ++k) {
         const double px = x + (k + rng.uniform()) / spp;
         const double py = y + (perm[k] + rng.uniform()) / spp;
-        double dir[3] = {(px - o.camera.cx) / o.camera.fx, (py - o.camera.cy) / o.camera.fy, 1.0};
+        const double ix = A[0] * px + A[1] * py + A[2], iy = A[3] * px + A[4] * py + A[5];
+        double dc[3] = {(ix - o.camera.cx) / o.camera.fx, (iy - o.camera.cy) / o.camera.fy, 1.0};
+        double dir[3] = {R[0] * dc[0] + R[3] * dc[1] + R[6] * dc[2], R[1] * dc[0] + R[4] * dc[1] + R[7] * dc[2],
+                         R[2] * dc[0] + R[5] * dc[1] + R[8] * dc[2]};
         normalize3(dir);
         ++rays;
-        tracer.shade(dir, rng, L);
+        if (!tracer.shade(eye.data(), dir, rng, layers != nullptr, hit)) continue;
+        ++n_hit;
+        for (int c = 0; c < 3; ++c) L[c] += hit.L[c];
+        if (hit.subsurface) {
+          ++n_sss;
+          z += hit.z;
+          for (int c = 0; c < 3; ++c) {
+            E[c] += hit.E[c];
+            alb[c] += hit.albedo[c];
+          }
+        }
       }
       float* out = &image[index * C];
       for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
+      if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
+      if (layers && n_sss > 0) {
+        layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
+        layers->depth[index] = static_cast<float>(z / n_sss);
+        for (int c = 0; c < C; ++c) {
+          layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
+          layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+        }
+      }
     }
     primary += rays;
     shadow += tracer.shadow_rays;

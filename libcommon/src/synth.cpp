@@ -80,24 +80,6 @@ struct Maps {
   std::vector<std::uint8_t> region, source;
 };
 
-template <class T>
-std::vector<T> read_as(TensorReader& r, const std::string& name, const std::string& file) {
-  const TensorInfo& info = r.info(name);
-  Tensor t = r.read(name);
-  const std::size_t n = shape_numel(info.shape);
-  std::vector<T> out(n);
-  if constexpr (std::is_same_v<T, float>) {
-    if (info.dtype != DType::f32 && info.dtype != DType::f16 && info.dtype != DType::bf16)
-      throw FormatError(file + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected a float type");
-    to_float32(info.dtype, t.ptr(), n, out.data());
-  } else {
-    const DType want = std::is_same_v<T, std::uint8_t> ? DType::u8 : DType::i32;
-    if (info.dtype != want) throw FormatError(file + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected " + dtype_name(want));
-    std::memcpy(out.data(), t.ptr(), n * sizeof(T));
-  }
-  return out;
-}
-
 struct Face {
   json meta;
   std::vector<float> vertices, uvs, identity;
@@ -119,30 +101,30 @@ Face read_face(const std::string& path, bool with_geometry) {
   const int S = static_cast<int>(a.shape[0]);
   f.maps.size = S;
   f.maps.channels = a.shape.size() == 3 ? 3 : 1;
-  f.maps.albedo = read_as<float>(r, "albedo", path);
+  f.maps.albedo = read_floats(r, "albedo", path);
   auto square = [&](const std::string& name) {
     const TensorInfo& i = r.info(name);
     if (i.shape != Shape{S, S}) throw FormatError(path + ": " + name + " has shape " + shape_string(i.shape) + ", expected [" +
                                                   std::to_string(S) + ", " + std::to_string(S) + "]");
   };
   for (const char* n : {"specular", "roughness", "texel_source"}) square(n);
-  f.maps.specular = read_as<float>(r, "specular", path);
-  f.maps.roughness = read_as<float>(r, "roughness", path);
-  f.maps.source = read_as<std::uint8_t>(r, "texel_source", path);
+  f.maps.specular = read_floats(r, "specular", path);
+  f.maps.roughness = read_floats(r, "roughness", path);
+  f.maps.source = read_u8(r, "texel_source", path);
   if (r.find("texel_region")) {
     square("texel_region");
-    f.maps.region = read_as<std::uint8_t>(r, "texel_region", path);
+    f.maps.region = read_u8(r, "texel_region", path);
   } else {
     f.maps.region.assign(static_cast<std::size_t>(S) * S, 0);
   }
   for (auto& v : f.maps.albedo)
     if (!std::isfinite(v)) throw FormatError(path + ": non-finite albedo");
   if (with_geometry) {
-    f.vertices = read_as<float>(r, "vertices", path);
-    f.triangles = read_as<std::int32_t>(r, "triangles", path);
-    f.uvs = read_as<float>(r, "uvs", path);
-    f.uv_triangles = read_as<std::int32_t>(r, "uv_triangles", path);
-    if (r.find("identity")) f.identity = read_as<float>(r, "identity", path);
+    f.vertices = read_floats(r, "vertices", path);
+    f.triangles = read_i32(r, "triangles", path);
+    f.uvs = read_floats(r, "uvs", path);
+    f.uv_triangles = read_i32(r, "uv_triangles", path);
+    if (r.find("identity")) f.identity = read_floats(r, "identity", path);
     mesh::TriMesh m{f.vertices, f.triangles, f.uvs, f.uv_triangles};
     m.validate(path);
   }

@@ -1024,4 +1024,33 @@ std::vector<TensorInfo> verify_tensor_file(io::Input& in, TensorFileLimits limit
   return r.tensors();
 }
 
+namespace {
+template <class T>
+std::vector<T> read_exact(TensorReader& r, const std::string& name, const std::string& file, DType want) {
+  const TensorInfo& info = r.info(name);
+  if (info.dtype != want)
+    throw FormatError(file + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected " + dtype_name(want));
+  Tensor t = r.read(name);
+  std::vector<T> out(shape_numel(info.shape));
+  if (!out.empty()) std::memcpy(out.data(), t.ptr(), out.size() * sizeof(T));
+  return out;
+}
+}  // namespace
+
+std::vector<float> read_floats(TensorReader& r, const std::string& name, const std::string& file) {
+  const TensorInfo& info = r.info(name);
+  if (info.dtype != DType::f32 && info.dtype != DType::f16 && info.dtype != DType::bf16)
+    throw FormatError(file + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected a float type");
+  Tensor t = r.read(name);
+  std::vector<float> out(shape_numel(info.shape));
+  to_float32(info.dtype, t.ptr(), out.size(), out.data());
+  return out;
+}
+std::vector<std::uint8_t> read_u8(TensorReader& r, const std::string& name, const std::string& file) {
+  return read_exact<std::uint8_t>(r, name, file, DType::u8);
+}
+std::vector<std::int32_t> read_i32(TensorReader& r, const std::string& name, const std::string& file) {
+  return read_exact<std::int32_t>(r, name, file, DType::i32);
+}
+
 }  // namespace hfr

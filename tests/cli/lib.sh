@@ -5,7 +5,7 @@ BIN=${HFR_BIN:?HFR_BIN must point at the built binaries}
 export PATH="$BIN:$PATH"
 SRC=${HFR_SRC:?}
 T=$(mktemp -d /tmp/hfr-cli.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+trap '[ -n "${KEEP_T:-}" ] || rm -rf "$T"' EXIT
 FAILS=0
 PY=/usr/bin/python3
 

@@ -10,6 +10,7 @@
 #include "hfr/error.hpp"
 #include "hfr/mesh.hpp"
 #include "hfr/render.hpp"
+#include "hfr/spectral.hpp"
 
 using hfr::mesh::TriMesh;
 namespace render = hfr::render;
@@ -420,6 +421,145 @@ TEST_CASE("render: albedo textures are looked up through the uvs", "[render]") {
   CHECK(img[(32 * 64 + 4) * 3] == Approx(0.1).epsilon(1e-5));
   CHECK(img[(32 * 64 + 60) * 3 + 2] == Approx(0.4).epsilon(1e-5));
   CHECK(img[(32 * 64 + 32) * 3] == Approx(0.25).epsilon(0.05));
+}
+
+TEST_CASE("render: inverted winding renders the same (normals face the viewer)", "[render]") {
+  render::Material m = lambert({0.8f, 0.6f, 0.5f});
+  m.specular_value = 0.04f;
+  m.roughness_value = 0.3f;
+  TriMesh a = uv_sphere(40, 80, 10, {0, 0, 100});
+  TriMesh b = a;
+  for (std::size_t t = 0; t < b.triangles.size(); t += 3) std::swap(b.triangles[t + 1], b.triangles[t + 2]);
+  render::Scene sa, sb;
+  sa.add(a, m);
+  sb.add(b, m);
+  sa.commit();
+  sb.commit();
+  const std::vector<render::Light> lights = {render::SphereLight{{60, -60, 40}, 15, {5e4f, 5e4f, 5e4f}},
+                                             render::AmbientLight{{0.1f, 0.1f, 0.1f}}};
+  auto o = options(48, 48, 250, 24, 24, 4);
+  o.ambient_occlusion = true;
+  const auto ia = render::render(sa, lights, o), ib = render::render(sb, lights, o);
+  double worst = 0, peak = 0;
+  for (std::size_t i = 0; i < ia.size(); ++i) worst = std::max(worst, double(std::abs(ia[i] - ib[i]))), peak = std::max(peak, double(ia[i]));
+  CHECK(peak > 0.1);
+  CHECK(worst < 1e-4 * peak);
+}
+
+TEST_CASE("render: pixel_to_image renders a window or a zoom of the camera image", "[render]") {
+  SphereScene s(lambert({0.7f, 0.7f, 0.7f}));
+  const std::vector<render::Light> lights = {render::PointLight{{30, -30, 0}, {1e4f, 1e4f, 1e4f}},
+                                             render::AmbientLight{{0.05f, 0.05f, 0.05f}}};
+  auto full = options(64, 64, 250, 32, 32, 64);
+  const auto img = render::render(s.scene, lights, full);
+  // a 20 x 16 window at (30, 22): the same pixels
+  auto win = options(20, 16, 250, 32, 32, 64);
+  win.pixel_to_image = {1, 0, 30, 0, 1, 22};
+  const auto w = render::render(s.scene, lights, win);
+  double worst = 0;
+  for (int y = 0; y < 16; ++y)
+    for (int x = 0; x < 20; ++x)
+      worst = std::max(worst, double(std::abs(w[(y * 20 + x) * 3] - img[((y + 22) * 64 + x + 30) * 3])));
+  CHECK(worst < 0.02);
+  // half resolution: each output pixel covers 2 x 2 camera pixels (a box filter)
+  auto half = options(32, 32, 250, 32, 32, 64);
+  half.pixel_to_image = {2, 0, 0, 0, 2, 0};
+  const auto h = render::render(s.scene, lights, half);
+  double worst_h = 0;
+  for (int y = 4; y < 28; ++y)
+    for (int x = 4; x < 28; ++x) {
+      const double box = (img[((2 * y) * 64 + 2 * x) * 3] + img[((2 * y) * 64 + 2 * x + 1) * 3] +
+                          img[((2 * y + 1) * 64 + 2 * x) * 3] + img[((2 * y + 1) * 64 + 2 * x + 1) * 3]) / 4;
+      worst_h = std::max(worst_h, std::abs(h[(y * 32 + x) * 3] - box));
+    }
+  CHECK(worst_h < 0.03);
+  win.pixel_to_image[2] = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(render::render(s.scene, lights, win), hfr::Error);
+}
+
+TEST_CASE("render: subsurface layers split the diffuse term off; materials switch without a rebuild", "[render]") {
+  render::Material skin = lambert({0.8f, 0.5f, 0.4f});
+  skin.specular_value = 0.03f;
+  skin.roughness_value = 0.35f;
+  skin.subsurface = true;
+  render::Scene scene;
+  const int id = scene.add(uv_sphere(40, 80, 10, {0, 0, 100}), skin);
+  scene.commit();
+  const std::vector<render::Light> lights = {render::SphereLight{{60, -60, 40}, 15, {5e4f, 5e4f, 5e4f}},
+                                             render::AmbientLight{{0.1f, 0.1f, 0.1f}}};
+  auto o = options(48, 48, 250, 24, 24, 8);
+  const auto plain = render::render(scene, lights, o);
+  render::RenderLayers layers;
+  const auto spec = render::render(scene, lights, o, nullptr, &layers);
+  REQUIRE(layers.coverage.size() == 48u * 48u);
+  REQUIRE(layers.irradiance.size() == plain.size());
+  double worst = 0, peak = 0;
+  int covered = 0, background = 0;
+  for (std::size_t i = 0; i < layers.coverage.size(); ++i) {
+    const float cov = layers.coverage[i];
+    CHECK(layers.alpha[i] == cov);  // everything is skin here
+    if (cov == 1) {
+      ++covered;
+      CHECK(layers.depth[i] > 89);
+      CHECK(layers.depth[i] < 101);
+      CHECK(layers.albedo[3 * i] == Approx(0.8).epsilon(1e-5));
+    }
+    if (cov == 0) ++background;
+    for (int c = 0; c < 3; ++c) {
+      const double whole = spec[3 * i + c] + cov * layers.albedo[3 * i + c] * layers.irradiance[3 * i + c];
+      // exact where the albedo is constant within the pixel (it is here)
+      worst = std::max(worst, std::abs(whole - plain[3 * i + c]));
+      peak = std::max(peak, double(plain[3 * i + c]));
+      CHECK(spec[3 * i + c] <= plain[3 * i + c] + 1e-6);
+    }
+  }
+  CHECK(covered > 300);
+  CHECK(background > 300);
+  CHECK(worst < 1e-5 * peak);
+  // set_material: the same image as a scene built with the other material
+  render::Material grey = lambert({0.3f, 0.3f, 0.3f});
+  scene.set_material(id, grey);
+  const auto switched = render::render(scene, lights, o);
+  render::Scene fresh;
+  fresh.add(uv_sphere(40, 80, 10, {0, 0, 100}), grey);
+  fresh.commit();
+  CHECK(switched == render::render(fresh, lights, o));
+  CHECK_THROWS_AS(scene.set_material(5, grey), hfr::Error);
+}
+
+TEST_CASE("render: a red patch on skin loses its contrast in NIR (NIST-fitted albedo transform)", "[render]") {
+  // a skin-coloured card with a blood-red patch (linear RGB albedo), rendered
+  // in VIS (luminance) and at 850 nm with hfr's VIS -> NIR skin transform
+  const std::array<double, 3> skin = {0.62, 0.42, 0.34}, red = {0.45, 0.12, 0.1};
+  const int S = 16;
+  render::Texture vis{S, S, 3, {}}, nir{S, S, 1, {}};
+  for (int y = 0; y < S; ++y)
+    for (int x = 0; x < S; ++x) {
+      const bool patch = x >= 5 && x < 11 && y >= 5 && y < 11;
+      const auto& a = patch ? red : skin;
+      for (int c = 0; c < 3; ++c) vis.data.push_back(static_cast<float>(a[c]));
+      nir.data.push_back(static_cast<float>(hfr::spectral::nir_albedo(a, hfr::spectral::Band::nir850)));
+    }
+  auto render_card = [&](const render::Texture& t, int channels) {
+    render::Material m = lambert();
+    m.albedo = &t;
+    render::Scene scene;
+    scene.add(quad(-10, 10, -10, 10, 100), m);
+    scene.commit();
+    auto o = options(64, 64, 500, 32, 32, 4);
+    o.channels = channels;
+    return render::render(scene, {render::PointLight{{0, 0, 0}, {1e4f, 1e4f, 1e4f}}}, o);
+  };
+  const auto v = render_card(vis, 3), n = render_card(nir, 1);
+  auto lum = [&](int x, int y) {
+    const float* p = &v[(y * 64 + x) * 3];
+    return 0.2126 * p[0] + 0.7152 * p[1] + 0.0722 * p[2];
+  };
+  const double vis_contrast = (lum(6, 32) - lum(32, 32)) / (lum(6, 32) + lum(32, 32));
+  const double nir_contrast = (n[32 * 64 + 6] - n[32 * 64 + 32]) / (n[32 * 64 + 6] + n[32 * 64 + 32]);
+  CHECK(vis_contrast > 0.3);
+  CHECK(nir_contrast >= 0);
+  CHECK(nir_contrast < vis_contrast / 3);
 }
 
 TEST_CASE("render: bad input is an error", "[render]") {

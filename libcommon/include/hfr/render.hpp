@@ -27,7 +27,8 @@
 //  Light colour component c lights output channel c (channels <= 3).
 //  Lights are not visible to camera rays and do not occlude anything (a
 //  sphere light around the camera is the on-axis NIR illuminator). Only
-//  direct light is simulated: no interreflection, no subsurface scattering.
+//  direct light is simulated: no interreflection; subsurface scattering is
+//  left to subsurface::scatter on the RenderLayers (screen space).
 //
 // The BRDF at a surface point with albedo a, specular F0 and GGX alpha:
 //   f = (1 - F(n.v)) a / pi + D(h) V(l, v) F(v.h)
@@ -41,6 +42,7 @@
 #pragma once
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <variant>
 #include <vector>
@@ -72,6 +74,11 @@ struct Material {
   const Texture* roughness = nullptr;  // GGX alpha, channel 0
   float roughness_value = 0.5f;
   double albedo_scale = 1;  // multiplies the albedo
+  double specular_scale = 1;  // multiplies F0 (e.g. the specular change from VIS to a NIR band)
+  // Skin: with RenderLayers requested, the diffuse term goes to the layers
+  // (irradiance and albedo kept apart, for subsurface::scatter) instead of
+  // the image; the specular term stays in the image.
+  bool subsurface = false;
 };
 
 // One surface point's reflectance parameters.
@@ -100,11 +107,28 @@ struct PointLight {
 };
 using Light = std::variant<AmbientLight, SphereLight, PointLight>;
 
-// The geometry to render, owning an Embree device and scene.
+// An Embree device (its thread pool and memory), shared by scenes. Creating
+// one costs milliseconds: make one per process, not per image.
+class Device {
+ public:
+  // threads: Embree's thread count for building (0: Embree's default).
+  explicit Device(int threads = 0);
+  struct Impl;
+  std::shared_ptr<Impl> impl;
+};
+
+// refit: geometries can be update()d (same triangles, new positions) and the
+// acceleration structure is refitted, not rebuilt (fast; somewhat slower
+// traversal after large changes).
+enum class BuildQuality { low, medium, high, refit };
+
+// The geometry to render: an Embree scene on a (shared) device.
 class Scene {
  public:
-  // build_threads: Embree's thread count for building (0: Embree's default).
+  // build_threads: Embree's thread count for building (0: Embree's default);
+  // this constructor makes its own device.
   explicit Scene(int build_threads = 0);
+  explicit Scene(const Device& device, BuildQuality quality = BuildQuality::high);
   ~Scene();
   Scene(const Scene&) = delete;
   Scene& operator=(const Scene&) = delete;
@@ -113,7 +137,19 @@ class Scene {
 
   // Adds a camera-space mesh (copied). Throws hfr::Error for out-of-range
   // indices, mismatched sizes or non-finite positions/uvs. Returns its id.
-  int add(const mesh::TriMesh& mesh, const Material& material);
+  // normals: per-vertex shading normals (V x 3) to use instead of the
+  // mesh's own (e.g. computed over a whole head split into materials).
+  int add(const mesh::TriMesh& mesh, const Material& material, const std::vector<float>* normals = nullptr);
+  // A mesh whose triangles use several materials: triangle t uses
+  // materials[triangle_material[t]] (empty: materials[0]); up to 256.
+  int add(const mesh::TriMesh& mesh, const std::vector<Material>& materials,
+          const std::vector<std::uint8_t>& triangle_material, const std::vector<float>* normals = nullptr);
+  // Replaces a geometry's material (no rebuild: one scene, several spectra).
+  void set_material(int id, const Material& material);
+  void set_material(int id, int index, const Material& material);
+  // New vertex positions (and normals) for a geometry, same triangles; needs
+  // commit() again (a refit for BuildQuality::refit scenes, else a rebuild).
+  void update(int id, const std::vector<float>& positions, const std::vector<float>* normals = nullptr);
   // Builds the acceleration structure; required before render().
   void commit();
   bool committed() const;
@@ -128,11 +164,23 @@ class Scene {
 struct RenderOptions {
   int width = 0, height = 0;
   mesh::Pinhole camera;
+  // Where output pixel coordinates (x, y) fall on the camera's image plane,
+  // in camera pixels: X = a0 x + a1 y + a2, Y = a3 x + a4 y + a5. The
+  // default is the identity; a similarity renders an aligned crop directly
+  // (each output pixel's samples then cover its footprint on the image).
+  std::array<double, 6> pixel_to_image{1, 0, 0, 0, 1, 0};
+  // Where the scene is: camera = R * scene + t (the default: the scene is in
+  // camera space). Lights stay in camera space. Moving the camera this way
+  // lets one scene (one BVH) serve every pose of a model.
+  mesh::Pose scene_to_camera;
   int spp = 16;            // camera samples per pixel (n-rooks stratified, jittered)
   std::uint64_t seed = 1;  // the same seed gives the same image, for any thread count
   int threads = 1;
   int channels = 3;  // 1..3
   bool ambient_occlusion = false;
+  // Occluders farther than this (cm) along an ambient-occlusion ray are
+  // ignored (infinity: none). A bounded ray stops traversing early.
+  double ao_distance = std::numeric_limits<double>::infinity();
 };
 
 struct RenderStats {
@@ -140,9 +188,21 @@ struct RenderStats {
   std::uint64_t shadow_rays = 0;
 };
 
+// Per-pixel layers of the subsurface materials' diffuse light, for
+// subsurface::scatter: means over the samples that hit such a material of
+// the diffuse irradiance term E (per channel; the diffuse radiance without
+// scattering would be albedo * E), of the albedo, and of the camera-space
+// depth z (cm); coverage is the fraction of the pixel's samples that hit one.
+struct RenderLayers {
+  std::vector<float> irradiance, albedo;  // height x width x channels
+  std::vector<float> coverage, depth;     // height x width
+  std::vector<float> alpha;               // height x width: fraction of samples that hit anything
+};
+
 // Linear radiance, height x width x channels, row-major; background 0.
+// With layers, subsurface materials' diffuse light goes there instead.
 // Throws hfr::Error for bad options, an uncommitted scene or bad lights.
 std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& options,
-                          RenderStats* stats = nullptr);
+                          RenderStats* stats = nullptr, RenderLayers* layers = nullptr);
 
 }  // namespace hfr::render

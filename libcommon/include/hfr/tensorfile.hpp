@@ -169,4 +169,10 @@ void to_float32(DType t, const void* src, std::size_t n, float* dst);
 // One element.
 float load_float32(DType t, const void* src);
 
+// Reads a whole tensor as floats (from f32/f16/bf16), as u8 or as i32 (the
+// dtype must match exactly); FormatError naming `file` and the tensor otherwise.
+std::vector<float> read_floats(TensorReader& r, const std::string& name, const std::string& file);
+std::vector<std::uint8_t> read_u8(TensorReader& r, const std::string& name, const std::string& file);
+std::vector<std::int32_t> read_i32(TensorReader& r, const std::string& name, const std::string& file);
+
 }  // namespace hfr

@@ -1,0 +1,1107 @@
+#include "hfr/render_jobs.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+
+#include <Eigen/Core>
+#include <Eigen/Geometry>
+#include <opencv2/imgproc.hpp>
+
+#include "hfr/correspondence.hpp"
+#include "hfr/error.hpp"
+#include "hfr/face.hpp"
+#include "hfr/image.hpp"
+#include "hfr/inputs.hpp"
+#include "hfr/io.hpp"
+#include "hfr/log.hpp"
+#include "hfr/mesh.hpp"
+#include "hfr/morphable.hpp"
+#include "hfr/parallel.hpp"
+#include "hfr/progress.hpp"
+#include "hfr/records.hpp"
+#include "hfr/reflectance.hpp"
+#include "hfr/render.hpp"
+#include "hfr/subsurface.hpp"
+#include "hfr/tensorfile.hpp"
+#include "hfr/version.hpp"
+
+namespace hfr::render_jobs {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+constexpr double kPi = 3.14159265358979323846;
+
+double round_to(double v, int decimals) {
+  const double k = std::pow(10.0, decimals);
+  return std::round(v * k) / k;
+}
+
+// ---- identities --------------------------------------------------------------
+
+struct Part {
+  std::string name;
+  std::vector<std::int32_t> triangles, uv_triangles;
+};
+
+struct Identity {
+  std::string path, id;
+  json meta;
+  std::string model;  // "ict-facekit" | "facemesh"
+  std::vector<float> vertices, uvs;
+  std::vector<std::int32_t> triangles, uv_triangles;
+  std::vector<Part> parts;  // what is rendered, by material
+  mesh::TriMesh rendered;   // the parts' triangles in one mesh (vertices filled per job)
+  std::vector<std::uint8_t> part_of;  // per rendered triangle: its part
+  render::Texture albedo_vis, specular, roughness;
+  std::map<int, render::Texture> albedo_nir;
+  std::map<int, double> specular_scale;
+  std::array<float, 3> skin_vis{0.5f, 0.35f, 0.3f}, iris_vis{0.1f, 0.06f, 0.04f};
+  std::map<int, float> skin_nir;
+  float sclera_nir = 0.6f, iris_nir = 0.3f;
+  std::vector<morph::SurfacePoint> landmarks;  // 468 face-mesh points on the mesh (ICT); empty: the vertices are them
+};
+
+// Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
+// bilinear lookups at UV island borders do not mix in zeros.
+void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, int passes) {
+  std::vector<std::uint8_t> valid = valid_in;
+  const int W = t.width, H = t.height, C = t.channels;
+  for (int pass = 0; pass < passes; ++pass) {
+    std::vector<std::uint8_t> next = valid;
+    for (int y = 0; y < H; ++y)
+      for (int x = 0; x < W; ++x) {
+        const std::size_t i = static_cast<std::size_t>(y) * W + x;
+        if (valid[i]) continue;
+        float sum[4] = {0, 0, 0, 0};
+        int n = 0;
+        const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+        for (const auto& d : nb) {
+          const int xx = x + d[0], yy = y + d[1];
+          if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+          const std::size_t j = static_cast<std::size_t>(yy) * W + xx;
+          if (!valid[j]) continue;
+          for (int c = 0; c < C && c < 4; ++c) sum[c] += t.data[j * C + c];
+          ++n;
+        }
+        if (!n) continue;
+        for (int c = 0; c < C && c < 4; ++c) t.data[i * C + c] = sum[c] / n;
+        next[i] = 1;
+      }
+    valid.swap(next);
+  }
+}
+
+render::Texture texture(std::vector<float> data, int S, int C) {
+  render::Texture t;
+  t.width = t.height = S;
+  t.channels = C;
+  t.data = std::move(data);
+  return t;
+}
+
+// The ICT FaceKit's eyes are two nested balls per side ("sclera_*": the outer
+// shell, bulging where the transparent cornea is; "iris_*": the inner ball,
+// textured in the original with sclera, iris and pupil). Split by the angle
+// from the eye's forward axis (+z in model space, the neutral gaze) around
+// the shell's bounding-box centre: the shell's cornea (< 32 degrees) is
+// dropped; the inner ball becomes pupil (< 12), iris (< 29: an 11.7 mm iris
+// on a 12 mm eyeball) and sclera.
+void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& ranges) {
+  Part sclera{"sclera", {}, {}}, iris{"iris", {}, {}}, pupil{"pupil", {}, {}};
+  auto vertex = [&](std::int64_t t, int k) {
+    const std::size_t v = static_cast<std::size_t>(d.triangles[static_cast<std::size_t>(3 * t + k)]);
+    return Eigen::Vector3d(d.vertices[3 * v], d.vertices[3 * v + 1], d.vertices[3 * v + 2]);
+  };
+  auto push = [&](Part& p, std::int64_t t) {
+    for (int k = 0; k < 3; ++k) {
+      p.triangles.push_back(d.triangles[static_cast<std::size_t>(3 * t + k)]);
+      p.uv_triangles.push_back(d.uv_triangles[static_cast<std::size_t>(3 * t + k)]);
+    }
+  };
+  for (const char* side : {"left", "right"}) {
+    const auto outer = ranges.find(std::string("sclera_") + side), inner = ranges.find(std::string("iris_") + side);
+    if (outer == ranges.end()) continue;
+    Eigen::Vector3d lo = Eigen::Vector3d::Constant(1e30), hi = Eigen::Vector3d::Constant(-1e30);
+    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t)
+      for (int k = 0; k < 3; ++k) lo = lo.cwiseMin(vertex(t, k)), hi = hi.cwiseMax(vertex(t, k));
+    const Eigen::Vector3d c = (lo + hi) / 2;
+    auto angle = [&](std::int64_t t) {
+      const Eigen::Vector3d m = (vertex(t, 0) + vertex(t, 1) + vertex(t, 2)) / 3 - c;
+      return std::acos(std::clamp(m.z() / std::max(m.norm(), 1e-12), -1.0, 1.0)) * 180 / kPi;
+    };
+    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t)
+      if (angle(t) > 32) push(sclera, t);
+    if (inner == ranges.end()) continue;
+    for (std::int64_t t = inner->second.first; t < inner->second.second; ++t) {
+      const double a = angle(t);
+      push(a < 12 ? pupil : a < 29 ? iris : sclera, t);
+    }
+  }
+  for (Part* p : {&sclera, &iris, &pupil})
+    if (!p->triangles.empty()) d.parts.push_back(std::move(*p));
+}
+
+std::shared_ptr<Identity> load_identity(const std::string& path) {
+  auto in = io::open_input(path);
+  TensorReader r(*in);
+  auto id = std::make_shared<Identity>();
+  Identity& d = *id;
+  d.path = path;
+  d.meta = r.metadata();
+  if (!d.meta.is_object() || d.meta.value("format", "") != "hfr-identity/1")
+    throw FormatError(path + ": not an hfr-synth identity file (metadata format is not hfr-identity/1)");
+  d.id = d.meta.value("id", path);
+  const json model = d.meta.value("model", json::object());
+  d.model = model.is_object() ? model.value("name", "") : "";
+  d.vertices = read_floats(r, "vertices", path);
+  d.triangles = read_i32(r, "triangles", path);
+  d.uvs = read_floats(r, "uvs", path);
+  d.uv_triangles = read_i32(r, "uv_triangles", path);
+  if (d.triangles.empty()) throw FormatError(path + ": the mesh has no triangles");
+  mesh::TriMesh m{d.vertices, d.triangles, d.uvs, d.uv_triangles};
+  m.validate(path);
+  for (float v : d.vertices)
+    if (!std::isfinite(v)) throw FormatError(path + ": vertex position not finite");
+  for (float v : d.uvs)
+    if (!std::isfinite(v)) throw FormatError(path + ": texture coordinate not finite");
+  const std::int64_t V = m.num_vertices(), T = m.num_triangles();
+
+  // maps
+  const TensorInfo& a = r.info("albedo");
+  if (a.shape.size() < 2 || a.shape.size() > 3 || a.shape[0] != a.shape[1] || a.shape[0] < 8 || a.shape[0] > 8192 ||
+      (a.shape.size() == 3 && a.shape[2] != 3))
+    throw FormatError(path + ": albedo has shape " + shape_string(a.shape) + ", expected [S, S, 3] or [S, S]");
+  const int S = static_cast<int>(a.shape[0]), C = a.shape.size() == 3 ? 3 : 1;
+  auto square = [&](const std::string& name) {
+    const TensorInfo& i = r.info(name);
+    if (i.shape != Shape{S, S})
+      throw FormatError(path + ": " + name + " has shape " + shape_string(i.shape) + ", expected [" + std::to_string(S) +
+                        ", " + std::to_string(S) + "]");
+  };
+  for (const char* n : {"specular", "roughness", "texel_source", "texel_region"}) square(n);
+  const auto source = read_u8(r, "texel_source", path), region = read_u8(r, "texel_region", path);
+  std::vector<std::uint8_t> valid(source.size());
+  for (std::size_t i = 0; i < source.size(); ++i) valid[i] = source[i] != 0;
+  constexpr int kPad = 4;
+  d.albedo_vis = texture(read_floats(r, "albedo", path), S, C);
+  d.specular = texture(read_floats(r, "specular", path), S, 1);
+  d.roughness = texture(read_floats(r, "roughness", path), S, 1);
+  for (auto* t : {&d.albedo_vis, &d.specular, &d.roughness}) {
+    t->validate(path.c_str());
+    pad_texture(*t, valid, kPad);
+  }
+  const json bands = d.meta.value("nir_bands", json::array());
+  if (!bands.is_array()) throw FormatError(path + ": nir_bands is not a list");
+  for (const auto& b : bands) {
+    if (!b.is_object() || !b.contains("nm") || !b["nm"].is_number_integer() || !b.contains("tensor") || !b["tensor"].is_string())
+      throw FormatError(path + ": a nir_bands entry lacks nm or tensor");
+    const int nm = b["nm"].get<int>();
+    const std::string name = b["tensor"].get<std::string>();
+    square(name);
+    render::Texture t = texture(read_floats(r, name, path), S, 1);
+    t.validate(path.c_str());
+    // the NIR skin tone: the median of observed skin texels
+    std::vector<float> skin;
+    for (std::size_t i = 0; i < region.size(); ++i)
+      if (region[i] == 0 && source[i] != 0) skin.push_back(t.data[i]);
+    if (skin.empty()) skin = t.data;
+    std::nth_element(skin.begin(), skin.begin() + static_cast<std::ptrdiff_t>(skin.size() / 2), skin.end());
+    d.skin_nir[nm] = skin[skin.size() / 2];
+    pad_texture(t, valid, kPad);
+    d.albedo_nir[nm] = std::move(t);
+    const double ss = b.value("specular_scale", 1.0);
+    d.specular_scale[nm] = std::isfinite(ss) && ss >= 0 && ss <= 4 ? ss : 1.0;
+  }
+  if (d.meta.contains("median_skin_rgb") && d.meta["median_skin_rgb"].is_array() && d.meta["median_skin_rgb"].size() == 3)
+    for (int c = 0; c < 3; ++c) {
+      const auto& v = d.meta["median_skin_rgb"][static_cast<std::size_t>(c)];
+      if (v.is_number() && std::isfinite(v.get<double>())) d.skin_vis[static_cast<std::size_t>(c)] = static_cast<float>(std::clamp(v.get<double>(), 0.0, 1.0));
+    }
+  auto num = [&](const char* key, float fallback) {
+    const auto it = d.meta.find(key);
+    return it != d.meta.end() && it->is_number() && std::isfinite(it->get<double>()) ? static_cast<float>(std::clamp(it->get<double>(), 0.0, 1.0)) : fallback;
+  };
+  d.sclera_nir = num("sclera_nir", d.sclera_nir);
+  d.iris_nir = num("iris_nir", d.iris_nir);
+  // a VIS iris colour per identity (the reconstruction does not see it; NIR does not care: docs/render.md)
+  static const std::array<std::array<float, 3>, 6> kIris = {{{0.08f, 0.05f, 0.03f},
+                                                             {0.16f, 0.09f, 0.05f},
+                                                             {0.22f, 0.17f, 0.08f},
+                                                             {0.16f, 0.19f, 0.11f},
+                                                             {0.19f, 0.24f, 0.32f},
+                                                             {0.22f, 0.24f, 0.26f}}};
+  d.iris_vis = kIris[std::hash<std::string>{}(d.id) % kIris.size()];
+
+  // regions -> parts
+  std::map<std::string, std::pair<std::int64_t, std::int64_t>> ranges;
+  if (model.is_object() && model.contains("regions") && model["regions"].is_array())
+    for (const auto& g : model["regions"]) {
+      if (!g.is_object() || !g.contains("name") || !g["name"].is_string() || !g.contains("triangles") ||
+          !g["triangles"].is_array() || g["triangles"].size() != 2 || !g["triangles"][0].is_number_integer() ||
+          !g["triangles"][1].is_number_integer())
+        throw FormatError(path + ": a model region lacks a name or a triangle range");
+      const std::int64_t t0 = g["triangles"][0].get<std::int64_t>(), t1 = g["triangles"][1].get<std::int64_t>();
+      if (t0 < 0 || t1 < t0 || t1 > T)
+        throw FormatError(path + ": region " + g["name"].get<std::string>() + " has triangles [" + std::to_string(t0) + ", " +
+                          std::to_string(t1) + ") outside the mesh's " + std::to_string(T));
+      ranges[g["name"].get<std::string>()] = {t0, t1};
+    }
+  auto add_part = [&](const std::string& name, std::initializer_list<const char*> regions) {
+    Part p;
+    p.name = name;
+    for (const char* rn : regions) {
+      const auto it = ranges.find(rn);
+      if (it == ranges.end()) continue;
+      for (std::int64_t t = it->second.first; t < it->second.second; ++t)
+        for (int k = 0; k < 3; ++k) {
+          p.triangles.push_back(d.triangles[static_cast<std::size_t>(3 * t + k)]);
+          p.uv_triangles.push_back(d.uv_triangles[static_cast<std::size_t>(3 * t + k)]);
+        }
+    }
+    if (!p.triangles.empty()) d.parts.push_back(std::move(p));
+  };
+  if (ranges.count("face") && ranges.size() > 1) {
+    add_part("face", {"face"});
+    add_part("skin", {"head_neck"});
+    split_eyes(d, ranges);
+    if (!ranges.count("sclera_left")) add_part("sclera", {"eyeball_left", "eyeball_right"});
+    add_part("teeth", {"teeth"});
+    add_part("mouth", {"mouth_socket", "gums_tongue"});
+    add_part("socket", {"eye_socket_left", "eye_socket_right"});
+  } else {  // the face mesh alone: everything is the face
+    Part p{"face", d.triangles, d.uv_triangles};
+    d.parts.push_back(std::move(p));
+  }
+  for (std::size_t k = 0; k < d.parts.size(); ++k) {
+    const Part& p = d.parts[k];
+    d.rendered.triangles.insert(d.rendered.triangles.end(), p.triangles.begin(), p.triangles.end());
+    d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), p.uv_triangles.begin(), p.uv_triangles.end());
+    d.part_of.insert(d.part_of.end(), p.triangles.size() / 3, static_cast<std::uint8_t>(k));
+  }
+  d.rendered.uvs = d.uvs;
+  if (d.model == "ict-facekit") {
+    morph::MorphableModel topo;
+    topo.source = path;
+    topo.neutral = m;
+    d.landmarks = morph::builtin_ict_correspondence(topo).points;
+  } else if (V != 468) {
+    throw FormatError(path + ": a face-mesh identity must have 468 vertices, not " + std::to_string(V));
+  }
+  return id;
+}
+
+// ---- jobs --------------------------------------------------------------------
+
+struct Light {
+  std::string type;
+  std::array<double, 3> direction{0, 0, -1}, rgb{1, 1, 1};
+  double distance = 100, radius = 1, intensity = 0;
+};
+
+struct Job {
+  std::string where;  // file:line
+  json record;
+  std::string id, pair, identity_file, output, spectrum;
+  bool nir = false;
+  int band = 0;
+  double yaw = 0, pitch = 0, roll = 0;
+  std::vector<std::pair<std::string, double>> expression;
+  int width = 0, height = 0;
+  double focal = 0, distance = 0;
+  std::vector<Light> lights;
+  int channels = 3;
+  double gamma = -1;  // < 0: sRGB
+  double noise = 0, blur = 0;
+  std::uint32_t seed = 0;
+  std::string geometry_key;  // jobs with the same key share one posed face
+  std::string shape_key;     // ... and with the same shape (identity, expression), one set of vertices
+};
+
+double number(const json& j, const char* key, double lo, double hi, const std::string& what) {
+  if (!j.is_object() || !j.contains(key) || !j[key].is_number())
+    throw Error(what + ": missing number \"" + key + "\"");
+  const double v = j[key].get<double>();
+  if (!std::isfinite(v) || v < lo || v > hi)
+    throw Error(what + ": \"" + key + "\" = " + j[key].dump() + " is outside [" + json(lo).dump() + ", " + json(hi).dump() + "]");
+  return v;
+}
+
+Job parse_job(const json& r, const std::string& where, const std::string& base, const std::string& out_base) {
+  Job j;
+  j.where = where;
+  j.record = r;
+  auto str = [&](const char* key) {
+    if (!r.contains(key) || !r[key].is_string() || r[key].get<std::string>().empty())
+      throw Error(where + ": job without a \"" + key + "\" string");
+    return r[key].get<std::string>();
+  };
+  j.id = str("id");
+  j.pair = r.contains("pair") && r["pair"].is_string() ? r["pair"].get<std::string>() : j.id;
+  const std::string idf = str("identity_file");
+  j.identity_file = fs::path(idf).is_absolute() || base.empty() ? idf : (fs::path(base) / idf).string();
+  const std::string out = str("output");
+  j.output = fs::path(out).is_absolute() || out_base.empty() ? out : (fs::path(out_base) / out).string();
+  j.spectrum = str("spectrum");
+  const std::string w = where + " (" + j.id + ")";
+  if (j.spectrum == "vis") {
+    j.nir = false;
+  } else if (j.spectrum.rfind("nir", 0) == 0) {
+    j.nir = true;
+    try {
+      j.band = std::stoi(j.spectrum.substr(3));
+    } catch (const std::exception&) {
+      j.band = 0;
+    }
+    if (j.spectrum != "nir" + std::to_string(j.band)) throw Error(w + ": unknown spectrum '" + j.spectrum + "' (vis, nirNNN)");
+  } else {
+    throw Error(w + ": unknown spectrum '" + j.spectrum + "' (vis, nir850, nir940)");
+  }
+  const json pose = r.value("pose", json());
+  j.yaw = number(pose, "yaw", -90, 90, w + ": pose");
+  j.pitch = number(pose, "pitch", -90, 90, w + ": pose");
+  j.roll = number(pose, "roll", -180, 180, w + ": pose");
+  const json ex = r.value("expression", json::object());
+  if (!ex.is_object()) throw Error(w + ": expression is not an object of blendshape weights");
+  for (auto it = ex.begin(); it != ex.end(); ++it) {
+    if (!it->is_number() || !std::isfinite(it->get<double>()) || it->get<double>() < 0 || it->get<double>() > 1)
+      throw Error(w + ": expression weight " + it.key() + " must be a number in [0, 1]");
+    if (it->get<double>() > 0) j.expression.emplace_back(it.key(), it->get<double>());
+  }
+  const json cam = r.value("camera", json());
+  j.width = static_cast<int>(number(cam, "width", 8, 4096, w + ": camera"));
+  j.height = static_cast<int>(number(cam, "height", 8, 4096, w + ": camera"));
+  j.focal = number(cam, "focal_px", 1, 1e6, w + ": camera");
+  j.distance = number(cam, "distance_cm", 5, 1e5, w + ": camera");
+  const json lights = r.value("lights", json());
+  if (!lights.is_array() || lights.empty()) throw Error(w + ": no lights");
+  for (const auto& l : lights) {
+    Light L;
+    if (!l.is_object() || !l.contains("type") || !l["type"].is_string()) throw Error(w + ": a light without a type");
+    L.type = l["type"].get<std::string>();
+    L.intensity = number(l, "intensity", 0, 1e6, w + ": " + L.type + " light");
+    if (l.contains("rgb")) {
+      if (!l["rgb"].is_array() || l["rgb"].size() != 3) throw Error(w + ": light rgb must have 3 numbers");
+      for (int c = 0; c < 3; ++c) {
+        const auto& v = l["rgb"][static_cast<std::size_t>(c)];
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+          throw Error(w + ": light rgb must be finite and >= 0");
+        L.rgb[static_cast<std::size_t>(c)] = v.get<double>();
+      }
+    }
+    if (L.type == "area") {
+      if (!l.contains("direction") || !l["direction"].is_array() || l["direction"].size() != 3)
+        throw Error(w + ": area light without a direction");
+      double n2 = 0;
+      for (int c = 0; c < 3; ++c) {
+        const auto& v = l["direction"][static_cast<std::size_t>(c)];
+        if (!v.is_number() || !std::isfinite(v.get<double>())) throw Error(w + ": area light direction not finite");
+        L.direction[static_cast<std::size_t>(c)] = v.get<double>();
+        n2 += v.get<double>() * v.get<double>();
+      }
+      if (!(n2 > 1e-12)) throw Error(w + ": area light direction is zero");
+      for (auto& v : L.direction) v /= std::sqrt(n2);
+      L.distance = number(l, "distance_cm", 1, 1e6, w + ": area light");
+      L.radius = number(l, "radius_cm", 1e-3, 1e5, w + ": area light");
+      if (L.radius >= L.distance) throw Error(w + ": area light radius must be smaller than its distance");
+    } else if (L.type == "illuminator") {
+      L.radius = number(l, "radius_cm", 1e-3, 1e3, w + ": illuminator");
+      if (L.radius >= j.distance) throw Error(w + ": the illuminator would enclose the face");
+    } else if (L.type != "ambient") {
+      throw Error(w + ": unknown light type '" + L.type + "' (ambient, area, illuminator)");
+    }
+    j.lights.push_back(L);
+  }
+  const json sensor = r.value("sensor", json());
+  j.channels = static_cast<int>(number(sensor, "channels", 1, 3, w + ": sensor"));
+  if (j.channels == 2) throw Error(w + ": sensor channels must be 1 or 3");
+  j.noise = number(sensor, "noise", 0, 1, w + ": sensor");
+  j.blur = number(sensor, "blur_px", 0, 50, w + ": sensor");
+  const json g = sensor.value("gamma", json("srgb"));
+  if (g.is_string() && g.get<std::string>() == "srgb") j.gamma = -1;
+  else if (g.is_string() && g.get<std::string>() == "linear") j.gamma = 1;
+  else if (g.is_number() && std::isfinite(g.get<double>()) && g.get<double>() >= 0.2 && g.get<double>() <= 5) j.gamma = g.get<double>();
+  else throw Error(w + ": sensor gamma must be \"srgb\", \"linear\" or a number in [0.2, 5]");
+  if (!r.contains("seed") || !r["seed"].is_number_integer() || r["seed"].get<std::int64_t>() < 0)
+    throw Error(w + ": job without an integer seed");
+  j.seed = static_cast<std::uint32_t>(r["seed"].get<std::uint64_t>() & 0xffffffffu);
+  j.geometry_key = j.identity_file + "|" + pose.dump() + "|" + ex.dump() + "|" + cam.dump();
+  j.shape_key = j.identity_file + "|" + ex.dump();
+  return j;
+}
+
+// ---- the scene of one job ------------------------------------------------------
+
+struct Model {  // the ICT FaceKit, for expressions
+  std::mutex mutex;
+  bool tried = false;
+  std::string dir;
+  std::unique_ptr<morph::MorphableModel> ict;
+};
+
+struct Posed {
+  std::vector<float> model;      // model-space vertices (expression applied)
+  std::vector<float> normals;    // model space, over all rendered triangles
+  mesh::Pose pose;               // model -> camera
+  mesh::Pinhole camera;
+  std::array<double, 3> centre{0, 0, 0};  // the face's centre, camera space
+  face::Points5 five{};          // frame pixels (pixel centres at +0.5)
+  double eye_px = 0;
+};
+
+Posed pose_face(const Identity& d, const Job& j, const morph::MorphableModel* ict) {
+  std::vector<float> v = d.vertices;
+  if (!j.expression.empty()) {
+    if (!ict) throw Error(j.where + " (" + j.id + "): the job has an expression; rendering it needs the ICT FaceKit (--ict DIR or $HFR_ICT_FACEKIT)");
+    if (ict->neutral.num_vertices() * 3 != static_cast<std::int64_t>(v.size()))
+      throw Error(d.path + ": its mesh does not match the ICT FaceKit in " + ict->source);
+    for (const auto& [name, w] : j.expression) {
+      const auto it = std::find(ict->expression_names.begin(), ict->expression_names.end(), name);
+      if (it == ict->expression_names.end()) throw Error(j.where + " (" + j.id + "): unknown blendshape '" + name + "'");
+      const Eigen::Index e = it - ict->expression_names.begin();
+      for (std::size_t k = 0; k < v.size(); ++k) v[k] += static_cast<float>(w) * ict->expression(static_cast<Eigen::Index>(k), e);
+    }
+  }
+  // the 468 face-mesh landmarks in model space
+  std::vector<Eigen::Vector3f> lm;
+  if (!d.landmarks.empty()) {
+    mesh::TriMesh topo{v, d.triangles, {}, {}};
+    for (const auto& p : d.landmarks) lm.push_back(morph::point_on(v, topo, p));
+  } else {
+    for (std::size_t i = 0; i + 2 < v.size(); i += 3) lm.emplace_back(v[i], v[i + 1], v[i + 2]);
+  }
+  Eigen::Vector3f c = Eigen::Vector3f::Zero();
+  for (const auto& p : lm) c += p;
+  c /= static_cast<float>(lm.size());
+  mesh::Pose pose = mesh::pose_from_angles(j.yaw, j.pitch, j.roll, {0, 0, 0});
+  for (int r = 0; r < 3; ++r)
+    pose.t[static_cast<std::size_t>(r)] = (r == 2 ? j.distance : 0) - (pose.R[3 * r] * c.x() + pose.R[3 * r + 1] * c.y() + pose.R[3 * r + 2] * c.z());
+  Posed out;
+  out.pose = pose;
+  out.centre = {0, 0, j.distance};
+  out.camera = {j.focal, j.focal, 0.5 * j.width, 0.5 * j.height};
+  out.normals = mesh::vertex_normals(v, d.rendered.triangles);
+  out.model = std::move(v);
+  std::vector<cv::Point3d> img;
+  for (const auto& p : lm) {
+    double q[3];
+    for (int r = 0; r < 3; ++r) q[r] = pose.R[3 * r] * p.x() + pose.R[3 * r + 1] * p.y() + pose.R[3 * r + 2] * p.z() + pose.t[static_cast<std::size_t>(r)];
+    if (!(q[2] > 1e-3)) throw Error(j.where + " (" + j.id + "): the face is behind the camera");
+    img.emplace_back(j.focal * q[0] / q[2] + out.camera.cx, j.focal * q[1] / q[2] + out.camera.cy, q[2]);
+  }
+  out.five = face::five_points_from_mesh(img);
+  out.eye_px = std::hypot(out.five[0].x - out.five[1].x, out.five[0].y - out.five[1].y);
+  return out;
+}
+
+render::Material material_for(const Identity& d, const std::string& part, const Job& j) {
+  render::Material m;
+  const bool nir = j.nir;
+  const float skin_nir = d.skin_nir.count(j.band) ? d.skin_nir.at(j.band) : 0.5f;
+  const double sscale = nir && d.specular_scale.count(j.band) ? d.specular_scale.at(j.band) : 1.0;
+  auto grey = [](float v) { return std::array<float, 3>{v, v, v}; };
+  if (part == "face") {
+    m.albedo = nir ? &d.albedo_nir.at(j.band) : &d.albedo_vis;
+    m.specular = &d.specular;
+    m.roughness = &d.roughness;
+    m.subsurface = true;
+  } else if (part == "skin") {
+    m.albedo_value = nir ? grey(skin_nir) : d.skin_vis;
+    m.specular_value = 0.028f;  // skin, n ~ 1.4
+    m.roughness_value = 0.4f;
+    m.subsurface = true;
+  } else if (part == "sclera") {
+    m.albedo_value = nir ? grey(d.sclera_nir) : std::array<float, 3>{0.62f, 0.58f, 0.55f};
+    m.specular_value = 0.02f;  // wet cornea / conjunctiva, n ~ 1.33-1.38
+    m.roughness_value = 0.05f;
+  } else if (part == "pupil") {  // dark (the bright-pupil retro-reflection of on-axis NIR is not modelled)
+    m.albedo_value = nir ? grey(0.02f) : std::array<float, 3>{0.01f, 0.01f, 0.01f};
+    m.specular_value = 0.025f;
+    m.roughness_value = 0.03f;
+  } else if (part == "iris") {
+    m.albedo_value = nir ? grey(d.iris_nir) : d.iris_vis;
+    m.specular_value = 0.025f;
+    m.roughness_value = 0.03f;
+  } else if (part == "teeth") {
+    m.albedo_value = nir ? grey(0.55f) : std::array<float, 3>{0.55f, 0.5f, 0.42f};
+    m.specular_value = 0.04f;
+    m.roughness_value = 0.25f;
+  } else if (part == "mouth") {
+    m.albedo_value = nir ? grey(0.6f * skin_nir) : std::array<float, 3>{0.3f, 0.08f, 0.07f};
+    m.specular_value = 0.03f;
+    m.roughness_value = 0.2f;
+  } else {  // eye sockets: dark
+    m.albedo_value = nir ? grey(0.15f) : std::array<float, 3>{0.06f, 0.03f, 0.03f};
+    m.specular_value = 0.02f;
+    m.roughness_value = 0.3f;
+  }
+  if (nir) m.specular_scale = sscale;
+  return m;
+}
+
+std::vector<render::Light> lights_for(const Job& j, const Posed& p) {
+  std::vector<render::Light> out;
+  const double d0 = j.distance;
+  for (const auto& l : j.lights) {
+    const std::array<float, 3> rgb = j.nir ? std::array<float, 3>{1, 1, 1}
+                                           : std::array<float, 3>{static_cast<float>(l.rgb[0]), static_cast<float>(l.rgb[1]),
+                                                                  static_cast<float>(l.rgb[2])};
+    if (l.type == "ambient") {
+      render::AmbientLight a;
+      for (int c = 0; c < 3; ++c) a.rgb[c] = static_cast<float>(l.intensity * rgb[c]);
+      out.push_back(a);
+    } else {
+      render::SphereLight s;
+      double dist = d0;
+      if (l.type == "area") {
+        for (int k = 0; k < 3; ++k) s.centre[k] = p.centre[k] + l.direction[k] * l.distance;
+        dist = l.distance;
+      }  // the illuminator: at the camera (origin)
+      s.radius = l.radius;
+      const double I = kPi * l.intensity * dist * dist;
+      for (int c = 0; c < 3; ++c) s.rgb[c] = static_cast<float>(I * rgb[c]);
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+// A deterministic generator per job and purpose.
+std::mt19937_64 job_rng(const Job& j, std::uint64_t purpose) {
+  std::uint64_t z = (static_cast<std::uint64_t>(j.seed) << 8) ^ purpose ^ 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return std::mt19937_64(z ^ (z >> 31));
+}
+
+struct Grid {
+  int width = 0, height = 0;
+  std::array<double, 6> to_image{1, 0, 0, 0, 1, 0};  // grid pixel -> frame pixel (render convention)
+  double scale = 1;                                   // frame pixels per grid pixel
+};
+
+struct Linear {
+  cv::Mat image;  // CV_32FC(C), linear radiance
+  cv::Mat alpha;  // CV_32F
+  cv::Mat skin;   // CV_32F, subsurface coverage
+  std::uint64_t rays = 0;
+};
+
+Linear trace(const render::Scene& scene, const std::vector<render::Light>& lights, const Posed& p, const Grid& g, int C,
+             const Options& o, const Job& j, bool nir) {
+  render::RenderOptions ro;
+  ro.width = g.width;
+  ro.height = g.height;
+  ro.camera = p.camera;
+  ro.pixel_to_image = g.to_image;
+  ro.scene_to_camera = p.pose;
+  ro.spp = o.spp;
+  ro.seed = j.seed;
+  ro.threads = 1;
+  ro.channels = C;
+  ro.ambient_occlusion = true;
+  ro.ao_distance = 20;  // cm: the head occludes itself within its size
+  render::RenderLayers layers;
+  render::RenderStats stats;
+  std::vector<float> img = render::render(scene, lights, ro, &stats, &layers);
+  if (o.subsurface) {
+    subsurface::Layers sl;
+    sl.width = g.width;
+    sl.height = g.height;
+    sl.channels = C;
+    sl.irradiance = std::move(layers.irradiance);
+    sl.albedo = std::move(layers.albedo);
+    sl.coverage = layers.coverage;
+    sl.depth = std::move(layers.depth);
+    const subsurface::Profile prof = nir ? subsurface::skin_nir(j.band) : subsurface::skin_visible();
+    subsurface::scatter(sl, prof, 10.0 * g.scale / p.camera.fx, img, 1);
+  } else {
+    for (std::size_t i = 0; i < layers.coverage.size(); ++i)
+      for (int c = 0; c < C; ++c)
+        img[i * C + c] += layers.coverage[i] * layers.albedo[i * C + c] * layers.irradiance[i * C + c];
+  }
+  Linear out;
+  out.image = cv::Mat(g.height, g.width, CV_32FC(C), img.data()).clone();
+  out.alpha = cv::Mat(g.height, g.width, CV_32F, layers.alpha.data()).clone();
+  out.skin = cv::Mat(g.height, g.width, CV_32F, layers.coverage.data()).clone();
+  out.rays = stats.primary_rays + stats.shadow_rays;
+  return out;
+}
+
+// The exposure that brings the mean of fully covered skin pixels to `target`.
+double auto_exposure(const Linear& l, double target) {
+  const int C = l.image.channels();
+  double sum = 0, n = 0;
+  for (int pass = 0; pass < 2 && n == 0; ++pass)
+    for (int y = 0; y < l.image.rows; ++y)
+      for (int x = 0; x < l.image.cols; ++x) {
+        const float cov = pass == 0 ? l.skin.at<float>(y, x) : l.alpha.at<float>(y, x);
+        if (cov < 0.99f) continue;
+        const float* px = l.image.ptr<float>(y) + static_cast<std::size_t>(x) * C;
+        const double lum = C == 3 ? 0.2126 * px[0] + 0.7152 * px[1] + 0.0722 * px[2] : px[0];
+        sum += lum;
+        n += 1;
+      }
+  if (n == 0 || !(sum > 0)) return 0;
+  return target / (sum / n);
+}
+
+double encode(double v, double gamma) {
+  v = std::clamp(v, 0.0, 1.0);
+  if (gamma < 0) return v <= 0.0031308 ? 12.92 * v : 1.055 * std::pow(v, 1 / 2.4) - 0.055;
+  return std::pow(v, 1 / gamma);
+}
+
+// Exposure, backdrop, sensor blur (sigma in grid pixels), tone curve, noise,
+// 8-bit quantisation, then the sensor's channel count.
+cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& backdrop, double blur, double noise,
+                const Job& j, std::uint64_t purpose) {
+  const int C = l.image.channels();
+  cv::Mat lin(l.image.size(), l.image.type());
+  for (int y = 0; y < lin.rows; ++y)
+    for (int x = 0; x < lin.cols; ++x) {
+      const float* s = l.image.ptr<float>(y) + static_cast<std::size_t>(x) * C;
+      float* d = lin.ptr<float>(y) + static_cast<std::size_t>(x) * C;
+      const float a = l.alpha.at<float>(y, x);
+      for (int c = 0; c < C; ++c) d[c] = static_cast<float>(exposure * s[c] + (1 - a) * backdrop[static_cast<std::size_t>(c)]);
+    }
+  if (blur > 0.05) cv::GaussianBlur(lin, lin, cv::Size(0, 0), blur, blur, cv::BORDER_REPLICATE);
+  auto rng = job_rng(j, purpose);
+  std::normal_distribution<double> nd(0, 1);
+  cv::Mat out(lin.size(), CV_8UC(C));
+  for (int y = 0; y < lin.rows; ++y)
+    for (int x = 0; x < lin.cols * C; ++x) {
+      const double v = encode(lin.ptr<float>(y)[x], j.gamma) + noise * nd(rng);
+      out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0, 1.0) * 255));
+    }
+  if (C == j.channels) return out;
+  cv::Mat conv;
+  if (C == 3 && j.channels == 1) cv::cvtColor(out, conv, cv::COLOR_RGB2GRAY);
+  else cv::cvtColor(out, conv, cv::COLOR_GRAY2RGB);
+  return conv;
+}
+
+struct Rendered {
+  json record;
+  cv::Mat crop;  // for the contact sheet
+  bool failed = false;
+};
+
+// The posed face of the jobs of one geometry (identity, pose, expression, camera).
+struct SceneCache {
+  std::string key;
+  std::shared_ptr<const Identity> identity;
+  Posed posed;
+};
+
+// Embree scenes in model space, one per worker at a time: the next pair of
+// the same identity only updates the vertices (expression) and refits the
+// BVH; the pose moves the camera, not the mesh.
+struct ModelScene {
+  std::shared_ptr<const Identity> identity;
+  std::unique_ptr<render::Scene> scene;
+  int geometry = -1;
+  std::string shape;  // identity file + expression of the vertices in the scene
+  int refits = 0;
+};
+
+class ScenePool {
+ public:
+  std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto it = free_.begin(); it != free_.end(); ++it)
+      if ((*it)->identity == d) {
+        auto s = std::move(*it);
+        free_.erase(it);
+        return s;
+      }
+    if (free_.size() >= 4) {  // reuse the oldest scene object
+      auto s = std::move(free_.front());
+      free_.erase(free_.begin());
+      return s;
+    }
+    return std::make_unique<ModelScene>();
+  }
+  void release(std::unique_ptr<ModelScene> s) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_.push_back(std::move(s));
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<ModelScene>> free_;
+};
+
+// Makes `ms` hold the identity's mesh with the posed (expression) vertices.
+void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, const Posed& p, const std::string& shape,
+                   const render::Device& device, const Job& j) {
+  constexpr int kMaxRefits = 32;  // then rebuild, so that the BVH does not degrade
+  if (ms.scene && ms.identity == d && ms.shape == shape) return;
+  if (ms.scene && ms.identity == d && ms.refits < kMaxRefits) {
+    ms.scene->update(ms.geometry, p.model, &p.normals);
+    ms.scene->commit();
+    ms.shape = shape;
+    ++ms.refits;
+    return;
+  }
+  ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
+  ms.identity = d;
+  mesh::TriMesh m = d->rendered;
+  m.positions = p.model;
+  std::vector<render::Material> materials;
+  for (const auto& part : d->parts) materials.push_back(material_for(*d, part.name, j));
+  ms.geometry = ms.scene->add(m, materials, d->part_of, &p.normals);
+  ms.scene->commit();
+  ms.shape = shape;
+  ms.refits = 0;
+}
+
+std::string frame_path(const std::string& output) {
+  const fs::path p(output);
+  return (p.parent_path() / (p.stem().string() + "_frame" + p.extension().string())).string();
+}
+
+Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, const morph::MorphableModel* ict,
+                    SceneCache& cache, ScenePool& pool, const render::Device& device, const Options& o,
+                    const face::Template& tmpl) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Rendered res;
+  const std::string w = j.where + " (" + j.id + ")";
+  if (j.nir && !d->albedo_nir.count(j.band))
+    throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
+  const bool reuse = cache.identity && cache.key == j.geometry_key && cache.identity == d;
+  if (!reuse) {
+    cache = SceneCache{};
+    cache.key = j.geometry_key;
+    cache.identity = d;
+    cache.posed = pose_face(*d, j, ict);
+  }
+  const Posed& p = cache.posed;
+  // the alignment: frame (OpenCV pixel centres) -> crop
+  std::vector<cv::Point2d> src, dst;
+  for (int k = 0; k < 5; ++k) {
+    src.emplace_back(p.five[static_cast<std::size_t>(k)].x - 0.5, p.five[static_cast<std::size_t>(k)].y - 0.5);
+    dst.push_back(tmpl.points[static_cast<std::size_t>(k)]);
+  }
+  const cv::Matx23d M = face::similarity_transform(src, dst);
+  const double s = std::sqrt(std::abs(M(0, 0) * M(1, 1) - M(0, 1) * M(1, 0)));
+  const cv::Matx23d Minv = face::invert(M);
+  const bool direct = s <= 1;  // the frame is at least as fine as the crop
+
+  json rec = j.record;
+  for (const char* k : {"output", "lights", "sensor", "seed", "identity_file"}) rec.erase(k);
+  const std::string crop_file = j.output;
+  rec["path"] = inputs::relative_ref(crop_file, o.records, false);
+  json lm = json::array(), flm = json::array();
+  for (int k = 0; k < 5; ++k) {
+    const cv::Point2d q = face::apply(M, src[static_cast<std::size_t>(k)]);
+    lm.push_back({round_to(q.x + 0.5, 2), round_to(q.y + 0.5, 2)});
+    flm.push_back({round_to(p.five[static_cast<std::size_t>(k)].x, 2), round_to(p.five[static_cast<std::size_t>(k)].y, 2)});
+  }
+  rec["landmarks"] = lm;
+  rec["frame_landmarks"] = flm;
+  rec["eye_px"] = round_to(p.eye_px, 2);
+  rec["crop"] = {{"template", tmpl.name}, {"size", o.crop_size}, {"scale", round_to(s, 4)}};
+  if (o.frames) rec["frame"] = inputs::relative_ref(frame_path(crop_file), o.records, false);
+
+  const bool exists = fs::exists(crop_file) && (!o.frames || fs::exists(frame_path(crop_file)));
+  if (o.skip_existing && exists) {
+    rec["skipped"] = true;
+    res.record = std::move(rec);
+    if (!o.contact_sheet.empty()) res.crop = read_image(crop_file, ColorMode::rgb);
+    return res;
+  }
+
+  // the scene: pooled per identity, updated to this shape, materials of this spectrum
+  struct Lease {
+    ScenePool& pool;
+    std::unique_ptr<ModelScene> ms;
+    ~Lease() { pool.release(std::move(ms)); }
+  } lease{pool, pool.acquire(d)};
+  prepare_scene(*lease.ms, d, p, j.shape_key, device, j);
+  render::Scene& scene = *lease.ms->scene;
+  for (std::size_t k = 0; k < d->parts.size(); ++k)
+    scene.set_material(lease.ms->geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
+  const auto lights = lights_for(j, p);
+  const int C = j.nir ? 1 : 3;
+
+  // the sensor grid
+  Grid g;
+  cv::Matx23d grid_to_crop = M;
+  if (direct) {
+    g.width = g.height = o.crop_size;
+    // crop pixel (render convention) -> crop (OpenCV) -> frame (OpenCV) -> frame (render)
+    g.to_image = {Minv(0, 0), Minv(0, 1), Minv(0, 2) - 0.5 * (Minv(0, 0) + Minv(0, 1)) + 0.5,
+                  Minv(1, 0), Minv(1, 1), Minv(1, 2) - 0.5 * (Minv(1, 0) + Minv(1, 1)) + 0.5};
+    g.scale = 1 / s;
+  } else {
+    double x0 = 1e30, y0 = 1e30, x1 = -1e30, y1 = -1e30;
+    for (const auto& c : {cv::Point2d(-0.5, -0.5), cv::Point2d(o.crop_size - 0.5, -0.5), cv::Point2d(-0.5, o.crop_size - 0.5),
+                          cv::Point2d(o.crop_size - 0.5, o.crop_size - 0.5)}) {
+      const cv::Point2d q = face::apply(Minv, c);
+      x0 = std::min(x0, q.x), y0 = std::min(y0, q.y), x1 = std::max(x1, q.x), y1 = std::max(y1, q.y);
+    }
+    const int margin = 2 + static_cast<int>(std::ceil(3 * j.blur));
+    const int ox = static_cast<int>(std::floor(x0)) - margin, oy = static_cast<int>(std::floor(y0)) - margin;
+    g.width = static_cast<int>(std::ceil(x1)) + margin - ox + 1;
+    g.height = static_cast<int>(std::ceil(y1)) + margin - oy + 1;
+    g.to_image = {1, 0, double(ox), 0, 1, double(oy)};
+    g.scale = 1;
+    grid_to_crop = cv::Matx23d(M(0, 0), M(0, 1), M(0, 2) + M(0, 0) * ox + M(0, 1) * oy,  //
+                               M(1, 0), M(1, 1), M(1, 2) + M(1, 0) * ox + M(1, 1) * oy);
+  }
+  Linear lin = trace(scene, lights, p, g, C, o, j, j.nir);
+  const double base = auto_exposure(lin, o.exposure);
+  if (!(base > 0)) throw Error(w + ": the face is not in view (nothing lit was hit)");
+  auto rng = job_rng(j, 1);
+  std::uniform_real_distribution<double> u(-1, 1);
+  const double exposure = base * std::pow(2.0, o.exposure_jitter * u(rng));
+  // a plain backdrop, in exposed units
+  std::array<float, 3> backdrop;
+  {
+    const double level = 0.03 + 0.4 * std::pow((u(rng) + 1) / 2, 2.0);
+    if (j.nir) {
+      backdrop = {static_cast<float>(level), static_cast<float>(level), static_cast<float>(level)};
+    } else {
+      for (auto& b : backdrop) b = static_cast<float>(level * (0.75 + 0.25 * u(rng)));
+    }
+  }
+  const double bscale = direct ? s : 1.0;  // sensor blur and noise, per grid pixel
+  cv::Mat grid_img = develop(lin, exposure, backdrop, j.blur * bscale, j.noise * bscale, j, 2);
+  cv::Mat crop;
+  if (direct) {
+    crop = grid_img;
+  } else {
+    cv::warpAffine(grid_img, crop, cv::Mat(grid_to_crop), cv::Size(o.crop_size, o.crop_size), cv::INTER_LINEAR,
+                   cv::BORDER_REPLICATE);
+  }
+  std::uint64_t rays = lin.rays;
+  fs::create_directories(fs::path(crop_file).parent_path());
+  write_image(crop_file, crop);
+  if (o.frames) {
+    Grid fg;
+    fg.width = j.width;
+    fg.height = j.height;
+    Linear fl = trace(scene, lights, p, fg, C, o, j, j.nir);
+    write_image(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
+    rays += fl.rays;
+  }
+  rec["exposure"] = round_to(exposure, 4);
+  rec["render"] = {{"spp", o.spp},
+                   {"grid", {g.width, g.height}},
+                   {"rays", rays},
+                   {"ms", round_to(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), 1)}};
+  res.record = std::move(rec);
+  if (!o.contact_sheet.empty()) res.crop = crop;
+  return res;
+}
+
+void write_contact_sheet(const std::string& path, const std::vector<std::pair<std::string, std::vector<cv::Mat>>>& pairs,
+                         int size) {
+  if (pairs.empty()) return;
+  std::size_t per = 1;
+  for (const auto& p : pairs) per = std::max(per, p.second.size());
+  const int gap = 4, cell_w = static_cast<int>(per) * size + gap, cell_h = size + gap;
+  const int cols = std::max(1, static_cast<int>(std::lround(std::sqrt(double(pairs.size()) * cell_h / cell_w))));
+  const int rows = static_cast<int>((pairs.size() + static_cast<std::size_t>(cols) - 1) / static_cast<std::size_t>(cols));
+  cv::Mat sheet(rows * cell_h + gap, cols * cell_w + gap, CV_8UC3, cv::Scalar(255, 255, 255));
+  for (std::size_t i = 0; i < pairs.size(); ++i) {
+    const int r = static_cast<int>(i) / cols, c = static_cast<int>(i) % cols;
+    for (std::size_t k = 0; k < pairs[i].second.size(); ++k) {
+      cv::Mat im = pairs[i].second[k], rgb;
+      if (im.empty()) continue;
+      if (im.channels() == 1) cv::cvtColor(im, rgb, cv::COLOR_GRAY2RGB);
+      else rgb = im;
+      if (rgb.cols != size || rgb.rows != size) cv::resize(rgb, rgb, cv::Size(size, size), 0, 0, cv::INTER_AREA);
+      rgb.copyTo(sheet(cv::Rect(gap + c * cell_w + static_cast<int>(k) * size, gap + r * cell_h, size, size)));
+    }
+  }
+  fs::path parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent);
+  write_image(path, sheet);
+}
+
+}  // namespace
+
+int run(const Options& o) {
+  if (o.inputs.empty()) throw UsageError("no inputs (render jobs from hfr-synth, or -)");
+  if (o.spp < 1 || o.spp > 4096) throw UsageError("--spp must be within 1..4096");
+  if (o.crop_size < 16 || o.crop_size > 1024) throw UsageError("--size must be within 16..1024");
+  if (!(o.exposure > 0 && o.exposure <= 1)) throw UsageError("--exposure must be in (0, 1]");
+  if (!(o.exposure_jitter >= 0 && o.exposure_jitter <= 4)) throw UsageError("--exposure-jitter must be within 0..4 stops");
+  const face::Template tmpl = face::scale_template(face::face_template(o.crop_template), o.crop_size);
+
+  auto records_out = io::open_output(o.records);
+  RecordWriter rw(*records_out);
+  render::Device device(1);
+  ScenePool pool;
+  Model model;
+  model.dir = morph::find_ict_facekit(o.ict_dir);
+  std::map<std::string, std::shared_ptr<const Identity>> identities;  // a small cache, by path
+  std::list<std::string> lru;
+  std::map<std::string, std::string> identity_errors;
+  std::vector<std::pair<std::string, std::vector<cv::Mat>>> sheet;
+  std::uint64_t done = 0, failed = 0, skipped = 0, rays = 0;
+  Progress progress("render", 0, "images");
+  const auto t_start = std::chrono::steady_clock::now();
+  const int threads = std::max(1, o.threads);
+  const std::size_t chunk = static_cast<std::size_t>(threads) * 64;
+
+  for (const auto& in_path : o.inputs) {
+    auto in = io::open_input(in_path);
+    const std::string base = in_path == "-" ? "" : fs::path(in_path).parent_path().string();
+    const std::string out_base = o.output_dir.empty() ? base : o.output_dir;
+    RecordReader rr(*in);
+    bool eof = false;
+    while (!eof) {
+      // a chunk of jobs
+      std::vector<Job> jobs;
+      std::vector<std::string> parse_errors;  // per job slot: non-empty = failed to parse
+      while (jobs.size() < chunk) {
+        Record r;
+        std::string err;
+        if (!rr.next(r, &err)) {
+          eof = true;
+          break;
+        }
+        const std::string where = in->name() + ":" + std::to_string(rr.line_number());
+        Job j;
+        std::string e;
+        if (r.is_null()) {
+          e = err;
+        } else {
+          try {
+            j = parse_job(r, where, base, out_base);
+          } catch (const std::exception& ex) {
+            e = brief(ex);
+          }
+        }
+        if (!e.empty()) {
+          j.where = where;
+          j.record = r.is_object() ? r : Record::object();
+          if (j.id.empty() && r.is_object() && r.contains("id") && r["id"].is_string()) j.id = r["id"].get<std::string>();
+        }
+        jobs.push_back(std::move(j));
+        parse_errors.push_back(e);
+      }
+      if (jobs.empty()) break;
+      progress.set_total(done + jobs.size());
+      // identities (the new ones of this chunk loaded in parallel), and the ICT FaceKit once a job needs it
+      std::vector<std::string> to_load;
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        const std::string& f = jobs[i].identity_file;
+        if (parse_errors[i].empty() && !identities.count(f) && !identity_errors.count(f) &&
+            std::find(to_load.begin(), to_load.end(), f) == to_load.end())
+          to_load.push_back(f);
+      }
+      std::vector<std::shared_ptr<const Identity>> loaded(to_load.size());
+      std::vector<std::string> load_errors(to_load.size());
+      parallel_for(to_load.size(), threads, [&](std::size_t k) {
+        try {
+          loaded[k] = load_identity(to_load[k]);
+        } catch (const std::exception& e) {
+          load_errors[k] = brief(e);
+        }
+      });
+      for (std::size_t k = 0; k < to_load.size(); ++k) {
+        if (!load_errors[k].empty()) {
+          identity_errors[to_load[k]] = load_errors[k];
+          continue;
+        }
+        identities[to_load[k]] = loaded[k];
+        lru.push_back(to_load[k]);
+      }
+      std::vector<std::shared_ptr<const Identity>> ids(jobs.size());
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        if (!parse_errors[i].empty()) continue;
+        const std::string& f = jobs[i].identity_file;
+        if (identity_errors.count(f)) {
+          parse_errors[i] = identity_errors[f];
+          continue;
+        }
+        ids[i] = identities.at(f);
+        if (!jobs[i].expression.empty() && ids[i]->model == "ict-facekit" && !model.tried) {
+          model.tried = true;
+          if (!model.dir.empty()) {
+            try {
+              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir));
+            } catch (const std::exception& e) {
+              log::warn("cannot load the ICT FaceKit for expressions: " + brief(e));
+            }
+          }
+        }
+      }
+      // the cache keeps the identities of this chunk and at most 16 older ones
+      while (lru.size() > 16 + to_load.size()) {
+        identities.erase(lru.front());
+        lru.pop_front();
+      }
+      // units: runs of consecutive jobs of one pair, rendered by one worker with one scene
+      std::vector<std::pair<std::size_t, std::size_t>> units;
+      for (std::size_t i = 0; i < jobs.size();) {
+        std::size_t k = i + 1;
+        while (k < jobs.size() && !jobs[k].pair.empty() && jobs[k].pair == jobs[i].pair) ++k;
+        units.emplace_back(i, k);
+        i = k;
+      }
+      std::vector<Rendered> results(jobs.size());
+      parallel_for(units.size(), threads, [&](std::size_t u) {
+        SceneCache cache;
+        for (std::size_t i = units[u].first; i < units[u].second; ++i) {
+          Rendered& res = results[i];
+          try {
+            if (!parse_errors[i].empty()) throw Error(parse_errors[i]);
+            res = render_job(jobs[i], ids[i], model.ict.get(), cache, pool, device, o, tmpl);
+          } catch (const std::exception& e) {
+            res.failed = true;
+            res.record = Record::object();
+            if (!jobs[i].id.empty()) res.record["id"] = jobs[i].id;
+            if (!jobs[i].pair.empty()) res.record["pair"] = jobs[i].pair;
+            res.record["error"] = brief(e);
+          }
+          progress.add();
+        }
+      });
+      for (std::size_t i = 0; i < jobs.size(); ++i) {
+        Rendered& r = results[i];
+        if (r.failed) {
+          ++failed;
+          log::warn(r.record["error"].get<std::string>());
+        } else {
+          ++done;
+          if (r.record.value("skipped", false)) ++skipped;
+          if (r.record.contains("render")) rays += r.record["render"].value("rays", std::uint64_t{0});
+          if (!o.contact_sheet.empty() && !r.crop.empty()) {
+            if (!sheet.empty() && sheet.back().first == jobs[i].pair) sheet.back().second.push_back(r.crop);
+            else if (static_cast<int>(sheet.size()) < o.sheet_pairs) sheet.push_back({jobs[i].pair, {r.crop}});
+          }
+        }
+        rw.write(r.record);
+      }
+      rw.flush();
+    }
+  }
+  progress.finish();
+  if (!o.contact_sheet.empty()) write_contact_sheet(o.contact_sheet, sheet, o.crop_size);
+  records_out->commit();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  char msg[256];
+  std::snprintf(msg, sizeof msg, "%llu images (%llu existing kept), %llu failed, %.1f s, %.1f images/s, %.2f Mrays/s",
+                static_cast<unsigned long long>(done), static_cast<unsigned long long>(skipped),
+                static_cast<unsigned long long>(failed), secs, (done - skipped) / std::max(secs, 1e-9),
+                rays / std::max(secs, 1e-9) / 1e6);
+  log::notice(msg);
+  return failed ? kExitPartial : kExitOk;
+}
+
+}  // namespace hfr::render_jobs
