@@ -417,27 +417,22 @@ struct Tracer {
 
   // Shades one camera ray. Returns false on a miss. With split, a
   // subsurface material's diffuse term goes to E instead of L.
-  bool shade(const double org[3], const double dir[3], Rng& rng, bool split, Hit& out) {
-    RTCIntersectContext ctx;
-    rtcInitIntersectContext(&ctx);
-    RTCRayHit rh;
-    rh.ray.org_x = float(org[0]);
-    rh.ray.org_y = float(org[1]);
-    rh.ray.org_z = float(org[2]);
-    rh.ray.dir_x = float(dir[0]);
-    rh.ray.dir_y = float(dir[1]);
-    rh.ray.dir_z = float(dir[2]);
-    rh.ray.tnear = 0;
-    rh.ray.tfar = std::numeric_limits<float>::infinity();
-    rh.ray.time = 0;
-    rh.ray.mask = 0xFFFFFFFFu;
-    rh.ray.id = 0;
-    rh.ray.flags = 0;
-    rh.hit.geomID = RTC_INVALID_GEOMETRY_ID;
-    rh.hit.instID[0] = RTC_INVALID_GEOMETRY_ID;
-    rtcIntersect1(s.scene, &ctx, &rh);
-    if (rh.hit.geomID == RTC_INVALID_GEOMETRY_ID) return false;
+  // A camera ray's first hit (from a packet query).
+  struct PrimaryHit {
+    unsigned geom = RTC_INVALID_GEOMETRY_ID, prim = 0;
+    float u = 0, v = 0, ng[3] = {0, 0, 0};
+  };
 
+  // Shades the first hit of a camera ray. Returns false on a miss. With
+  // split, a subsurface material's diffuse term goes to E instead of L.
+  bool shade(const double dir[3], const PrimaryHit& h, Rng& rng, bool split, Hit& out) {
+    if (h.geom == RTC_INVALID_GEOMETRY_ID) return false;
+    struct {
+      struct {
+        unsigned geomID, primID;
+        float u, v, Ng_x, Ng_y, Ng_z;
+      } hit;
+    } rh{{h.geom, h.prim, h.u, h.v, h.ng[0], h.ng[1], h.ng[2]}};
     const auto& g = s.geometries[rh.hit.geomID];
     const unsigned prim = rh.hit.primID;
     const double bu = rh.hit.u, bv = rh.hit.v;
@@ -629,51 +624,114 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
   }
   const std::array<double, 3> eye = to_scene({0, 0, 0});
 
+  // Camera rays go to Embree in packets of 8 (rtcIntersect8, coherent):
+  // the samples of one pixel, or of neighbouring pixels when spp < 8. Each
+  // pixel keeps its own generator, so the image does not depend on the
+  // grouping or the thread count.
+  const int group = std::max(1, 8 / spp);
   parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
     Tracer tracer{s, scene_lights, o};
     std::vector<int> perm(spp);
     std::uint64_t rays = 0;
     Tracer::Hit hit;
-    for (int x = 0; x < W; ++x) {
-      const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
-      Rng rng{seed_mix ^ (index * 0xD1B54A32D192ED03ull)};
-      rng.next();
-      // n-rooks stratification: sample k takes column stratum k and a
-      // shuffled row stratum, each jittered.
-      std::iota(perm.begin(), perm.end(), 0);
-      for (int k = spp - 1; k > 0; --k) std::swap(perm[k], perm[rng.next() % static_cast<std::uint64_t>(k + 1)]);
-      double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
-      int n_sss = 0, n_hit = 0;
-      for (int k = 0; k < spp; ++k) {
-        const double px = x + (k + rng.uniform()) / spp;
-        const double py = y + (perm[k] + rng.uniform()) / spp;
-        const double ix = A[0] * px + A[1] * py + A[2], iy = A[3] * px + A[4] * py + A[5];
-        double dc[3] = {(ix - o.camera.cx) / o.camera.fx, (iy - o.camera.cy) / o.camera.fy, 1.0};
-        double dir[3] = {R[0] * dc[0] + R[3] * dc[1] + R[6] * dc[2], R[1] * dc[0] + R[4] * dc[1] + R[7] * dc[2],
-                         R[2] * dc[0] + R[5] * dc[1] + R[8] * dc[2]};
-        normalize3(dir);
-        ++rays;
-        if (!tracer.shade(eye.data(), dir, rng, layers != nullptr, hit)) continue;
-        ++n_hit;
-        for (int c = 0; c < 3; ++c) L[c] += hit.L[c];
-        if (hit.subsurface) {
-          ++n_sss;
-          z += hit.z;
-          for (int c = 0; c < 3; ++c) {
-            E[c] += hit.E[c];
-            alb[c] += hit.albedo[c];
-          }
+    struct Sample {
+      double dir[3];
+      Tracer::PrimaryHit hit;
+    };
+    std::vector<Sample> samples(static_cast<std::size_t>(group * spp));
+    std::vector<Rng> rngs(static_cast<std::size_t>(group), Rng{0});
+    RTCIntersectContext ctx;
+    rtcInitIntersectContext(&ctx);
+    ctx.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
+    for (int x0 = 0; x0 < W; x0 += group) {
+      const int nx = std::min(group, W - x0);
+      const std::size_t n = static_cast<std::size_t>(nx * spp);
+      for (int gx = 0; gx < nx; ++gx) {
+        const int x = x0 + gx;
+        const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
+        Rng& rng = rngs[static_cast<std::size_t>(gx)];
+        rng = Rng{seed_mix ^ (index * 0xD1B54A32D192ED03ull)};
+        rng.next();
+        // n-rooks stratification: sample k takes column stratum k and a
+        // shuffled row stratum, each jittered.
+        std::iota(perm.begin(), perm.end(), 0);
+        for (int k = spp - 1; k > 0; --k) std::swap(perm[k], perm[rng.next() % static_cast<std::uint64_t>(k + 1)]);
+        for (int k = 0; k < spp; ++k) {
+          const double px = x + (k + rng.uniform()) / spp;
+          const double py = double(y) + (perm[k] + rng.uniform()) / spp;
+          const double ix = A[0] * px + A[1] * py + A[2], iy = A[3] * px + A[4] * py + A[5];
+          const double dc[3] = {(ix - o.camera.cx) / o.camera.fx, (iy - o.camera.cy) / o.camera.fy, 1.0};
+          double* dir = samples[static_cast<std::size_t>(gx * spp + k)].dir;
+          dir[0] = R[0] * dc[0] + R[3] * dc[1] + R[6] * dc[2];
+          dir[1] = R[1] * dc[0] + R[4] * dc[1] + R[7] * dc[2];
+          dir[2] = R[2] * dc[0] + R[5] * dc[1] + R[8] * dc[2];
+          normalize3(dir);
         }
       }
-      float* out = &image[index * C];
-      for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
-      if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
-      if (layers && n_sss > 0) {
-        layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
-        layers->depth[index] = static_cast<float>(z / n_sss);
-        for (int c = 0; c < C; ++c) {
-          layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
-          layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+      for (std::size_t b = 0; b < n; b += 8) {
+        alignas(32) RTCRayHit8 rh;
+        alignas(32) int valid[8];
+        for (int l = 0; l < 8; ++l) {
+          const std::size_t i = b + static_cast<std::size_t>(l);
+          valid[l] = i < n ? -1 : 0;
+          const double* d = samples[std::min(i, n - 1)].dir;
+          rh.ray.org_x[l] = float(eye[0]);
+          rh.ray.org_y[l] = float(eye[1]);
+          rh.ray.org_z[l] = float(eye[2]);
+          rh.ray.dir_x[l] = float(d[0]);
+          rh.ray.dir_y[l] = float(d[1]);
+          rh.ray.dir_z[l] = float(d[2]);
+          rh.ray.tnear[l] = 0;
+          rh.ray.tfar[l] = std::numeric_limits<float>::infinity();
+          rh.ray.time[l] = 0;
+          rh.ray.mask[l] = 0xFFFFFFFFu;
+          rh.ray.id[l] = 0;
+          rh.ray.flags[l] = 0;
+          rh.hit.geomID[l] = RTC_INVALID_GEOMETRY_ID;
+          rh.hit.instID[0][l] = RTC_INVALID_GEOMETRY_ID;
+        }
+        rtcIntersect8(valid, s.scene, &ctx, &rh);
+        for (int l = 0; l < 8 && b + static_cast<std::size_t>(l) < n; ++l) {
+          Tracer::PrimaryHit& h = samples[b + static_cast<std::size_t>(l)].hit;
+          h.geom = rh.hit.geomID[l];
+          h.prim = rh.hit.primID[l];
+          h.u = rh.hit.u[l];
+          h.v = rh.hit.v[l];
+          h.ng[0] = rh.hit.Ng_x[l];
+          h.ng[1] = rh.hit.Ng_y[l];
+          h.ng[2] = rh.hit.Ng_z[l];
+        }
+      }
+      rays += n;
+      for (int gx = 0; gx < nx; ++gx) {
+        const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + gx);
+        Rng& rng = rngs[static_cast<std::size_t>(gx)];
+        double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
+        int n_sss = 0, n_hit = 0;
+        for (int k = 0; k < spp; ++k) {
+          const Sample& smp = samples[static_cast<std::size_t>(gx * spp + k)];
+          if (!tracer.shade(smp.dir, smp.hit, rng, layers != nullptr, hit)) continue;
+          ++n_hit;
+          for (int c = 0; c < 3; ++c) L[c] += hit.L[c];
+          if (hit.subsurface) {
+            ++n_sss;
+            z += hit.z;
+            for (int c = 0; c < 3; ++c) {
+              E[c] += hit.E[c];
+              alb[c] += hit.albedo[c];
+            }
+          }
+        }
+        float* out = &image[index * C];
+        for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
+        if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
+        if (layers && n_sss > 0) {
+          layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
+          layers->depth[index] = static_cast<float>(z / n_sss);
+          for (int c = 0; c < C; ++c) {
+            layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
+            layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+          }
         }
       }
     }

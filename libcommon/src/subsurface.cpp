@@ -28,21 +28,21 @@ struct HbRow {
   double nm, hbo2, hb;
 };
 constexpr HbRow kHb[] = {
-    {450, 62816, 103292}, {460, 44480, 23388.8}, {470, 33209.2, 16156.4}, {480, 26629.2, 14550},
-    {490, 23684.4, 16684}, {500, 20932.8, 20862}, {510, 20035.2, 25773.6}, {520, 24202.4, 31589.6},
-    {530, 39956.8, 39036.4}, {540, 53236, 46592}, {550, 43016, 53412}, {560, 32613.2, 53788},
-    {570, 44496, 45072}, {580, 50104, 37020}, {590, 14400.8, 28324.4}, {600, 3200, 14677.2},
-    {610, 1506, 9443.6}, {620, 942, 6509.6}, {630, 610, 5148.8}, {632, 561.2, 4930.8},
-    {634, 512.4, 4730.8}, {640, 442, 4345.2}, {650, 368, 3750.12}, {660, 319.6, 3226.56},
-    {670, 294, 2795.12}, {680, 277.6, 2407.92}, {690, 276, 2051.96}, {700, 290, 1794.28},
-    {710, 314, 1540.48}, {720, 348, 1325.88}, {730, 390, 1102.2}, {740, 446, 1115.88},
-    {750, 518, 1405.24}, {760, 586, 1548.52}, {770, 650, 1311.88}, {780, 710, 1075.44},
-    {790, 756, 890.8}, {800, 816, 761.72}, {810, 864, 717.08}, {820, 916, 693.76},
-    {830, 974, 693.04}, {840, 1022, 692.36}, {850, 1058, 691.32}, {860, 1092, 694.32},
-    {870, 1128, 705.84}, {880, 1154, 726.44}, {890, 1178, 743.6}, {900, 1198, 761.84},
-    {910, 1214, 774.56}, {920, 1224, 777.36}, {930, 1222, 763.84}, {940, 1214, 693.44},
-    {950, 1204, 602.24}, {960, 1186, 525.56}, {970, 1162, 429.32}, {980, 1128, 359.656},
-    {990, 1080, 283.22}, {1000, 1024, 206.784},
+    {450, 62816, 103292},    {460, 44480, 23388.8}, {470, 33209.2, 16156.4}, {480, 26629.2, 14550},
+    {490, 23684.4, 16684},   {500, 20932.8, 20862}, {510, 20035.2, 25773.6}, {520, 24202.4, 31589.6},
+    {530, 39956.8, 39036.4}, {540, 53236, 46592},   {550, 43016, 53412},     {560, 32613.2, 53788},
+    {570, 44496, 45072},     {580, 50104, 37020},   {590, 14400.8, 28324.4}, {600, 3200, 14677.2},
+    {610, 1506, 9443.6},     {620, 942, 6509.6},    {630, 610, 5148.8},      {632, 561.2, 4930.8},
+    {634, 512.4, 4730.8},    {640, 442, 4345.2},    {650, 368, 3750.12},     {660, 319.6, 3226.56},
+    {670, 294, 2795.12},     {680, 277.6, 2407.92}, {690, 276, 2051.96},     {700, 290, 1794.28},
+    {710, 314, 1540.48},     {720, 348, 1325.88},   {730, 390, 1102.2},      {740, 446, 1115.88},
+    {750, 518, 1405.24},     {760, 586, 1548.52},   {770, 650, 1311.88},     {780, 710, 1075.44},
+    {790, 756, 890.8},       {800, 816, 761.72},    {810, 864, 717.08},      {820, 916, 693.76},
+    {830, 974, 693.04},      {840, 1022, 692.36},   {850, 1058, 691.32},     {860, 1092, 694.32},
+    {870, 1128, 705.84},     {880, 1154, 726.44},   {890, 1178, 743.6},      {900, 1198, 761.84},
+    {910, 1214, 774.56},     {920, 1224, 777.36},   {930, 1222, 763.84},     {940, 1214, 693.44},
+    {950, 1204, 602.24},     {960, 1186, 525.56},   {970, 1162, 429.32},     {980, 1128, 359.656},
+    {990, 1080, 283.22},     {1000, 1024, 206.784},
 };
 // Whole blood, 150 g/L haemoglobin of 64,500 g/mol: mu_a = ln(10) * eps * 150 / 64500.
 constexpr double kBloodPerEps = 2.302585092994046 * 150.0 / 64500.0;
@@ -54,9 +54,9 @@ struct WaterRow {
 };
 constexpr WaterRow kWater[] = {
     {425, 1.30e-9}, {445, 1.02e-9}, {475, 9.35e-10}, {500, 1.00e-9}, {525, 1.32e-9}, {550, 1.96e-9},
-    {575, 3.60e-9}, {600, 1.09e-8}, {625, 1.39e-8}, {650, 1.64e-8}, {675, 2.23e-8}, {700, 3.35e-8},
-    {725, 9.15e-8}, {750, 1.56e-7}, {775, 1.48e-7}, {800, 1.25e-7}, {825, 1.82e-7}, {850, 2.93e-7},
-    {875, 3.91e-7}, {900, 4.86e-7}, {925, 1.06e-6}, {950, 2.93e-6}, {975, 3.48e-6}, {1000, 2.89e-6},
+    {575, 3.60e-9}, {600, 1.09e-8}, {625, 1.39e-8},  {650, 1.64e-8}, {675, 2.23e-8}, {700, 3.35e-8},
+    {725, 9.15e-8}, {750, 1.56e-7}, {775, 1.48e-7},  {800, 1.25e-7}, {825, 1.82e-7}, {850, 2.93e-7},
+    {875, 3.91e-7}, {900, 4.86e-7}, {925, 1.06e-6},  {950, 2.93e-6}, {975, 3.48e-6}, {1000, 2.89e-6},
 };
 
 constexpr double kMinNm = 450, kMaxNm = 1000;
@@ -64,7 +64,7 @@ constexpr double kRedNm = 633;  // the VIS red channel's reference wavelength
 
 void check_wavelength(double nm, const char* what) {
   if (!std::isfinite(nm) || nm < kMinNm || nm > kMaxNm)
-    throw Error(std::string(what) + ": wavelength " + std::to_string(nm) + " nm outside 450..1000 nm");
+    throw Error("subsurface: " + std::string(what) + ": wavelength " + std::to_string(nm) + " nm outside 450..1000 nm");
 }
 
 // Linear interpolation in a table sorted by nm; `get` picks the column.
@@ -81,7 +81,7 @@ double interpolate(const Row (&rows)[N], double nm, Get get) {
 void check_dermis(const Dermis& d, const char* what) {
   auto bad = [](double x) { return !std::isfinite(x) || x < 0 || x > 1; };
   if (bad(d.blood) || bad(d.saturation) || bad(d.water) || !std::isfinite(d.baseline) || d.baseline < 0)
-    throw Error(std::string(what) + ": dermis fractions must lie in [0, 1] and the baseline be >= 0");
+    throw Error("subsurface: " + std::string(what) + ": dermis fractions must lie in [0, 1] and the baseline be >= 0");
 }
 
 // ---------------------------------------------------------------- the screen-space kernel
@@ -105,14 +105,14 @@ constexpr int kMaxRadius = 256;       // px: kernels are cut there when pixels a
 // the channel's widest Gaussian. On a flat fronto-parallel surface each
 // channel's weights sum to 1 over Delta = -Rc..Rc.
 struct Kernel {
-  int R = 1;                      // the largest Rc
+  int R = 1;  // the largest Rc
   int Rc[3] = {1, 1, 1};
-  float kz = 0;                   // 100 / s^2: (dz in cm)^2 -> px^2
-  float qmax = 0;                 // R^2 + 1: q is clamped to it, where the table is 0
+  float kz = 0;    // 100 / s^2: (dz in cm)^2 -> px^2
+  float qmax = 0;  // R^2 + 1: q is clamped to it, where the table is 0
   int kQ = kQMax;
   float w0[3] = {0, 0, 0}, c1[3] = {0, 0, 0};
-  std::vector<float> table;       // (kQ * qmax + 1) x channels: table(i / kQ)
-  std::uint32_t offset = 0;       // of the table in Grid::tables
+  std::vector<float> table;  // (kQ * qmax + 1) x channels: table(i / kQ)
+  std::uint32_t offset = 0;  // of the table in Grid::tables
 };
 
 Kernel make_kernel(const Profile& p, double s, int r_cap) {
@@ -209,10 +209,10 @@ inline float fast_log2(float z) {
 // Planar images with guard columns (depth +inf, signal 0) on both sides of
 // each row and a padded row stride, and each pixel's kernel.
 struct Grid {
-  int W = 0, H = 0, G = 0;  // G guard columns each side
-  std::size_t P = 0;        // row stride
-  std::vector<float> z;     // depth (cm), +inf where not covered and in the guards
-  std::vector<std::uint16_t> bin;  // each pixel's kernel (0 where not covered; see `covered` in pass_row)
+  int W = 0, H = 0, G = 0;                // G guard columns each side
+  std::size_t P = 0;                      // row stride
+  std::vector<float> z;                   // depth (cm), +inf where not covered and in the guards
+  std::vector<std::uint16_t> bin;         // each pixel's kernel (0 where not covered; see `covered` in pass_row)
   std::vector<std::array<int, 4>> row_r;  // per row: the largest Rc of each channel, and of all
   std::vector<float> tables;              // every kernel's table; the first C floats are 0
   std::vector<Kernel> kernels;
@@ -222,10 +222,10 @@ struct Grid {
 
 // One row y of receivers, kLanes at a time, for sources along the row
 // (kColumns false) or along the column (true). n, d: the input's C numerator
-// and C denominator planes; on, od: the output's.
+// and C denominator planes; on, od: the output's (the column pass writes the
+// ratio, numerator / denominator, to `on` only).
 template <int C, bool kColumns>
-void pass_row(const Grid& g, int y, const float* const* n, const float* const* d, float* const* on,
-              float* const* od) {
+void pass_row(const Grid& g, int y, const float* const* n, const float* const* d, float* const* on, float* const* od) {
   const std::array<int, 4>& rr = g.row_r[y];
   const float* tab = g.tables.data();
   for (int x0 = 0; x0 < g.W; x0 += kLanes) {
@@ -277,24 +277,28 @@ void pass_row(const Grid& g, int y, const float* const* n, const float* const* d
       taps(1, std::true_type());
       for (int k = 2; k <= rr[3]; ++k) taps(k, std::false_type());
     }
-    for (int c = 0; c < C; ++c) store4(&on[c][r], an[c]), store4(&od[c][r], ad[c]);
+    if (!kColumns) {
+      for (int c = 0; c < C; ++c) store4(&on[c][r], an[c]), store4(&od[c][r], ad[c]);
+    } else {
+      for (int c = 0; c < C; ++c) store4(&on[c][r], ad[c] > 0 ? an[c] / ad[c] : 0);  // the weighted mean
+    }
   }
 }
 
 // Both passes. planes: C planes of sqrt(a) E cov, then the coverage plane.
-// Returns 2C planes: numerators, then denominators.
+// Returns C planes: the weighted means of sqrt(a) E.
 template <int C>
 std::unique_ptr<float[]> run_passes(const Grid& g, const std::vector<float>& planes, int threads) {
   const std::size_t PS = g.size();
   // every float of these that is read is written first (rows in whole blocks of kLanes)
-  std::unique_ptr<float[]> mid(new float[2 * C * PS]), out(new float[2 * C * PS]);
+  std::unique_ptr<float[]> mid(new float[2 * C * PS]), out(new float[C * PS]);
   const float *n1[C], *d1[C], *n2[C], *d2[C];
   float *m_n[C], *m_d[C], *o_n[C], *o_d[C];
   for (int c = 0; c < C; ++c) {
     n1[c] = &planes[c * PS], d1[c] = &planes[C * PS];  // every channel's denominator: the coverage
     m_n[c] = &mid[c * PS], m_d[c] = &mid[(C + c) * PS];
     n2[c] = m_n[c], d2[c] = m_d[c];
-    o_n[c] = &out[c * PS], o_d[c] = &out[(C + c) * PS];
+    o_n[c] = &out[c * PS], o_d[c] = nullptr;
   }
   parallel_for(static_cast<std::size_t>(g.H), threads,
                [&](std::size_t y) { pass_row<C, false>(g, static_cast<int>(y), n1, d1, m_n, m_d); });
@@ -341,7 +345,7 @@ double absorption_per_cm(double nm, const Dermis& d) {
 double diffusion_length_cm(double nm, const Dermis& d) {
   check_wavelength(nm, "diffusion_length_cm");
   const double mua = absorption_per_cm(nm, d), musp = reduced_scattering_per_cm(nm);
-  if (!(mua > 0)) throw Error("diffusion_length_cm: no absorption (the diffusion length is infinite)");
+  if (!(mua > 0)) throw Error("subsurface: diffusion_length_cm: no absorption (the diffusion length is infinite)");
   return 1 / std::sqrt(3 * mua * (mua + musp));
 }
 
@@ -359,10 +363,10 @@ Profile skin_nir(double nm, const Dermis& d) {
 
 double profile_variance_mm2(const Profile& p, int c) {
   if (c < 0 || c >= std::min(p.channels, 3) || p.weight.size() != p.variance_mm2.size())
-    throw Error("profile_variance_mm2: bad channel or profile");
+    throw Error("subsurface: profile_variance_mm2: bad channel or profile");
   double sw = 0, sv = 0;
   for (std::size_t k = 0; k < p.weight.size(); ++k) sw += p.weight[k][c], sv += p.weight[k][c] * p.variance_mm2[k];
-  if (!(sw > 0)) throw Error("profile_variance_mm2: channel " + std::to_string(c) + " has no weight");
+  if (!(sw > 0)) throw Error("subsurface: profile_variance_mm2: channel " + std::to_string(c) + " has no weight");
   return sv / sw;
 }
 
@@ -394,7 +398,8 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
   for (int c = 0; c < C; ++c) {
     double s = 0;
     for (const auto& w : p.weight) s += w[c];
-    if (!(s > 0) || !std::isfinite(s)) throw Error("subsurface: profile channel " + std::to_string(c) + " has no weight");
+    if (!(s > 0) || !std::isfinite(s))
+      throw Error("subsurface: profile channel " + std::to_string(c) + " has no weight");
   }
 
   // Validate; sqrt(albedo); pixel sizes, quantised to kBinsPerOctave per octave.
@@ -443,7 +448,7 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
     k.offset = static_cast<std::uint32_t>(total);
     total += k.table.size();
     rmax = std::max(rmax, k.R);
-    if (total > std::numeric_limits<std::uint32_t>::max()) throw Error("subsurface: kernel tables too large");
+    if (total > std::numeric_limits<std::int32_t>::max()) throw Error("subsurface: kernel tables too large");
   }
   g.tables.assign(total, 0.0f);
   for (const Kernel& k : g.kernels) std::copy(k.table.begin(), k.table.end(), g.tables.begin() + k.offset);
@@ -471,16 +476,15 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
       g.row_r[y][3] = std::max(g.row_r[y][3], k.R);
     }
 
-  const std::unique_ptr<float[]> out =
-      C == 1 ? run_passes<1>(g, planes, threads)
-             : C == 2 ? run_passes<2>(g, planes, threads) : run_passes<3>(g, planes, threads);
+  const std::unique_ptr<float[]> out = C == 1   ? run_passes<1>(g, planes, threads)
+                                       : C == 2 ? run_passes<2>(g, planes, threads)
+                                                : run_passes<3>(g, planes, threads);
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x) {
       const std::size_t i = static_cast<std::size_t>(y) * W + x, o = g.at(x, y);
       const float cov = L.coverage[i];
       if (cov == 0) continue;
-      for (int c = 0; c < C; ++c)
-        radiance[i * C + c] += cov * sqrt_a[i * C + c] * (out[c * PS + o] / out[(C + c) * PS + o]);
+      for (int c = 0; c < C; ++c) radiance[i * C + c] += cov * sqrt_a[i * C + c] * out[c * PS + o];
     }
 }
 

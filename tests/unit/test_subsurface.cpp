@@ -1,17 +1,15 @@
-#include "hfr/subsurface.hpp"
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "hfr/error.hpp"
+#include "hfr/subsurface.hpp"
 
 namespace sss = hfr::subsurface;
 
@@ -277,7 +275,7 @@ TEST_CASE("subsurface: no light across depth discontinuities", "[subsurface]") {
     return m;
   };
   for (const auto* p : {&vis, &nir}) {
-    CHECK(right_max(*p, 50, 50) > 0.01);  // control: one plane, the light does cross
+    CHECK(right_max(*p, 50, 50) > 0.01);   // control: one plane, the light does cross
     CHECK(right_max(*p, 100, 50) < 1e-6);  // a lit far plane beside an unlit near plane
     CHECK(right_max(*p, 50, 100) < 1e-6);  // a lit near plane beside an unlit far plane
     CHECK(right_max(*p, 50, 52) < 1e-6);   // a nose-sized step: 2 cm
@@ -299,8 +297,10 @@ TEST_CASE("subsurface: coverage 0 neither gives nor receives; no NaN", "[subsurf
   for (std::size_t i = 0; i < L.coverage.size(); ++i)
     for (int c = 0; c < 3; ++c) {
       REQUIRE(std::isfinite(r[i * 3 + c]));
-      if (L.coverage[i] == 0) REQUIRE(r[i * 3 + c] == 1.5f);
-      else REQUIRE(r[i * 3 + c] >= 1.5f);
+      if (L.coverage[i] == 0)
+        REQUIRE(r[i * 3 + c] == 1.5f);
+      else
+        REQUIRE(r[i * 3 + c] >= 1.5f);
     }
 
   // An uncovered column (a thin occluder, or background) between two halves
@@ -429,8 +429,8 @@ TEST_CASE("subsurface: the result does not depend on the thread count", "[subsur
     double diff = 0;
     for (std::size_t i = 0; i < L.coverage.size(); ++i)
       for (int c = 0; c < C; ++c)
-        diff = std::max(diff, std::abs(r1[i * C + c] - double(L.coverage[i]) * L.albedo[i * C + c] *
-                                                           L.irradiance[i * C + c]));
+        diff = std::max(
+            diff, std::abs(r1[i * C + c] - double(L.coverage[i]) * L.albedo[i * C + c] * L.irradiance[i * C + c]));
     CHECK(diff > 0.1);
   }
 }
@@ -452,7 +452,8 @@ TEST_CASE("subsurface: speed (one thread)", "[.][subsurface-bench]") {
         int reps = n == 112 ? 200 : 10;
         const auto t0 = std::chrono::steady_clock::now();
         for (int k = 0; k < reps; ++k) sss::scatter(L, p, mm, r);
-        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
+        const double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
         WARN(n << "x" << n << (C == 3 ? " VIS" : " NIR850") << ", " << mm_at_50cm << " mm/px at 50 cm: " << ms
                << " ms");
       }

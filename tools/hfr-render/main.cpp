@@ -36,7 +36,7 @@ hfr::cli::ToolSpec spec() {
       {"output-dir", 'O', "DIR", "Resolve the jobs' output paths against DIR instead of the jobs file's folder.", "", {},
        Complete::dir},
       {"ict", 0, "DIR", "The ICT FaceKit folder, for jobs with expressions; default $HFR_ICT_FACEKIT.", "", {}, Complete::dir},
-      {"spp", 0, "N", "Camera samples per pixel.", "8", {}, Complete::none},
+      {"spp", 0, "N", "Camera samples per pixel (n-rooks stratified; 4 leaves about 3 grey levels of noise in VIS, 1.6 in NIR).", "4", {}, Complete::none},
       {"size", 0, "PX", "Side of the aligned crops.", "112", {}, Complete::none},
       {"template", 0, "NAME", "Crop framing (five-point template; as hfr-embed's models expect).", "arcface-112",
        {"arcface-112", "dlib-150", "faceres-224"}, Complete::choices},

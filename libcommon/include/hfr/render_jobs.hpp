@@ -34,7 +34,7 @@ struct Options {
   std::string output_dir;           // where the jobs' output paths are resolved (default: the jobs file's folder)
   std::string ict_dir;              // the ICT FaceKit (for jobs with expressions)
   std::string records = "-";        // rendered-image records
-  int spp = 8;                      // camera samples per pixel
+  int spp = 4;                      // camera samples per pixel
   int crop_size = 112;
   std::string crop_template = "arcface-112";
   bool frames = false;              // also write the whole frame (<output>_frame.png)

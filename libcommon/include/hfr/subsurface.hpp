@@ -12,12 +12,14 @@
 // per channel, where w_ij is the profile R(r) at the world distance r between
 // the two pixels' surface points (lateral: screen distance * depth * pixel
 // pitch; plus the depth difference). It is computed as a horizontal then a
-// vertical 1-D pass with the profile's summed 1-D kernel; a zero-width
-// profile gives L = cov * a * E. Pixels with cov = 0 neither give nor receive.
+// vertical 1-D pass with the profile's summed 1-D kernel, cut at 3 sigma of
+// each channel's widest Gaussian (so nothing crosses larger depth steps); a
+// zero-width profile gives L = cov * a * E. Pixels with cov = 0 neither give
+// nor receive.
 //
 // Units: depth in cm (camera-space z, as in hfr/mesh.hpp), profile variances
 // in mm^2, optical coefficients in cm^-1, wavelengths in nm.
-// Plain C++ (no Embree, no OpenCV).
+// Plain C++ (no Embree, no OpenCV; the passes use GCC/Clang vector extensions).
 #pragma once
 #include <array>
 #include <vector>
@@ -29,13 +31,14 @@ namespace hfr::subsurface {
 // per axis. Only the weights' ratios within a channel matter (the result is
 // normalised per channel); channels 0..channels-1 of each weight are used.
 struct Profile {
-  std::vector<double> variance_mm2;        // >= 0 (0: a delta)
+  std::vector<double> variance_mm2;           // >= 0 (0: a delta)
   std::vector<std::array<double, 3>> weight;  // one per variance, >= 0; each channel's sum > 0
-  int channels = 3;                        // 1..3
+  int channels = 3;                           // 1..3
 };
 
 // d'Eon & Luebke's six-Gaussian fit to the three-layer skin profile of Donner
-// & Jensen (2005), RGB (GPU Gems 3, ch. 14, Figure 14-13).
+// & Jensen (2005), RGB (GPU Gems 3, ch. 14). Red, green, blue per-axis
+// variances 1.383, 0.068, 0.025 mm^2.
 Profile skin_visible();
 
 // Dermis-like tissue for the diffusion length: volume fractions of whole blood
@@ -48,7 +51,7 @@ struct Dermis {
   double baseline = 7.84e8;  // cm^-1 nm^3.255 (Jacques, "Skin optics", 1998)
 };
 
-// Reduced scattering of skin, Jacques 2013 (Phys. Med. Biol. 58 R37, table 2):
+// Reduced scattering of skin, Jacques 2013 (Phys. Med. Biol. 58 R37, its skin fit):
 // 46.0 (nm / 500)^-1.421 cm^-1.
 double reduced_scattering_per_cm(double wavelength_nm);
 // Absorption of the dermis: blood * mu_a(whole blood, SO2) + (1 - blood) *
