@@ -11,17 +11,7 @@
 # ($HFR_SHARED_DATA/orl-faces) the grey-photo part skips.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
-MODELS=${HFR_MODEL_DIR:-$SRC/models}
-for f in blazeface.json facemesh.json face_geometry.binarypb; do
-  if [ ! -f "$MODELS/$f" ]; then
-    echo "skipped: models not fetched ($MODELS/$f missing; run scripts/fetch-models.sh)" >&2
-    exit 77
-  fi
-done
+require_numpy_and_face_models
 SAMPLES=$SRC/models/face-api
 if [ ! -f "$SAMPLES/sample1.jpg" ] || [ ! -f "$SAMPLES/sample5.jpg" ]; then
   echo "skipped: face-api sample photos missing under $SAMPLES (run scripts/fetch-models.sh)" >&2

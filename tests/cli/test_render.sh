@@ -9,22 +9,9 @@
 # the ICT FaceKit it renders face-mesh-only identities (no expressions).
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
-MODELS=${HFR_MODEL_DIR:-$SRC/models}
-for f in blazeface.json facemesh.json face_geometry.binarypb; do
-  if [ ! -f "$MODELS/$f" ]; then
-    echo "skipped: models not fetched ($MODELS/$f missing; run scripts/fetch-models.sh)" >&2
-    exit 77
-  fi
-done
+require_numpy_and_face_models
 PHOTO=$SRC/models/face-api/sample3.jpg
-if [ ! -f "$PHOTO" ]; then
-  echo "skipped: face-api sample photo missing ($PHOTO; run scripts/fetch-models.sh)" >&2
-  exit 77
-fi
+require_file "$PHOTO" "face-api sample photo"
 DATA=${HFR_SHARED_DATA:-$SRC/../shared/data}
 ICT=$DATA/ict-facekit
 if [ -f "$ICT/neutral.obj" ]; then
