@@ -799,7 +799,8 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
   const bool direct = s <= 1;  // the frame is at least as fine as the crop
 
   json rec = j.record;
-  for (const char* k : {"output", "lights", "sensor", "seed", "identity_file"}) rec.erase(k);
+  rec.erase("output");  // the image is "path"; the other job fields stay (lights, sensor, seed: all parameters)
+  rec["identity_file"] = inputs::relative_ref(j.identity_file, o.records, false);
   const std::string crop_file = j.output;
   rec["path"] = inputs::relative_ref(crop_file, o.records, false);
   json lm = json::array(), flm = json::array();

@@ -27,9 +27,9 @@ hfr::cli::ToolSpec spec() {
   };
   s.reads = "render jobs from hfr-synth (JSON lines; - is stdin) and the identity files they name (relative to the jobs file).";
   s.writes = "one PNG per job at its output path (relative to the jobs file's folder, or to -O DIR), and one JSON-lines record "
-             "per job on stdout (--records): the job's id, pair, identity, subject, modality, spectrum, pose, expression and "
-             "camera, plus path, landmarks (crop), frame_landmarks, eye_px, crop, exposure, render (spp, grid, rays, ms), or "
-             "error.";
+             "per job on stdout (--records): the job's fields (id, pair, identity, subject, modality, spectrum, pose, expression, "
+             "camera, lights, sensor, seed, identity_file) plus path, landmarks (crop), frame_landmarks, eye_px, crop, "
+             "exposure, render (spp, grid, rays, ms), or error.";
   s.positionals = {{"JOBS", "Render jobs from hfr-synth, or - for stdin.", Complete::file, {}, false, true}};
   s.options = {
       {"records", 'r', "FILE", "Write the image records here.", "-", {}, Complete::file},
