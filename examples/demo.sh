@@ -52,27 +52,43 @@ say "  $(grep -c '"reconstruction"' "$out/faces.jsonl") faces -> $out/faces.json
 
 # Synthesis jobs: identities with VIS and NIR albedo, four sampled identities, paired VIS/NIR jobs.
 say ""
-say "Identities and paired VIS/NIR render jobs (hfr-synth, 2 variations each, 4 sampled identities):"
+say "Identities and paired VIS/NIR render jobs (hfr-synth, 3 variations each, 20 sampled identities):"
 if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
-"$BIN/hfr-synth" "$@" -O "$out/identities" --poses 2 --new-identities 4 --bands 850,940 --seed 1 -r "$out/jobs.jsonl" "$out/faces.jsonl" || exit 1
+"$BIN/hfr-synth" "$@" -O "$out/identities" --poses 3 --new-identities 20 --bands 850 --seed 1 -r "$out/jobs.jsonl" "$out/faces.jsonl" || exit 1
 say "  $(ls "$out/identities" | wc -l) identities -> $out/identities/; $(wc -l < "$out/jobs.jsonl") render jobs -> $out/jobs.jsonl"
 
 # Rendering: aligned 112x112 VIS and NIR crops, a contact sheet of the pairs.
 say ""
 say "Rendering the jobs (hfr-render: Embree, subsurface skin, aligned 112x112 crops):"
-if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
-"$BIN/hfr-render" "$@" --contact-sheet "$out/pairs.png" -r "$out/images.jsonl" "$out/jobs.jsonl" || exit 1
+"$BIN/hfr-render" "$@" --skip-existing --contact-sheet "$out/pairs.png" -r "$out/images.jsonl" "$out/jobs.jsonl" || exit 1
 say "  $(grep -c '"path"' "$out/images.jsonl") images -> $out/renders/, records $out/images.jsonl; contact sheet $out/pairs.png"
 
-# The pretrained VIS model on the synthetic pairs: NIR 850 nm probes against VIS gallery.
+# Fine-tuning: identities reconstructed from the photos train, the sampled (novel) identities test.
 say ""
-say "The pretrained dlib ResNet on the rendered faces: NIR 850 nm probes vs VIS gallery (hfr-embed detects and aligns in the crops; hfr-match, hfr-eval):"
-grep '"spectrum":"vis"' "$out/images.jsonl" >"$out/render-vis.jsonl"
-grep '"spectrum":"nir850"' "$out/images.jsonl" >"$out/render-nir.jsonl"
-"$BIN/hfr-embed" -q -m dlib -o "$out/render-vis.hft" -r "$out/render-vis-emb.jsonl" "$out/render-vis.jsonl" || [ $? -eq 3 ] || exit 1
-"$BIN/hfr-embed" -q -m dlib -o "$out/render-nir.hft" -r "$out/render-nir-emb.jsonl" "$out/render-nir.jsonl" || [ $? -eq 3 ] || exit 1
-"$BIN/hfr-match" -q --matrix "$out/render-vis-emb.jsonl" "$out/render-nir-emb.jsonl" -o "$out/render-scores.hft" || exit 1
-"$BIN/hfr-eval" "$out/render-scores.hft" >&2 || exit 1
+say "Fine-tuning the dlib ResNet with CosFace + ID-MMD on the reconstructed identities (hfr-train, 60 steps):"
+grep -v '"sampled":true' "$out/images.jsonl" >"$out/train.jsonl"
+grep '"sampled":true' "$out/images.jsonl" >"$out/test.jsonl"
+"$BIN/hfr-train" -q -m dlib --steps 60 --head-steps 30 --ids 8 --per-modality 2 --seed 1 --metrics "$out/train-metrics.jsonl" \
+  -o "$out/dlib-nir.hft" "$out/train.jsonl" || exit 1
+say "  -> $out/dlib-nir.hft (metrics per step: $out/train-metrics.jsonl)"
+
+# Pretrained vs fine-tuned on the held-out sampled identities: NIR 850 nm probes vs VIS gallery.
+grep '"modality":"VIS"' "$out/test.jsonl" >"$out/test-vis.jsonl"
+grep '"modality":"NIR"' "$out/test.jsonl" >"$out/test-nir.jsonl"
+for m in dlib "$out/dlib-nir.hft"; do
+  name=$(basename "$m" .hft)
+  say ""
+  say "$name on the held-out identities: NIR probes vs VIS gallery (hfr-embed detects and aligns in the crops; hfr-match, hfr-eval):"
+  "$BIN/hfr-embed" -q -m "$m" -o "$out/test-vis-$name.hft" -r "$out/test-vis-$name.jsonl" "$out/test-vis.jsonl" || [ $? -eq 3 ] || exit 1
+  "$BIN/hfr-embed" -q -m "$m" -o "$out/test-nir-$name.hft" -r "$out/test-nir-$name.jsonl" "$out/test-nir.jsonl" || [ $? -eq 3 ] || exit 1
+  "$BIN/hfr-match" -q --matrix "$out/test-vis-$name.jsonl" "$out/test-nir-$name.jsonl" -o "$out/test-scores-$name.hft" || exit 1
+  if [ "$m" = dlib ]; then
+    "$BIN/hfr-eval" --name pretrained --report "$out/test-pretrained.json" --plot "$out/test-pretrained" "$out/test-scores-$name.hft" >&2 || exit 1
+  else
+    "$BIN/hfr-eval" --name fine-tuned --compare "$out/test-pretrained.json" --plot "$out/test-compare" "$out/test-scores-$name.hft" >&2 || exit 1
+  fi
+done
+say "plots: $out/test-compare-roc.svg $out/test-compare-det.svg $out/test-compare-cmc.svg"
 
 # Embedding, matching and evaluation on real faces with the pretrained models.
 say ""

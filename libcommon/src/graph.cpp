@@ -170,6 +170,11 @@ void check_nhwc(const Node& n) {
 struct Conv {
   Tensor weight;  // [Cout, Cin/groups, kh, kw]
   Tensor bias;    // [Cout] or undefined
+  // Trainable programs keep weight, bias and alpha in value slots instead,
+  // recomputed from the parameters at every run: these are their positions
+  // among the step's arguments (0, the input's position: none).
+  int weight_arg = 0, bias_arg = 0, alpha_arg = 0;
+  std::int64_t cout = 0;
   std::int64_t sh = 1, sw = 1, dh = 1, dw = 1, groups = 1;
   Pads pads;
   // activation: clamp(lo, hi), or PReLU with alpha [Cout], or leaky ReLU
@@ -182,27 +187,47 @@ struct Conv {
   bool act_clamp_only() const { return !alpha.defined() && !has_leaky; }
 };
 
-Tensor run_conv(const Conv& c, Tensor x) {
+bool unique_value(const Tensor& t) {
+  return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
+}
+
+// May a step overwrite t instead of allocating its result? Only when nothing
+// else holds it, and autograd does not track it: its backward may need the
+// old value (clamp's does). So trainable programs run out of place wherever
+// gradients flow, inference programs wherever they can.
+bool updatable(const Tensor& t) { return unique_value(t) && !t.requires_grad(); }
+
+const Tensor& conv_weight(const Conv& c, const std::vector<Tensor>& a) {
+  return c.weight_arg ? a[c.weight_arg] : c.weight;
+}
+
+// a: the input, then the parameter arguments (Conv::weight_arg...), if any.
+Tensor run_conv(const Conv& c, const std::vector<Tensor>& a) {
+  Tensor x = a.at(0);
+  const Tensor& w = conv_weight(c, a);
+  const Tensor& b = c.bias_arg ? a[c.bias_arg] : c.bias;
+  const Tensor& alpha = c.alpha_arg ? a[c.alpha_arg] : c.alpha;
   if (c.nhwc_input) x = to_nchw(x);
-  auto p = resolve_pads(c.pads, x.size(2), x.size(3), c.weight.size(2), c.weight.size(3), c.sh, c.sw, c.dh, c.dw);
+  auto p = resolve_pads(c.pads, x.size(2), x.size(3), w.size(2), w.size(3), c.sh, c.sw, c.dh, c.dw);
   std::vector<std::int64_t> padding{0, 0};
   if (p[0] == p[1] && p[2] == p[3]) {
     padding = {p[0], p[2]};
   } else {
     x = at::constant_pad_nd(x, {p[2], p[3], p[0], p[1]}, 0);
   }
-  Tensor y = at::conv2d(x, c.weight, c.bias, {c.sh, c.sw}, padding, {c.dh, c.dw}, c.groups);
-  if (c.alpha.defined()) {
-    y = at::prelu(y, c.alpha);
+  Tensor y = at::conv2d(x, w, b, {c.sh, c.sw}, padding, {c.dh, c.dw}, c.groups);
+  bool in_place = updatable(y);
+  if (alpha.defined()) {
+    y = at::prelu(y, alpha);
   } else if (c.has_leaky) {
-    y = at::leaky_relu_(y, c.leaky);
+    y = in_place ? at::leaky_relu_(y, c.leaky) : at::leaky_relu(y, c.leaky);
   } else if (c.lo == 0 && c.hi == kInf) {
-    y.relu_();
+    y = in_place ? y.relu_() : y.relu();
   } else if (c.lo != -kInf || c.hi != kInf) {
     c10::optional<at::Scalar> lo, hi;
     if (c.lo != -kInf) lo = c.lo;
     if (c.hi != kInf) hi = c.hi;
-    y.clamp_(lo, hi);
+    y = in_place ? y.clamp_(lo, hi) : y.clamp(lo, hi);
   }
   return y;
 }
@@ -211,10 +236,6 @@ Tensor run_conv(const Conv& c, Tensor x) {
 // argument whose slot dies at this step is moved in, so a step holding the
 // only reference to a tensor (and its storage) may update it in place.
 using Fn = std::function<Tensor(std::vector<Tensor>&)>;
-
-bool unique_value(const Tensor& t) {
-  return t.defined() && t.use_count() == 1 && t.storage().use_count() == 1;
-}
 
 struct Step {
   std::string name, op;
@@ -227,7 +248,7 @@ struct Step {
 };
 
 Tensor exec(const Step& s, std::vector<Tensor>& args) {
-  if (s.conv) return run_conv(*s.conv, args.at(0));
+  if (s.conv) return run_conv(*s.conv, args);
   return s.fn(args);
 }
 
@@ -257,7 +278,9 @@ bool broadcasts_into(const Tensor& b, const Tensor& a) {
 }
 
 Tensor binary(const std::string& op, Tensor a, const Tensor& b) {
-  if (unique_value(a) && broadcasts_into(b, a)) {  // a dies here: reuse its memory
+  // a dies here: reuse its memory, unless autograd records b's gradient, which
+  // may need a's old value (Mul's does)
+  if (updatable(a) && !(b.requires_grad() && at::GradMode::is_enabled()) && broadcasts_into(b, a)) {
     if (op == "Add" || op == "AddV2" || op == "BiasAdd") return a.add_(b);
     if (op == "Sub") return a.sub_(b);
     if (op == "Mul") return a.mul_(b);
@@ -278,7 +301,7 @@ Tensor binary(const std::string& op, Tensor a, const Tensor& b) {
 
 std::function<Tensor(Tensor&)> unary(const Node& n) {
   const std::string& op = n.op;
-  if (op == "Relu") return [](Tensor& x) { return unique_value(x) ? at::relu_(x) : at::relu(x); };
+  if (op == "Relu") return [](Tensor& x) { return updatable(x) ? at::relu_(x) : at::relu(x); };
   if (op == "Relu6") return [](Tensor& x) { return at::clamp(x, 0, 6); };
   if (op == "Elu") return [](Tensor& x) { return at::elu(x); };
   if (op == "LeakyRelu") {
@@ -379,6 +402,14 @@ const std::vector<std::string>& supported_ops() {
 
 struct Program::Impl {
   std::vector<Step> steps;
+  // Trainable programs: steps computing constants from parameters (filters to
+  // LibTorch's layout, vectors made to broadcast, folded constant
+  // subexpressions), run before `steps` so those values follow the
+  // parameters and carry their gradients. Their slots also hold, in consts,
+  // the value computed at compile time, for the compiler's shape checks.
+  std::vector<Step> prologue;
+  std::vector<std::pair<std::string, int>> params;  // Const node name, its slot (the leaf tensor in consts)
+  bool trainable = false;
   std::vector<Tensor> consts;        // by slot; defined for constant slots
   std::vector<bool> nchw;            // by slot
   int input_slot = -1;
@@ -394,13 +425,17 @@ namespace {
 
 class Compiler {
  public:
-  Compiler(const Graph& g, const std::string& context, bool fuse) : g_(g), ctx_(context), fuse_(fuse) {
+  Compiler(const Graph& g, const std::string& context, const CompileOptions& o)
+      : g_(g), ctx_(context), fuse_(o.fuse), train_(o.trainable), channels_last_(o.channels_last) {
     for (const auto& n : g.nodes) by_name_[n.name] = &n;
   }
 
   std::unique_ptr<Program::Impl> compile(const std::string& input, const std::vector<std::string>& outputs) {
+    // what is computed now from constants is a value, not part of any autograd graph
+    at::AutoGradMode no_grad(false);
     p_ = std::make_unique<Program::Impl>();
     p_->context = ctx_;
+    p_->trainable = train_;
     std::vector<const Node*> order;
     std::map<std::string, int> state;
     std::function<void(const std::string&, const std::string&)> visit = [&](const std::string& name, const std::string& from) {
@@ -444,6 +479,14 @@ class Compiler {
       for (int i : st.in)
         st.move_in.push_back(std::find(st.release.begin(), st.release.end(), i) != st.release.end() &&
                              std::count(st.in.begin(), st.in.end(), i) == 1);
+    for (auto& st : p_->prologue) st.move_in.assign(st.in.size(), 0);  // constants: never consumed
+    // the parameters: those some computation reads at run time (not ones
+    // only read while compiling, which no gradient could reach)
+    std::set<int> read(p_->outputs.begin(), p_->outputs.end());
+    for (const auto* list : {&p_->steps, &p_->prologue})
+      for (const auto& st : *list) read.insert(st.in.begin(), st.in.end());
+    for (const auto& [s, name] : param_name_)
+      if (read.count(s)) p_->params.push_back({name, s});
     return std::move(p_);
   }
 
@@ -471,7 +514,58 @@ class Compiler {
     p_->nchw.push_back(nchw);
     producer_.push_back(-1);
     slot_uses_.push_back(0);
+    live_.push_back(false);
     return static_cast<int>(p_->consts.size()) - 1;
+  }
+  // A constant computed from constant slots (a layout change, a folded
+  // affine layer). If one of them is, or derives from, a parameter, the
+  // computation is also added to the prologue, to be redone from the
+  // parameters' current values at every run.
+  int derive(const Node& n, std::vector<int> srcs, Fn f) {
+    std::vector<Tensor> args;
+    for (int s : srcs) args.push_back(cval(s));
+    int out = new_slot(false, f(args));
+    if (std::any_of(srcs.begin(), srcs.end(), [&](int s) { return live_[s]; })) {
+      Step st;
+      st.name = n.name;
+      st.op = n.op;
+      st.in = std::move(srcs);
+      st.out = out;
+      st.fn = std::move(f);
+      p_->prologue.push_back(std::move(st));
+      live_[out] = true;
+    }
+    return out;
+  }
+  int derive(const Node& n, int s, std::function<Tensor(const Tensor&)> f) {
+    return derive(n, std::vector<int>{s}, [f](std::vector<Tensor>& a) { return f(a[0]); });
+  }
+
+  // Folds `conv op k` (k: a per-channel constant; op Add, Sub or Mul) into the
+  // trainable convolution step st: its filter and bias arguments become
+  // values the prologue computes from the parameters, which thus stay
+  // separate tensors, each receiving its gradient.
+  void fold_affine_trainable(const Node& n, Step& st, int k, const std::string& op) {
+    Conv& c = *st.conv;
+    std::int64_t cout = c.cout;
+    int kv = derive(n, k, [cout](const Tensor& t) { return channel_vector(t, cout); });
+    if (op == "Mul") {
+      auto format = channels_last_ ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+      st.in[c.weight_arg] = derive(n, {st.in[c.weight_arg], kv}, [cout, format](std::vector<Tensor>& a) {
+        return (a[0] * a[1].reshape({cout, 1, 1, 1})).contiguous(format);
+      });
+      if (c.bias_arg)
+        st.in[c.bias_arg] = derive(n, {st.in[c.bias_arg], kv}, [](std::vector<Tensor>& a) { return a[0] * a[1]; });
+      return;
+    }
+    bool sub = op == "Sub";
+    if (c.bias_arg) {
+      st.in[c.bias_arg] =
+          derive(n, {st.in[c.bias_arg], kv}, [sub](std::vector<Tensor>& a) { return sub ? a[0] - a[1] : a[0] + a[1]; });
+    } else {
+      c.bias_arg = static_cast<int>(st.in.size());
+      st.in.push_back(sub ? derive(n, kv, [](const Tensor& t) { return -t; }) : kv);
+    }
   }
   bool is_const(int s) const { return p_->consts[s].defined(); }
   const Tensor& cval(int s) const { return p_->consts[s]; }
@@ -495,7 +589,18 @@ class Compiler {
       for (int i : s.in) args.push_back(cval(i));
       Tensor v = exec(s, args);
       if (out_nchw) v = to_nhwc(v);  // constants are kept in TF layout
-      slot_[n.name] = new_slot(false, v.contiguous());
+      int out = new_slot(false, v.contiguous());
+      slot_[n.name] = out;
+      if (std::any_of(s.in.begin(), s.in.end(), [&](int i) { return live_[i]; })) {  // redone from the parameters
+        Fn f = std::move(s.fn);
+        s.fn = [f, out_nchw](std::vector<Tensor>& a) {
+          Tensor v = f(a);
+          return (out_nchw ? to_nhwc(v) : v).contiguous();
+        };
+        s.out = out;
+        p_->prologue.push_back(std::move(s));
+        live_[out] = true;
+      }
       return;
     }
     s.out = new_slot(out_nchw);
@@ -517,7 +622,8 @@ class Compiler {
     return cval(s);
   }
 
-  // The conv step producing slot s, if the node being lowered is its only consumer.
+  // The conv step producing slot s, if the node being lowered is its only
+  // consumer (and fusion is on).
   Conv* foldable_conv(int s) {
     if (!fuse_ || is_const(s) || producer_[s] < 0 || slot_uses_[s] != 1) return nullptr;
     return p_->steps[producer_[s]].conv.get();
@@ -536,6 +642,15 @@ class Compiler {
       Tensor v = it->second;
       if (!v.is_floating_point()) v = v.to(at::kLong);
       else v = v.to(at::kFloat);
+      if (train_ && v.is_floating_point() && v.dim() >= 1) {
+        // a parameter: the program's own copy (training changes it, not the
+        // Graph), a leaf that autograd accumulates gradients into
+        int s = new_slot(false, v.detach().clone(at::MemoryFormat::Contiguous).requires_grad_(true));
+        live_[s] = true;
+        param_name_[s] = n.name;
+        slot_[n.name] = s;
+        return;
+      }
       slot_[n.name] = new_slot(false, v.contiguous());
       return;
     }
@@ -546,6 +661,11 @@ class Compiler {
       p_->input_shape = shape;
       p_->input_slot = new_slot(true);
       slot_[n.name] = p_->input_slot;
+      return;
+    }
+    if (op == "StopGradient" && train_) {  // no gradient flows back through it
+      int x = in(n, 0);
+      emit(n, {x}, nchw(x), [](std::vector<Tensor>& a) { return a[0].detach(); });
       return;
     }
     if (op == "Identity" || op == "StopGradient") {
@@ -663,33 +783,47 @@ class Compiler {
     std::tie(conv->sh, conv->sw) = spatial(n, "strides", 1);
     std::tie(conv->dh, conv->dw) = spatial(n, "dilations", 1);
     conv->pads = parse_padding(n);
-    std::int64_t cout;
-    if (depthwise) {  // [kh, kw, Cin, M] -> [Cin*M, 1, kh, kw]
-      conv->groups = f.size(2);
-      cout = f.size(2) * f.size(3);
-      conv->weight = f.permute({2, 3, 0, 1}).reshape({cout, 1, f.size(0), f.size(1)}).contiguous().clone();
-    } else {  // HWIO -> OIHW
-      cout = f.size(3);
-      conv->weight = f.permute({3, 2, 0, 1}).contiguous().clone();
-    }
+    std::int64_t cout = depthwise ? f.size(2) * f.size(3) : f.size(3);
+    conv->cout = cout;
+    if (depthwise) conv->groups = f.size(2);
+    // Inference programs hold weight, bias and alpha in the Conv (copies that
+    // fusion may change); trainable ones pass them as arguments computed from
+    // the parameters (derive), appended to ins.
+    std::vector<int> ins{x};
+    auto arg = [&](int s, int& pos, Tensor& field, std::function<Tensor(const Tensor&)> f) {
+      if (train_) {
+        pos = static_cast<int>(ins.size());
+        ins.push_back(derive(n, s, f));
+      } else {
+        field = f(cval(s)).clone();
+      }
+    };
+    bool cl = channels_last_ && train_;  // inference weights are made channels-last by Program's constructor
+    arg(in(n, 1), conv->weight_arg, conv->weight, [depthwise, cl](const Tensor& f) {
+      // depthwise [kh, kw, Cin, M] -> [Cin*M, 1, kh, kw]; else HWIO -> OIHW
+      Tensor w = depthwise ? f.permute({2, 3, 0, 1}).reshape({f.size(2) * f.size(3), 1, f.size(0), f.size(1)})
+                           : f.permute({3, 2, 0, 1});
+      return w.contiguous(cl ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous);
+    });
     if (fused) {
       auto ops = attr_strs(n, "fused_ops");
       std::size_t next = 2;
       for (const auto& fo : ops) {
         if (fo == "BiasAdd") {
-          Tensor b = const_in(n, next++, "bias");
+          Tensor b = const_in(n, next, "bias");
           if (b.numel() != cout) throw FormatError("bias has " + std::to_string(b.numel()) + " values for " + std::to_string(cout) + " channels");
-          conv->bias = b.reshape({cout}).contiguous().clone();
+          arg(in(n, next++), conv->bias_arg, conv->bias,
+              [cout](const Tensor& b) { return b.reshape({cout}).contiguous(); });
         } else if (fo == "Relu") {
           conv->lo = 0;
         } else if (fo == "Relu6") {
           conv->lo = 0;
           conv->hi = 6;
         } else if (fo == "Prelu") {
-          Tensor a = const_in(n, next++, "prelu alpha");
-          Tensor v = channel_vector(a, cout);
-          if (!v.defined()) throw FormatError("prelu alpha shape does not match " + std::to_string(cout) + " channels");
-          conv->alpha = v.clone();
+          Tensor a = const_in(n, next, "prelu alpha");
+          if (!channel_vector(a, cout).defined())
+            throw FormatError("prelu alpha shape does not match " + std::to_string(cout) + " channels");
+          arg(in(n, next++), conv->alpha_arg, conv->alpha, [cout](const Tensor& a) { return channel_vector(a, cout); });
         } else if (fo == "LeakyRelu") {
           conv->has_leaky = true;
           conv->leaky = attr_float(n, "leakyrelu_alpha", 0.2);
@@ -699,7 +833,7 @@ class Compiler {
       }
     }
     conv->nhwc_input = !nchw(x);  // a rank-4 NHWC value (after a reshape): converted first
-    emit(n, {x}, true, {}, conv);
+    emit(n, ins, true, {}, conv);
   }
 
   void lower_binary(const Node& n) {
@@ -711,11 +845,17 @@ class Compiler {
       if (!is_const(k) || !nchw(v)) continue;
       Conv* conv = foldable_conv(v);
       if (!conv) continue;
-      std::int64_t cout = conv->weight.size(0);
+      std::int64_t cout = conv->cout;
       bool affine_ok = conv->act_none();
       Tensor cv = channel_vector(cval(k), cout);
-      auto sc = scalar_of(cval(k));
-      if (affine_ok && cv.defined() && (op == "Add" || op == "AddV2" || op == "BiasAdd" || (op == "Sub" && side == 0))) {
+      auto sc = live_[k] ? std::nullopt : scalar_of(cval(k));  // a parameter is no fixed bound
+      bool add = op == "Add" || op == "AddV2" || op == "BiasAdd" || (op == "Sub" && side == 0);
+      if (train_ && affine_ok && cv.defined() && (add || op == "Mul")) {
+        fold_affine_trainable(n, p_->steps[producer_[v]], k, add ? (op == "Sub" ? "Sub" : "Add") : "Mul");
+        alias(n, v);
+        return;
+      }
+      if (affine_ok && cv.defined() && add) {
         if (!conv->bias.defined()) conv->bias = at::zeros({cout}, at::kFloat);
         conv->bias = op == "Sub" ? conv->bias - cv : conv->bias + cv;
         alias(n, v);
@@ -738,8 +878,9 @@ class Compiler {
     bool ca = nchw(a), cb = nchw(b);
     bool out = ca || cb;
     // constants meeting NCHW values are converted once, here
-    if (out && !ca && is_const(a)) a = new_slot(false, bcast_nchw(cval(a)).contiguous()), ca = true;
-    if (out && !cb && is_const(b)) b = new_slot(false, bcast_nchw(cval(b)).contiguous()), cb = true;
+    auto bcast = [](const Tensor& t) { return bcast_nchw(t).contiguous(); };
+    if (out && !ca && is_const(a)) a = derive(n, a, bcast), ca = true;
+    if (out && !cb && is_const(b)) b = derive(n, b, bcast), cb = true;
     emit(n, {a, b}, out, [op, out, ca, cb](std::vector<Tensor>& v) {
       Tensor x = std::move(v[0]), y = v[1];
       if (out && !ca) x = bcast_nchw(x);
@@ -952,17 +1093,16 @@ class Compiler {
     bool ta = attr_bool(n, "transpose_a", false), tb = attr_bool(n, "transpose_b", false);
     Tensor w = const_in(n, 1, "weights");
     if (w.dim() != 2 || !w.is_floating_point()) throw FormatError("weights must be a rank-2 float constant");
-    if (tb) w = w.t();
-    w = w.contiguous();
-    Tensor bias;
+    std::int64_t cols = tb ? w.size(0) : w.size(1);
+    std::vector<int> ins{x, derive(n, in(n, 1), [tb](const Tensor& w) { return (tb ? w.t() : w).contiguous(); })};
     bool relu = false;
     if (n.op == "_FusedMatMul") {
       std::size_t next = 2;
       for (const auto& fo : attr_strs(n, "fused_ops")) {
         if (fo == "BiasAdd") {
-          bias = const_in(n, next++, "bias");
-          if (bias.numel() != w.size(1)) throw FormatError("bias size does not match the weights");
-          bias = bias.reshape({w.size(1)}).contiguous();
+          if (ins.size() > 2) throw FormatError("fused op BiasAdd given twice");
+          if (const_in(n, next, "bias").numel() != cols) throw FormatError("bias size does not match the weights");
+          ins.push_back(derive(n, in(n, next++), [cols](const Tensor& b) { return b.reshape({cols}).contiguous(); }));
         } else if (fo == "Relu") {
           relu = true;
         } else {
@@ -970,23 +1110,22 @@ class Compiler {
         }
       }
     }
-    int ws = new_slot(false, w);
-    std::vector<int> ins{x, ws};
-    if (bias.defined()) ins.push_back(new_slot(false, bias));
     bool c = nchw(x);
     emit(n, ins, false, [ta, relu, c](std::vector<Tensor>& a) {
       Tensor t = c ? to_nhwc(a[0]) : a[0];
       if (t.dim() != 2) throw FormatError("MatMul: input must be rank 2, is rank " + std::to_string(t.dim()));
       if (ta) t = t.t();
       Tensor y = a.size() > 2 ? at::addmm(a[2], t, a[1]) : at::mm(t, a[1]);
-      if (relu) y.relu_();
+      if (relu) y = updatable(y) ? y.relu_() : y.relu();
       return y;
     });
   }
 
   const Graph& g_;
   std::string ctx_;
-  bool fuse_;
+  bool fuse_, train_, channels_last_;
+  std::vector<bool> live_;                 // by slot: a parameter, or computed from one
+  std::map<int, std::string> param_name_;  // parameter slot -> Const node
   std::map<std::string, const Node*> by_name_;
   std::map<std::string, int> uses_;
   std::map<std::string, int> slot_;
@@ -1000,12 +1139,13 @@ class Compiler {
 Program::Program(const Graph& g, const std::string& input, const std::vector<std::string>& outputs, const std::string& context,
                  CompileOptions options) {
   if (outputs.empty()) throw FormatError(context + ": no outputs requested");
-  Compiler c(g, context, options.fuse);
+  Compiler c(g, context, options);
   impl_ = c.compile(input, outputs);
   impl_->channels_last = options.channels_last;
   if (options.channels_last)
     for (auto& st : impl_->steps)
-      if (st.conv) st.conv->weight = st.conv->weight.contiguous(at::MemoryFormat::ChannelsLast);
+      if (st.conv && st.conv->weight.defined())  // trainable programs: made channels-last in their prologue
+        st.conv->weight = st.conv->weight.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
 Program::~Program() = default;
@@ -1015,10 +1155,21 @@ Program& Program::operator=(Program&&) noexcept = default;
 const std::vector<std::int64_t>& Program::input_shape() const { return impl_->input_shape; }
 std::size_t Program::steps() const { return impl_->steps.size(); }
 const torch::Device& Program::device() const { return impl_->device; }
+bool Program::trainable() const { return impl_->trainable; }
+
+std::vector<std::pair<std::string, torch::Tensor>> Program::parameters() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, slot] : impl_->params) out.push_back({name, impl_->consts[slot]});
+  return out;
+}
 
 void Program::to(const torch::Device& device) {
   auto move = [&](Tensor& t) {
-    if (t.defined() && t.is_floating_point()) t = t.to(device);
+    if (!t.defined() || !t.is_floating_point() || t.device() == device) return;
+    // .to() of a tensor requiring grad is a differentiable copy, not a leaf:
+    // a parameter must stay one to receive gradients
+    bool grad = t.requires_grad();
+    t = t.detach().to(device).requires_grad_(grad);
   };
   for (auto& t : impl_->consts) move(t);
   for (auto& s : impl_->steps)
@@ -1030,11 +1181,10 @@ void Program::to(const torch::Device& device) {
   impl_->device = device;
 }
 
-std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
-  const Impl& p = *impl_;
-  // No autograd recording. (InferenceMode would make the outputs inference
-  // tensors, which callers could not update in place.)
-  at::AutoGradMode no_grad(false);
+namespace {
+
+// run and forward: the same steps, with autograd off or on (the caller's mode).
+std::vector<Tensor> execute(const Program::Impl& p, const Tensor& input) {
   if (input.dim() != 4 || input.scalar_type() != at::kFloat)
     throw Error(p.context + ": input must be a float32 tensor [N, C, H, W]");
   const auto& s = p.input_shape;
@@ -1050,7 +1200,7 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
   // HFR_PROFILE_GRAPH=1: time per op kind on stderr (for optimising importers)
   static const bool profile = std::getenv("HFR_PROFILE_GRAPH") != nullptr;
   std::map<std::string, double> prof;
-  for (const Step& st : p.steps) {
+  auto step = [&](const Step& st) {
     args.clear();
     for (std::size_t k = 0; k < st.in.size(); ++k) args.push_back(st.move_in[k] ? std::move(v[st.in[k]]) : v[st.in[k]]);
     try {
@@ -1058,7 +1208,12 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
       v[st.out] = exec(st, args);
       if (profile) {
         std::string key = st.op;
-        if (st.conv) key += " k" + std::to_string(st.conv->weight.size(2)) + " g" + std::to_string(st.conv->groups > 1) + " s" + std::to_string(st.conv->sh) + " in" + std::to_string(args[0].size(1)) + "x" + std::to_string(args[0].size(2));
+        if (st.conv) {
+          const Tensor& w = conv_weight(*st.conv, args);
+          key += " k" + std::to_string(w.size(2)) + " g" + std::to_string(st.conv->groups > 1) + " s" +
+                 std::to_string(st.conv->sh) + " in" + std::to_string(args[0].size(1)) + "x" +
+                 std::to_string(args[0].size(2));
+        }
         prof[key] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       }
     } catch (const c10::Error& e) {
@@ -1068,7 +1223,9 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
       throw Error(p.context + ": node '" + st.name + "' (" + st.op + "): " + e.what());
     }
     for (int r : st.release) v[r] = Tensor();
-  }
+  };
+  for (const Step& st : p.prologue) step(st);  // constants from the parameters' current values
+  for (const Step& st : p.steps) step(st);
   if (profile) {
     std::vector<std::pair<double, std::string>> v2;
     for (auto& [k, t] : prof) v2.push_back({t, k});
@@ -1086,6 +1243,20 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
     out.push_back(std::move(t));
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
+  // No autograd recording. (InferenceMode would make the outputs inference
+  // tensors, which callers could not update in place.)
+  at::AutoGradMode no_grad(false);
+  return execute(*impl_, input);
+}
+
+std::vector<torch::Tensor> Program::forward(const torch::Tensor& input) const {
+  at::AutoGradMode grad(true);
+  return execute(*impl_, input);
 }
 
 }  // namespace hfr::nn

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 #include <ATen/ATen.h>
@@ -205,6 +206,41 @@ Model import_builtin(const std::string& name, const std::string& dir_in) {
   m.provenance = {{"package", b->package}, {"source", imp.info}, {"imported_by", std::string("hfr ") + kVersion}};
   m.checksum = model_checksum(m);
   return m;
+}
+
+Model with_parameters(const Model& m, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                      const json& details) {
+  Model out = m;
+  std::set<std::string> seen;
+  for (const auto& [name, t] : params) {
+    std::string what = "model " + m.name + ": parameter '" + name + "'";
+    auto it = out.graph.consts.find(name);
+    if (it == out.graph.consts.end()) throw Error(what + " is not a constant of the model");
+    if (!seen.insert(name).second) throw Error(what + " is given twice");
+    if (!it->second.is_floating_point()) throw Error(what + " replaces an integer constant");
+    if (!t.defined() || !t.is_floating_point()) throw Error(what + " is not a floating-point tensor");
+    if (t.sizes().vec() != it->second.sizes().vec())
+      throw Error(what + " has shape " + json(t.sizes().vec()).dump() + ", the model's constant " +
+                  json(it->second.sizes().vec()).dump());
+    // a copy the caller's optimizer cannot change later, outside autograd, as
+    // stored in files
+    torch::Tensor v = t.detach().to(at::kCPU, at::kFloat).contiguous().clone();
+    if (!v.isfinite().all().item<bool>()) throw Error(what + " has non-finite values");
+    it->second = v;
+  }
+  json prov = m.provenance.is_object() ? m.provenance : json::object();
+  if (prov.contains("fine_tuned_from")) {
+    json history = prov.value("fine_tuning_history", json::array());
+    if (!history.is_array()) history = json::array();
+    history.insert(history.begin(), prov["fine_tuned_from"]);
+    prov["fine_tuning_history"] = history;
+  }
+  prov["fine_tuned_from"] = m.checksum.empty() ? model_checksum(m) : m.checksum;
+  if (!details.is_null()) prov["fine_tuning"] = details;
+  else prov.erase("fine_tuning");  // an earlier run's details do not describe this one
+  out.provenance = prov;
+  out.checksum = model_checksum(out);
+  return out;
 }
 
 void save_model(const Model& m, const std::string& path) {

@@ -37,16 +37,8 @@ for t in $TOOLS; do
   [ "$words" = "--threads" ] && pass "bash completes --th to --threads for $t" || fail "bash completion of $t gave '$words' for --th"
 done
 
-# Tools whose capability is not built yet say so and exit 1.
-for t in hfr-train; do
-  run "$t"
-  expect_rc 1 "$t (not built yet)"
-  expect_err "$t: not built yet:" "$t says it is not built yet"
-  expect_empty "$T/out" "$t writes nothing to stdout when not built"
-done
-
 # Built tools that need inputs say so when given none.
-for t in hfr-embed hfr-match hfr-eval; do
+for t in hfr-embed hfr-match hfr-eval hfr-render hfr-train; do
   run "$t"
   expect_rc 2 "$t without inputs is a usage error"
   expect_empty "$T/out" "$t writes nothing to stdout on a usage error"

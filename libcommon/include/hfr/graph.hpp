@@ -58,6 +58,22 @@ struct CompileOptions {
   // Run convolutions on channels-last (NHWC-strided) tensors: oneDNN's fast
   // path on CPU, 1.2-2x faster here for these networks.
   bool channels_last = true;
+  // Compile for fine-tuning with LibTorch autograd (see Program::forward):
+  //  - every float constant of rank >= 1 the outputs depend on (convolution
+  //    filters, biases, dense matrices, per-channel scales and offsets) becomes
+  //    a leaf tensor with requires_grad, listed by Program::parameters().
+  //    Rank-0 float constants (clamp bounds such as Relu6's 6) and integer
+  //    constants (shapes, axes, paddings) stay fixed;
+  //  - `fuse` still folds affine layers into convolutions, but at run time:
+  //    the folded filter and bias are recomputed from the separate parameter
+  //    tensors at every run (one pass over the weights, whatever the batch
+  //    size), so gradients reach each parameter and each keeps the graph
+  //    constant's shape and meaning;
+  //  - values autograd tracks are never updated in place.
+  // There are no batch statistics to update: the imported graphs hold batch
+  // normalisation in its inference form (per-channel Mul/Add by constants),
+  // which trains as ordinary scale and offset parameters.
+  bool trainable = false;
 };
 
 class Program {
@@ -72,9 +88,30 @@ class Program {
 
   // input: float32 [N, C, H, W] on the program's device. Thread-safe (no state
   // changes); returns one tensor per requested output, TensorFlow layout.
+  // Records no gradients; a trainable program runs with its parameters'
+  // current values.
   std::vector<torch::Tensor> run(const torch::Tensor& input_nchw) const;
 
-  // Moves all constants to a device (cpu or cuda).
+  // As run, but recording autograd: a loss computed from the outputs can be
+  // back-propagated to the parameters (and to the input if it requires grad).
+  // Parameters reach the graph only in trainable programs; an inference
+  // program's constants are plain (and may be fused) tensors.
+  std::vector<torch::Tensor> forward(const torch::Tensor& input_nchw) const;
+
+  // Trainable programs: (Const node name, leaf tensor) for every parameter the
+  // outputs depend on, in graph order of first use. These are the tensors the
+  // program computes with: an optimizer updating them (in place, as
+  // torch::optim does) changes what run and forward compute. To freeze one,
+  // call requires_grad_(false) on it (and leave it out of the optimizer).
+  // Shapes and layout are the graph constants' (TensorFlow's HWIO filters,
+  // [in, out] matrices), so nn::with_parameters can store them back.
+  // Empty for inference programs.
+  std::vector<std::pair<std::string, torch::Tensor>> parameters() const;
+  bool trainable() const;
+
+  // Moves all constants to a device (cpu or cuda). Parameters stay leaves
+  // (with their requires_grad) but are new tensors when the device changes:
+  // take parameters() after to().
   void to(const torch::Device& device);
   const torch::Device& device() const;
 

@@ -69,6 +69,17 @@ Model load_model(const std::string& name_or_path);
 void save_model(const Model& m, const std::string& path);
 std::string model_checksum(const Model& m);
 
+// A copy of m whose named constants hold new values: the weights of a
+// fine-tuned trainable Program (Program::parameters()), on any device,
+// requiring grad or not. Each name must be a float constant of m's graph and
+// each value a finite floating tensor of that constant's shape; otherwise
+// hfr::Error naming it. Constants not named keep their values. The checksum
+// is recomputed; the provenance records "fine_tuned_from": m's checksum
+// (an earlier one moves to the front of "fine_tuning_history") and, when not
+// null, `details` (e.g. the training options) as "fine_tuning".
+Model with_parameters(const Model& m, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                      const nlohmann::json& details = nullptr);
+
 // The compiled program for the given output roles.
 Program compile(const Model& m, const std::vector<std::string>& roles, CompileOptions options = {});
 

@@ -1,0 +1,52 @@
+// hfr-train: fine-tuning a pretrained face embedder (an hfr model: the
+// imported dlib ResNet or faceres, or a model file hfr-train wrote) on
+// records of face images with subjects and modalities, with a margin softmax
+// (CosFace / ArcFace) plus the identity-level MMD between two modalities
+// (methods.md §1) and optionally the paired contrastive loss (§3).
+//
+// Batches are identity-balanced: K subjects x P images of each of the two
+// modalities (slot i of both halves is the same subject), drawn from --seed
+// and the step number only, so a resumed run draws the same batches.
+// Images are aligned to the model's crop from their five landmarks when the
+// records carry them (hfr-render's records do), else resized; grey images are
+// replicated to the model's three channels (as hfr-embed does).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hfr::train {
+
+struct Options {
+  std::vector<std::string> inputs;   // training records files ("-": stdin)
+  std::string model = "dlib";        // built-in name or hfr model file to start from
+  std::string output;                // the fine-tuned model file (required)
+  std::string validation;            // records for validation (optional)
+  std::string modalities = "VIS,NIR";  // gallery (anchor) modality, probe modality
+  std::string metrics = "";          // JSON lines per logged step ("" none, "-" stdout)
+  std::string resume;                // training-state file written by a previous run
+  std::string state;                 // where to write the training state ("" = OUTPUT.state)
+  int steps = 200;
+  int ids_per_batch = 16;            // K
+  int per_modality = 4;              // P
+  int head_steps = 0;                // first steps: classifier only (backbone frozen)
+  double lr = 1e-3, momentum = 0.9, weight_decay = 2e-4;
+  double head_lr = 0.1;              // the new classifier's learning rate (it starts from random weights)
+  double lr_decay = 0.4573;          // multiplied every lr_step steps
+  int lr_step = 0;                   // 0: constant
+  double clip = 5.0;                 // gradient norm clip (0: none)
+  std::string loss = "cosface";      // cosface | arcface
+  double scale = 64, margin = -1;    // margin < 0: the loss's default (0.40 CosFace, 0.50 ArcFace)
+  double idmmd = 1;                  // weight of ID-MMD (0: off; the paper's 100 collapsed dlib here: docs/train.md)
+  double contrastive = 0;            // weight of the paired contrastive loss (0: off)
+  bool flip = true;                  // random horizontal flips
+  int log_every = 10;
+  int checkpoint_every = 0;          // steps; 0: only at the end (and on SIGINT/SIGTERM)
+  int validate_every = 0;            // steps; 0: only at the end
+  std::uint64_t seed = 0;
+  int threads = 1;
+};
+
+int run(const Options& options);
+
+}  // namespace hfr::train

@@ -1,0 +1,516 @@
+#include "hfr/train.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <filesystem>
+#include <future>
+#include <map>
+#include <random>
+#include <set>
+
+#include <opencv2/imgproc.hpp>
+#include <torch/torch.h>
+
+#include "hfr/error.hpp"
+#include "hfr/face.hpp"
+#include "hfr/image.hpp"
+#include "hfr/io.hpp"
+#include "hfr/log.hpp"
+#include "hfr/losses.hpp"
+#include "hfr/metrics.hpp"
+#include "hfr/model.hpp"
+#include "hfr/parallel.hpp"
+#include "hfr/progress.hpp"
+#include "hfr/records.hpp"
+#include "hfr/tensorfile.hpp"
+#include "hfr/version.hpp"
+
+namespace hfr::train {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+std::atomic<int> g_signal{0};
+extern "C" void on_signal(int sig) { g_signal = sig; }
+
+// ---- data ---------------------------------------------------------------------
+
+struct Sample {
+  std::string path, subject, where;
+  int modality = 0;  // 0: the first (gallery) modality, 1: the second (probe)
+  bool has_landmarks = false;
+  face::Points5 landmarks{};  // OpenCV pixel coordinates
+};
+
+struct Dataset {
+  std::vector<Sample> samples;
+  std::vector<std::string> subjects;                       // sorted; label = index
+  std::vector<std::array<std::vector<std::size_t>, 2>> by_subject;  // sample indexes per modality
+  std::vector<int> paired;                                 // subjects with both modalities
+};
+
+std::pair<std::string, std::string> split_modalities(const std::string& s) {
+  const auto comma = s.find(',');
+  if (comma == std::string::npos || comma == 0 || comma + 1 >= s.size() || s.find(',', comma + 1) != std::string::npos)
+    throw UsageError("--modalities expects two names, GALLERY,PROBE (e.g. VIS,NIR), got '" + s + "'");
+  const std::string a = s.substr(0, comma), b = s.substr(comma + 1);
+  if (a == b) throw UsageError("--modalities: the two modalities must differ");
+  return {a, b};
+}
+
+Dataset load_dataset(const std::vector<std::string>& inputs, const std::pair<std::string, std::string>& mods,
+                     const std::string& what) {
+  Dataset d;
+  std::map<std::string, std::uint64_t> other_modalities;
+  std::uint64_t failed = 0;
+  for (const auto& in_path : inputs) {
+    auto in = io::open_input(in_path);
+    const std::string base = in_path == "-" ? "" : fs::path(in_path).parent_path().string();
+    RecordReader rr(*in);
+    Record r;
+    std::string err;
+    while (rr.next(r, &err)) {
+      const std::string where = in->name() + ":" + std::to_string(rr.line_number());
+      if (r.is_null()) throw FormatError(err);
+      if (!r.is_object()) throw FormatError(where + ": not a JSON object");
+      if (r.contains("error")) {
+        ++failed;
+        continue;
+      }
+      Sample s;
+      s.where = where;
+      if (!r.contains("path") || !r["path"].is_string()) throw FormatError(where + ": a " + what + " record without a \"path\"");
+      const std::string p = r["path"].get<std::string>();
+      s.path = fs::path(p).is_absolute() || base.empty() ? p : (fs::path(base) / p).string();
+      if (!r.contains("subject") || r["subject"].is_null())
+        throw FormatError(where + ": a " + what + " record without a \"subject\" (hfr-train needs identities)");
+      s.subject = r["subject"].is_string() ? r["subject"].get<std::string>() : r["subject"].dump();
+      if (!r.contains("modality") || !r["modality"].is_string())
+        throw FormatError(where + ": a " + what + " record without a \"modality\" (e.g. \"VIS\", \"NIR\")");
+      const std::string m = r["modality"].get<std::string>();
+      if (m == mods.first) s.modality = 0;
+      else if (m == mods.second) s.modality = 1;
+      else {
+        ++other_modalities[m];
+        continue;
+      }
+      if (r.contains("landmarks") && r["landmarks"].is_array() && r["landmarks"].size() == 5) {
+        bool ok = true;
+        for (int k = 0; k < 5; ++k) {
+          const auto& pt = r["landmarks"][static_cast<std::size_t>(k)];
+          if (!pt.is_array() || pt.size() != 2 || !pt[0].is_number() || !pt[1].is_number()) {
+            ok = false;
+            break;
+          }
+          // records put pixel centres at +0.5; OpenCV at integers
+          s.landmarks[static_cast<std::size_t>(k)] = {pt[0].get<double>() - 0.5, pt[1].get<double>() - 0.5};
+          if (!std::isfinite(s.landmarks[static_cast<std::size_t>(k)].x) || !std::isfinite(s.landmarks[static_cast<std::size_t>(k)].y)) ok = false;
+        }
+        s.has_landmarks = ok;
+      }
+      if (!fs::exists(s.path)) throw Error(where + ": image " + s.path + " does not exist");
+      d.samples.push_back(std::move(s));
+    }
+  }
+  for (const auto& [m, n] : other_modalities)
+    log::notice(std::to_string(n) + " " + what + " records of modality \"" + m + "\" not used (--modalities " + mods.first +
+                "," + mods.second + ")");
+  if (failed) log::notice(std::to_string(failed) + " " + what + " records with an error skipped");
+  std::set<std::string> subj;
+  for (const auto& s : d.samples) subj.insert(s.subject);
+  d.subjects.assign(subj.begin(), subj.end());
+  std::map<std::string, int> label;
+  for (std::size_t i = 0; i < d.subjects.size(); ++i) label[d.subjects[i]] = static_cast<int>(i);
+  d.by_subject.resize(d.subjects.size());
+  for (std::size_t i = 0; i < d.samples.size(); ++i)
+    d.by_subject[static_cast<std::size_t>(label[d.samples[i].subject])][static_cast<std::size_t>(d.samples[i].modality)].push_back(i);
+  std::uint64_t one_sided = 0;
+  for (std::size_t k = 0; k < d.by_subject.size(); ++k) {
+    if (!d.by_subject[k][0].empty() && !d.by_subject[k][1].empty()) d.paired.push_back(static_cast<int>(k));
+    else ++one_sided;
+  }
+  if (one_sided)
+    log::warn(std::to_string(one_sided) + " of " + std::to_string(d.subjects.size()) + " " + what +
+              " subjects have images of one modality only: they are classes of the margin loss, but batches (which need "
+              "both modalities) never draw them");
+  return d;
+}
+
+int subject_label(const Dataset& d, const std::string& subject) {
+  const auto it = std::lower_bound(d.subjects.begin(), d.subjects.end(), subject);
+  return it != d.subjects.end() && *it == subject ? static_cast<int>(it - d.subjects.begin()) : -1;
+}
+
+std::uint64_t mix(std::uint64_t z) {
+  z += 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+// One batch: K subjects x P images per modality; rows [0, KP) the first
+// modality, [KP, 2KP) the second, row k*P + p of both halves subject k.
+struct Batch {
+  std::vector<std::size_t> samples;
+  std::vector<bool> flips;
+  std::vector<std::int64_t> labels;
+};
+
+Batch draw_batch(const Dataset& d, int K, int P, std::uint64_t seed, std::int64_t step, bool flip) {
+  std::mt19937_64 rng(mix(seed ^ mix(static_cast<std::uint64_t>(step) + 1)));
+  std::vector<int> ids = d.paired;
+  std::shuffle(ids.begin(), ids.end(), rng);
+  if (static_cast<int>(ids.size()) > K) ids.resize(static_cast<std::size_t>(K));
+  Batch b;
+  b.samples.resize(2 * ids.size() * static_cast<std::size_t>(P));
+  b.labels.resize(b.samples.size());
+  b.flips.resize(b.samples.size());
+  const std::size_t half = ids.size() * static_cast<std::size_t>(P);
+  for (int m = 0; m < 2; ++m)
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const auto& pool = d.by_subject[static_cast<std::size_t>(ids[k])][static_cast<std::size_t>(m)];
+      std::vector<std::size_t> pick = pool;
+      std::shuffle(pick.begin(), pick.end(), rng);
+      for (int p = 0; p < P; ++p) {
+        const std::size_t row = static_cast<std::size_t>(m) * half + k * static_cast<std::size_t>(P) + static_cast<std::size_t>(p);
+        b.samples[row] = pick[static_cast<std::size_t>(p) % pick.size()];  // with replacement when fewer than P
+        b.labels[row] = ids[k];
+        b.flips[row] = flip && (rng() & 1);
+      }
+    }
+  return b;
+}
+
+cv::Mat load_crop(const Sample& s, const nn::Preprocess& pre) {
+  cv::Mat img = read_image(s.path, ColorMode::rgb);
+  if (s.has_landmarks && !pre.crop.empty())
+    return face::align_face(img, s.landmarks, face::face_template(pre.crop), pre.size, face::Border::replicate).image;
+  if (img.cols == pre.size && img.rows == pre.size) return img;
+  cv::Mat out;
+  cv::resize(img, out, cv::Size(pre.size, pre.size), 0, 0, img.cols > pre.size ? cv::INTER_AREA : cv::INTER_LINEAR);
+  return out;
+}
+
+// Aligned 8-bit RGB crops -> the model's float NCHW input.
+torch::Tensor to_input(const std::vector<cv::Mat>& crops, const std::vector<bool>& flips, const nn::Preprocess& pre) {
+  const int s = pre.size;
+  torch::Tensor t = torch::empty({static_cast<std::int64_t>(crops.size()), 3, s, s}, at::kFloat);
+  float* d = t.data_ptr<float>();
+  for (std::size_t i = 0; i < crops.size(); ++i) {
+    const cv::Mat& m = crops[i];
+    const bool f = i < flips.size() && flips[i];
+    for (int c = 0; c < 3; ++c) {
+      const int src = pre.bgr ? 2 - c : c;
+      const float sc = pre.scale[static_cast<std::size_t>(c)], off = pre.offset[static_cast<std::size_t>(c)];
+      float* plane = d + (i * 3 + static_cast<std::size_t>(c)) * static_cast<std::size_t>(s) * s;
+      for (int y = 0; y < s; ++y) {
+        const unsigned char* row = m.ptr<unsigned char>(y);
+        for (int x = 0; x < s; ++x) plane[y * s + x] = row[3 * (f ? s - 1 - x : x) + src] * sc + off;
+      }
+    }
+  }
+  return t;
+}
+
+torch::Tensor load_input(const Dataset& d, const std::vector<std::size_t>& idx, const std::vector<bool>& flips,
+                         const nn::Preprocess& pre, int threads) {
+  std::vector<cv::Mat> crops(idx.size());
+  parallel_for(idx.size(), threads, [&](std::size_t i) { crops[i] = load_crop(d.samples[idx[i]], pre); });
+  return to_input(crops, flips, pre);
+}
+
+// ---- validation -----------------------------------------------------------------
+
+struct Validation {
+  double rank1 = 0, tar_1e2 = 0, tar_1e3 = 0;
+  std::size_t probes = 0, gallery = 0;
+};
+
+torch::Tensor embed_all(nn::Program& prog, const Dataset& d, const std::vector<std::size_t>& idx, const nn::Preprocess& pre,
+                        int threads) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> out;
+  constexpr std::size_t kChunk = 32;
+  for (std::size_t b = 0; b < idx.size(); b += kChunk) {
+    std::vector<std::size_t> part(idx.begin() + static_cast<std::ptrdiff_t>(b),
+                                  idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + kChunk)));
+    out.push_back(prog.run(load_input(d, part, {}, pre, threads))[0]);
+  }
+  return torch::nn::functional::normalize(torch::cat(out), torch::nn::functional::NormalizeFuncOptions().dim(1));
+}
+
+Validation validate(nn::Program& prog, const Dataset& v, const nn::Preprocess& pre, int threads) {
+  std::vector<std::size_t> gallery, probes;
+  for (std::size_t i = 0; i < v.samples.size(); ++i) (v.samples[i].modality == 0 ? gallery : probes).push_back(i);
+  Validation r;
+  r.gallery = gallery.size();
+  r.probes = probes.size();
+  if (gallery.empty() || probes.empty()) return r;
+  const torch::Tensor G = embed_all(prog, v, gallery, pre, threads), Pr = embed_all(prog, v, probes, pre, threads);
+  const torch::Tensor S = torch::matmul(Pr, G.t()).contiguous();
+  const float* s = S.data_ptr<float>();
+  std::vector<double> genuine, impostor;
+  std::size_t hits = 0, enrolled = 0;
+  for (std::size_t p = 0; p < probes.size(); ++p) {
+    const std::string& subj = v.samples[probes[p]].subject;
+    double best = -1e30, best_mated = -1e30;
+    bool has_mate = false;
+    for (std::size_t g = 0; g < gallery.size(); ++g) {
+      const double sc = s[p * gallery.size() + g];
+      const bool mated = v.samples[gallery[g]].subject == subj;
+      (mated ? genuine : impostor).push_back(sc);
+      if (mated) has_mate = true, best_mated = std::max(best_mated, sc);
+      else best = std::max(best, sc);
+    }
+    if (has_mate) {
+      ++enrolled;
+      if (best_mated > best) ++hits;
+    }
+  }
+  r.rank1 = enrolled ? double(hits) / enrolled : 0;
+  if (!genuine.empty() && !impostor.empty()) {
+    metrics::Verification ver(genuine, impostor);
+    r.tar_1e2 = ver.tar_at_far(1e-2).tar;
+    r.tar_1e3 = ver.tar_at_far(1e-3).tar;
+  }
+  return r;
+}
+
+// ---- checkpoints -----------------------------------------------------------------
+
+void save_state(const std::string& path, std::int64_t step, const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                const torch::Tensor& head, torch::optim::SGD& opt, const json& meta_extra) {
+  auto out = io::open_output(path, {io::Content::binary, true});
+  TensorWriter w(*out);
+  auto put = [&](const std::string& name, const torch::Tensor& t) {
+    const torch::Tensor c = t.detach().to(torch::kCPU).to(torch::kFloat).contiguous();
+    Shape shape(c.sizes().begin(), c.sizes().end());
+    w.write(name, DType::f32, shape, c.data_ptr<float>());
+  };
+  for (const auto& [name, t] : params) put("param/" + name, t);
+  put("head", head);
+  // momentum buffers, in parameter order (backbone then head)
+  std::size_t k = 0;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      if (it != opt.state().end()) {
+        const auto& st = static_cast<const torch::optim::SGDParamState&>(*it->second);
+        if (st.momentum_buffer().defined()) put("momentum/" + std::to_string(k), st.momentum_buffer());
+      }
+      ++k;
+    }
+  json meta = {{"format", "hfr-train-state/1"}, {"step", step}, {"hfr_version", kVersion}};
+  for (auto it = meta_extra.begin(); it != meta_extra.end(); ++it) meta[it.key()] = it.value();
+  w.set_metadata(meta);
+  w.close();
+  out->commit();
+}
+
+}  // namespace
+
+int run(const Options& o) {
+  if (o.inputs.empty()) throw UsageError("no training records (from hfr-render, or any records with path, subject, modality)");
+  if (o.output.empty()) throw UsageError("-o/--output MODEL.hft (the fine-tuned model file) is required");
+  if (o.steps < 1) throw UsageError("--steps must be >= 1");
+  if (o.ids_per_batch < 2) throw UsageError("--ids must be >= 2 (ID-MMD compares identity centres)");
+  if (o.per_modality < 1) throw UsageError("--per-modality must be >= 1");
+  if (o.loss != "cosface" && o.loss != "arcface") throw UsageError("--loss must be cosface or arcface");
+  const auto mods = split_modalities(o.modalities);
+  torch::set_num_threads(std::max(1, o.threads));
+  torch::manual_seed(o.seed);
+
+  const Dataset data = load_dataset(o.inputs, mods, "training");
+  if (data.paired.size() < 2)
+    throw Error("the training records have " + std::to_string(data.paired.size()) + " subjects with both " + mods.first +
+                " and " + mods.second + " images; at least 2 are needed");
+  Dataset val;
+  if (!o.validation.empty()) val = load_dataset({o.validation}, mods, "validation");
+
+  nn::Model model = nn::load_model(o.model);
+  if (model.task != "embedding" || !model.outputs.count("embedding"))
+    throw UsageError(o.model + " is not an embedding model (hfr-embed --list-models)");
+  nn::CompileOptions co;
+  co.trainable = true;
+  nn::Program prog = nn::compile(model, {"embedding"}, co);
+  auto params = prog.parameters();
+  std::vector<torch::Tensor> backbone;
+  for (auto& [name, t] : params) backbone.push_back(t);
+  const std::int64_t C = static_cast<std::int64_t>(data.subjects.size()), D = model.dim;
+  torch::Tensor head = torch::randn({C, D}, torch::TensorOptions().dtype(torch::kFloat)) * 0.01;
+  head.requires_grad_(true);
+
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(backbone);
+  groups.emplace_back(std::vector<torch::Tensor>{head});
+  torch::optim::SGD opt(groups, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+
+  const std::string state_path = o.state.empty() ? o.output + ".state" : o.state;
+  std::int64_t start = 0;
+  if (!o.resume.empty()) {
+    auto in = io::open_input(o.resume);
+    TensorReader r(*in);
+    const json meta = r.metadata();
+    if (meta.value("format", "") != "hfr-train-state/1") throw FormatError(o.resume + ": not an hfr-train state file");
+    if (meta.value("base_checksum", "") != model.checksum)
+      throw Error(o.resume + ": the state belongs to another model (" + meta.value("base_model", std::string("?")) +
+                  "); start from the same --model");
+    torch::NoGradGuard ng;
+    for (auto& [name, t] : params) {
+      const TensorInfo* info = r.find("param/" + name);
+      if (!info) throw Error(o.resume + ": no parameter " + name + " (a state of another architecture)");
+      std::vector<float> v = read_floats(r, "param/" + name, o.resume);
+      if (static_cast<std::int64_t>(v.size()) != t.numel()) throw Error(o.resume + ": parameter " + name + " has another shape");
+      t.copy_(torch::from_blob(v.data(), t.sizes(), torch::kFloat));
+    }
+    std::vector<float> h = read_floats(r, "head", o.resume);
+    if (static_cast<std::int64_t>(h.size()) != head.numel())
+      throw Error(o.resume + ": the head has " + std::to_string(h.size() / std::max<std::int64_t>(D, 1)) +
+                  " classes; the training records have " + std::to_string(C) + " subjects");
+    head.copy_(torch::from_blob(h.data(), head.sizes(), torch::kFloat));
+    std::size_t k = 0;
+    for (auto& group : opt.param_groups())
+      for (auto& p : group.params()) {
+        const std::string name = "momentum/" + std::to_string(k++);
+        if (!r.find(name)) continue;
+        std::vector<float> m = read_floats(r, name, o.resume);
+        auto st = std::make_unique<torch::optim::SGDParamState>();
+        st->momentum_buffer(torch::from_blob(m.data(), p.sizes(), torch::kFloat).clone());
+        opt.state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(st);
+      }
+    start = meta.value("step", std::int64_t{0});
+    log::notice("resuming at step " + std::to_string(start) + " from " + o.resume);
+  }
+
+  auto metrics_out = o.metrics.empty() ? nullptr : io::open_output(o.metrics);
+  std::unique_ptr<RecordWriter> mw = metrics_out ? std::make_unique<RecordWriter>(*metrics_out) : nullptr;
+  const json state_meta = {{"base_model", o.model}, {"base_checksum", model.checksum}, {"seed", o.seed},
+                           {"subjects", C}, {"modalities", {mods.first, mods.second}}};
+  const int K = o.ids_per_batch, P = o.per_modality;
+  const double margin = o.margin >= 0 ? o.margin : (o.loss == "cosface" ? 0.40 : 0.50);
+  double best_rank1 = -1;
+  auto save_model_file = [&](const std::string& path) {
+    const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
+                          {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
+                          {"modalities", {mods.first, mods.second}}, {"subjects", C}, {"seed", o.seed}};
+    nn::save_model(nn::with_parameters(model, params, details), path);
+  };
+  auto checkpoint = [&](std::int64_t step) {
+    save_state(state_path, step, params, head, opt, state_meta);
+    if (val.samples.empty()) save_model_file(o.output);
+  };
+  auto run_validation = [&](std::int64_t step) {
+    const Validation v = validate(prog, val, model.pre, o.threads);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "step %lld: validation %s probes vs %s gallery: Rank-1 %.2f%%, TAR@FAR 1e-2 %.2f%%, 1e-3 %.2f%%",
+                  static_cast<long long>(step), mods.second.c_str(), mods.first.c_str(), 100 * v.rank1, 100 * v.tar_1e2,
+                  100 * v.tar_1e3);
+    log::notice(buf);
+    if (mw) {
+      mw->write({{"step", step}, {"validation", {{"rank1", v.rank1}, {"tar_far_1e-2", v.tar_1e2}, {"tar_far_1e-3", v.tar_1e3},
+                                                  {"probes", v.probes}, {"gallery", v.gallery}}}});
+      mw->flush();
+    }
+    if (v.rank1 > best_rank1) {
+      best_rank1 = v.rank1;
+      save_model_file(o.output);
+    }
+  };
+
+  g_signal = 0;
+  auto old_int = std::signal(SIGINT, on_signal);
+  auto old_term = std::signal(SIGTERM, on_signal);
+  struct Restore {
+    decltype(old_int) i, t;
+    ~Restore() {
+      std::signal(SIGINT, i);
+      std::signal(SIGTERM, t);
+    }
+  } restore{old_int, old_term};
+
+  Progress progress("train", static_cast<std::uint64_t>(o.steps), "steps");
+  progress.add(static_cast<std::uint64_t>(start));
+  auto prepare = [&](std::int64_t step) {
+    Batch b = draw_batch(data, K, P, o.seed, step, o.flip);
+    torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads);
+    return std::make_pair(std::move(b), std::move(x));
+  };
+  std::future<std::pair<Batch, torch::Tensor>> next = std::async(std::launch::async, prepare, start);
+  for (std::int64_t step = start; step < o.steps; ++step) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto [batch, x] = next.get();
+    const double wait_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (step + 1 < o.steps) next = std::async(std::launch::async, prepare, step + 1);
+    const bool head_only = step < o.head_steps;
+    for (auto& t : backbone) t.requires_grad_(!head_only);
+    double lr = o.lr;
+    if (o.lr_step > 0) lr *= std::pow(o.lr_decay, static_cast<double>(step / o.lr_step));
+    const double decay = o.lr_step > 0 ? std::pow(o.lr_decay, static_cast<double>(step / o.lr_step)) : 1.0;
+    static_cast<torch::optim::SGDOptions&>(opt.param_groups()[0].options()).lr(lr);
+    static_cast<torch::optim::SGDOptions&>(opt.param_groups()[1].options()).lr(o.head_lr * decay);
+
+    opt.zero_grad();
+    auto diverged = [&](const char* what) {
+      progress.finish();
+      return Error(std::string("the ") + what + " is not finite at step " + std::to_string(step) +
+                   " (lower --lr or the loss weights); " +
+                   (fs::exists(state_path) ? "the last good checkpoint is " + state_path + " (--resume)"
+                                           : std::string("no checkpoint was written")));
+    };
+    const torch::Tensor emb = prog.forward(x)[0];
+    if (!torch::isfinite(emb).all().item<bool>()) throw diverged("embedding");
+    const torch::Tensor f = torch::nn::functional::normalize(emb, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    const torch::Tensor labels = torch::tensor(batch.labels, torch::kLong);
+    const losses::MarginOptions mo =
+        o.loss == "cosface" ? losses::MarginOptions::cosface(o.scale, margin) : losses::MarginOptions::arcface(o.scale, margin);
+    torch::Tensor ce = losses::margin_loss(f, labels, head, mo);
+    const std::int64_t half = f.size(0) / 2;
+    const torch::Tensor fa = f.narrow(0, 0, half), fb = f.narrow(0, half, half);
+    const torch::Tensor ids = labels.narrow(0, 0, half);
+    torch::Tensor mmd = o.idmmd > 0 ? losses::id_mmd(fa, ids, fb, ids) : torch::zeros({});
+    torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, mix(o.seed ^ step)))
+                                          : torch::zeros({});
+    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct;
+    const double loss_v = total.item<double>();
+    if (!std::isfinite(loss_v)) throw diverged("loss");
+    total.backward();
+    if (o.clip > 0) {
+      std::vector<torch::Tensor> all = backbone;
+      all.push_back(head);
+      torch::nn::utils::clip_grad_norm_(all, o.clip);
+    }
+    opt.step();
+    const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    progress.add();
+    if (mw && (o.log_every <= 1 || step % o.log_every == 0 || step + 1 == o.steps)) {
+      mw->write({{"step", step}, {"loss", loss_v}, {"margin_loss", ce.item<double>()}, {"idmmd", mmd.item<double>()},
+                 {"contrastive", ct.item<double>()}, {"lr", lr}, {"head_lr", o.head_lr * decay}, {"head_only", head_only},
+                 {"images_per_s", x.size(0) / (step_ms / 1000)}, {"loader_wait_ms", wait_ms}, {"step_ms", step_ms}});
+      mw->flush();
+    }
+    const bool last = step + 1 == o.steps;
+    if (g_signal) {
+      if (next.valid()) next.wait();
+      checkpoint(step + 1);
+      progress.finish();
+      log::warn("interrupted (signal " + std::to_string(g_signal.load()) + ") after step " + std::to_string(step + 1) +
+                "; state saved to " + state_path + " (--resume " + state_path + " continues)");
+      return kExitFailure;
+    }
+    if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && !last) checkpoint(step + 1);
+    if (!val.samples.empty() && o.validate_every > 0 && (step + 1) % o.validate_every == 0 && !last) run_validation(step + 1);
+  }
+  progress.finish();
+  checkpoint(o.steps);
+  if (!val.samples.empty()) run_validation(o.steps);
+  if (metrics_out) metrics_out->commit();
+  log::notice("fine-tuned " + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
+  return kExitOk;
+}
+
+}  // namespace hfr::train

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# hfr-train end to end on rendered VIS/NIR pairs: reconstruct one group photo,
+# synthesise sampled identities, render them, fine-tune the dlib ResNet with
+# CosFace + ID-MMD for a few steps: the model file verifies, names its base,
+# and hfr-embed uses it (other embeddings than the base model's); the losses
+# fall; a resumed run ends exactly where an uninterrupted one does; SIGTERM
+# leaves a state to resume from; bad records, too few subjects, a diverging
+# loss and a state of another model give clear errors. Needs the fetched npm
+# models; runs with face-mesh identities when the ICT FaceKit is absent.
+. "$(dirname "$0")/lib.sh"
+
+require_numpy_and_face_models
+require_file "$MODELS/face-api/face_recognition_model-weights_manifest.json" "face-api's dlib ResNet"
+PHOTO=$SRC/models/face-api/sample3.jpg
+require_file "$PHOTO" "face-api sample photo"
+DATA=${HFR_SHARED_DATA:-$SRC/../shared/data}
+ICT=$DATA/ict-facekit
+if [ -f "$ICT/neutral.obj" ]; then M=(--ict "$ICT") SX=(--ict "$ICT"); else M=(-m facemesh) SX=(); fi
+unset HFR_ICT_FACEKIT
+
+# ---------------------------------------------------------------------------
+# Set-up: 3 reconstructed + 5 sampled identities, 2 poses, VIS + NIR 850.
+run hfr-reconstruct -t 2 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$PHOTO"
+[ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
+mkdir -p "$T/w"
+run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \
+  --face-px 40:90 "$T/faces.jsonl"
+[ "$RC" -eq 0 ] || { fail "set-up: hfr-synth exit $RC: $(head -c 300 "$T/err")"; finish; }
+run hfr-render ${SX[@]+"${SX[@]}"} -q -t 2 --spp 1 --template dlib-150 --size 150 -r "$T/w/images.jsonl" "$T/w/jobs.jsonl"
+[ "$RC" -eq 0 ] || { fail "set-up: hfr-render exit $RC: $(head -c 300 "$T/err")"; finish; }
+
+TR=(hfr-train -t 1 --ids 4 --per-modality 2 --lr 0.002 --head-lr 0.002 --seed 3)
+
+# ---------------------------------------------------------------------------
+# 1. Fine-tune: model file, metrics, losses fall, hfr-embed uses it.
+run "${TR[@]}" --steps 8 --log-every 1 --metrics "$T/m.jsonl" -o "$T/ft.hft" "$T/w/images.jsonl"
+expect_rc 0 "8 steps of CosFace + ID-MMD on the dlib ResNet"
+run hfr-tensor verify "$T/ft.hft"
+expect_rc 0 "the fine-tuned model file verifies"
+hfr-tensor info --json "$T/ft.hft" | grep -q '"fine_tuning"' && pass "provenance names the training" || fail "no fine_tuning provenance"
+$PY - "$T/m.jsonl" >"$T/py.out" 2>&1 <<'PY'
+import json, math, sys
+m = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+assert len(m) == 8, len(m)
+for r in m:
+    assert all(math.isfinite(r[k]) for k in ("loss", "margin_loss", "idmmd", "lr", "images_per_s")), r
+first, last = m[0]["margin_loss"], sum(r["margin_loss"] for r in m[-2:]) / 2
+assert last < first, (first, last)
+print("margin loss %.2f -> %.2f, ID-MMD %.4f -> %.4f, %.1f images/s" % (first, last, m[0]["idmmd"], m[-1]["idmmd"], m[-1]["images_per_s"]))
+PY
+[ $? -eq 0 ] && pass "metrics: $(cat "$T/py.out")" || fail "metrics: $(tail -c 400 "$T/py.out")"
+grep '"spectrum":"nir850"' "$T/w/images.jsonl" | head -4 >"$T/w/few.jsonl"
+run hfr-embed -q --aligned -m "$T/ft.hft" -o "$T/e1.hft" -r "$T/e1.jsonl" "$T/w/few.jsonl"
+expect_rc 0 "hfr-embed runs the fine-tuned model"
+run hfr-embed -q --aligned -m dlib -o "$T/e0.hft" -r "$T/e0.jsonl" "$T/w/few.jsonl"
+hfr-tensor export --tensor embeddings -o "$T/e1.npy" "$T/e1.hft" && hfr-tensor export --tensor embeddings -o "$T/e0.npy" "$T/e0.hft"
+$PY -c "
+import numpy as np, sys
+a, b = np.load('$T/e0.npy'), np.load('$T/e1.npy')
+assert a.shape == b.shape == (4, 128), (a.shape, b.shape)
+d = np.abs(a - b).max()
+assert 1e-4 < d, d
+print('max change %.4f' % d)" >"$T/py.out" 2>&1 && pass "embeddings changed by fine-tuning: $(cat "$T/py.out")" || fail "embeddings: $(cat "$T/py.out")"
+
+# ---------------------------------------------------------------------------
+# 2. Resume: 4 steps + 4 resumed == 8 uninterrupted (same model checksum).
+run "${TR[@]}" --steps 4 -o "$T/half.hft" "$T/w/images.jsonl"
+expect_rc 0 "first half"
+run "${TR[@]}" --steps 8 --resume "$T/half.hft.state" -o "$T/half.hft" "$T/w/images.jsonl"
+expect_rc 0 "resumed to 8 steps"
+expect_err "resuming at step 4" "says where it resumes"
+C1=$(hfr-tensor info --json "$T/ft.hft" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])')
+C2=$(hfr-tensor info --json "$T/half.hft" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])')
+[ -n "$C1" ] && [ "$C1" = "$C2" ] && pass "resumed run equals the uninterrupted one (checksum $C1)" || fail "resume differs: $C1 vs $C2"
+
+# ---------------------------------------------------------------------------
+# 3. SIGTERM leaves a state that --resume continues.
+"${TR[@]}" --steps 100000 -o "$T/sig.hft" "$T/w/images.jsonl" >"$T/out" 2>"$T/err" &
+PID=$!
+sleep 8
+kill -TERM $PID
+wait $PID
+RC=$?
+expect_rc 1 "SIGTERM ends the run"
+expect_err "--resume" "tells how to continue"
+[ -f "$T/sig.hft.state" ] && [ -f "$T/sig.hft" ] && pass "state and model written on SIGTERM" || fail "no state after SIGTERM"
+
+# ---------------------------------------------------------------------------
+# 4. Bad input.
+head -3 "$T/w/images.jsonl" >"$T/bad.jsonl"
+echo '{"path":"renders/x.png","modality":"VIS"}' >>"$T/bad.jsonl"
+cp "$T/bad.jsonl" "$T/w/bad.jsonl"
+run "${TR[@]}" --steps 2 -o "$T/bad.hft" "$T/w/bad.jsonl"
+expect_rc 1 "a record without a subject"
+expect_err "bad.jsonl:4" "names the file and line"
+[ ! -e "$T/bad.hft" ] && pass "no model written" || fail "a model was written from bad records"
+grep '"modality":"VIS"' "$T/w/images.jsonl" >"$T/w/vis.jsonl"
+run "${TR[@]}" --steps 2 -o "$T/bad.hft" "$T/w/vis.jsonl"
+expect_rc 1 "one modality only"
+expect_err "subjects with both VIS and NIR" "says why"
+cp "$T/ft.hft" "$T/keep.hft"
+run hfr-train -t 1 --ids 4 --per-modality 2 --seed 3 --steps 4 --checkpoint-every 1 --lr 1e12 --clip 0 -o "$T/keep.hft" \
+  "$T/w/images.jsonl"
+expect_rc 1 "a diverging loss stops the run"
+expect_err "not finite" "says the loss is not finite"
+run "${TR[@]}" -m faceres --steps 6 --resume "$T/half.hft.state" -o "$T/other.hft" "$T/w/images.jsonl"
+expect_rc 1 "a state of another model is refused"
+expect_err "another model" "says so"
+run hfr-train --steps 0 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--steps 0 is a usage error"
+run hfr-train "$T/w/images.jsonl"
+expect_rc 2 "no -o is a usage error"
+
+finish
