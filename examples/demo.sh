@@ -34,61 +34,26 @@ cat "$src" | "$BIN/hfr-tensor" cat --dtype f16 | "$BIN/hfr-tensor" cat --level 9
 "$BIN/hfr-tensor" export --tensor a "$out/mixed-f16.hft" -o "$out/a.npy" || exit 1
 say "wrote $out/mixed-f16.hft and $out/a.npy (numpy.load reads it)"
 
-# Reconstruction: every face in the sample photos -> 3D head + reflectance maps.
+# The synthesis-to-recognition flow: examples/Makefile, one rule per stage
+# (reconstruct -> synth -> render -> train -> embed -> match -> eval) on the
+# sample photos; a re-run continues from the last complete stage.
 models=${HFR_MODEL_DIR:-$top/models}
 shared=${HFR_SHARED_DATA:-$top/../shared/data}
 say ""
 ict=${HFR_ICT_FACEKIT:-}
 [ -z "$ict" ] && [ -d "$shared/ict-facekit" ] && ict=$shared/ict-facekit
 if [ -n "$ict" ]; then
-  say "3D reconstruction of the sample photos (hfr-reconstruct, ICT FaceKit full head):"
-  set -- --ict "$ict"
+  say "The flow (examples/Makefile) on face-api's sample photos, with the ICT FaceKit full head:"
 else
-  say "3D reconstruction of the sample photos (hfr-reconstruct; no ICT FaceKit found, so the face mesh alone: README, '3D face model'):"
-  set -- -m facemesh
+  say "The flow (examples/Makefile) on face-api's sample photos; no ICT FaceKit found, so the face mesh alone (README, '3D face model'):"
 fi
-"$BIN/hfr-reconstruct" "$@" --faces all -O "$out/faces" --preview "$out/previews" -r "$out/faces.jsonl" "$models/face-api" || [ $? -eq 3 ] || exit 1
-say "  $(grep -c '"reconstruction"' "$out/faces.jsonl") faces -> $out/faces.jsonl, $out/faces/*.hft; previews in $out/previews/"
-
-# Synthesis jobs: identities with VIS and NIR albedo, four sampled identities, paired VIS/NIR jobs.
+say "  reconstruct every face -> 20 more sampled identities -> 3 paired VIS/NIR 850 nm variations each -> render"
+say "  -> fine-tune the dlib ResNet on the reconstructed identities -> NIR probes vs VIS gallery of the sampled ones"
+t0=$(date +%s)
+make --no-print-directory -f "$top/examples/Makefile" OUT="$out/flow" PHOTOS="$models/face-api" BIN="$BIN/" ICT="$ict" >&2 || exit 1
 say ""
-say "Identities and paired VIS/NIR render jobs (hfr-synth, 3 variations each, 20 sampled identities):"
-if [ -n "$ict" ]; then set -- --ict "$ict"; else set --; fi
-"$BIN/hfr-synth" "$@" -O "$out/identities" --poses 3 --new-identities 20 --bands 850 --seed 1 -r "$out/jobs.jsonl" "$out/faces.jsonl" || exit 1
-say "  $(ls "$out/identities" | wc -l) identities -> $out/identities/; $(wc -l < "$out/jobs.jsonl") render jobs -> $out/jobs.jsonl"
-
-# Rendering: aligned 112x112 VIS and NIR crops, a contact sheet of the pairs.
-say ""
-say "Rendering the jobs (hfr-render: Embree, subsurface skin, aligned 112x112 crops):"
-"$BIN/hfr-render" "$@" --skip-existing --contact-sheet "$out/pairs.png" -r "$out/images.jsonl" "$out/jobs.jsonl" || exit 1
-say "  $(grep -c '"path"' "$out/images.jsonl") images -> $out/renders/, records $out/images.jsonl; contact sheet $out/pairs.png"
-
-# Fine-tuning: identities reconstructed from the photos train, the sampled (novel) identities test.
-say ""
-say "Fine-tuning the dlib ResNet with CosFace + ID-MMD on the reconstructed identities (hfr-train, 60 steps):"
-grep -v '"sampled":true' "$out/images.jsonl" >"$out/train.jsonl"
-grep '"sampled":true' "$out/images.jsonl" >"$out/test.jsonl"
-"$BIN/hfr-train" -q -m dlib --steps 60 --head-steps 30 --ids 8 --per-modality 2 --seed 1 --metrics "$out/train-metrics.jsonl" \
-  -o "$out/dlib-nir.hft" "$out/train.jsonl" || exit 1
-say "  -> $out/dlib-nir.hft (metrics per step: $out/train-metrics.jsonl)"
-
-# Pretrained vs fine-tuned on the held-out sampled identities: NIR 850 nm probes vs VIS gallery.
-grep '"modality":"VIS"' "$out/test.jsonl" >"$out/test-vis.jsonl"
-grep '"modality":"NIR"' "$out/test.jsonl" >"$out/test-nir.jsonl"
-for m in dlib "$out/dlib-nir.hft"; do
-  name=$(basename "$m" .hft)
-  say ""
-  say "$name on the held-out identities: NIR probes vs VIS gallery (hfr-embed detects and aligns in the crops; hfr-match, hfr-eval):"
-  "$BIN/hfr-embed" -q -m "$m" -o "$out/test-vis-$name.hft" -r "$out/test-vis-$name.jsonl" "$out/test-vis.jsonl" || [ $? -eq 3 ] || exit 1
-  "$BIN/hfr-embed" -q -m "$m" -o "$out/test-nir-$name.hft" -r "$out/test-nir-$name.jsonl" "$out/test-nir.jsonl" || [ $? -eq 3 ] || exit 1
-  "$BIN/hfr-match" -q --matrix "$out/test-vis-$name.jsonl" "$out/test-nir-$name.jsonl" -o "$out/test-scores-$name.hft" || exit 1
-  if [ "$m" = dlib ]; then
-    "$BIN/hfr-eval" --name pretrained --report "$out/test-pretrained.json" --plot "$out/test-pretrained" "$out/test-scores-$name.hft" >&2 || exit 1
-  else
-    "$BIN/hfr-eval" --name fine-tuned --compare "$out/test-pretrained.json" --plot "$out/test-compare" "$out/test-scores-$name.hft" >&2 || exit 1
-  fi
-done
-say "plots: $out/test-compare-roc.svg $out/test-compare-det.svg $out/test-compare-cmc.svg"
+say "flow done in $(( $(date +%s) - t0 )) s: contact sheet $out/flow/pairs.png, fine-tuned model $out/flow/finetuned.hft,"
+say "  comparison $out/flow/report.txt and plots $out/flow/compare-{roc,det,cmc}.svg"
 
 # Embedding, matching and evaluation on real faces with the pretrained models.
 say ""
