@@ -1,6 +1,5 @@
 #include "hfr/embed.hpp"
 
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -10,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>
 
+#include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
 #include "hfr/face_finder.hpp"
@@ -76,27 +76,6 @@ cv::Mat resize_to(const cv::Mat& img, int size) {
   cv::resize(img, out, cv::Size(size, size), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_LINEAR);
   return out;
 }
-
-// 8-bit RGB crops -> float NCHW with the model's scaling.
-torch::Tensor to_batch(const std::vector<const cv::Mat*>& crops, const nn::Preprocess& pre) {
-  const int s = pre.size;
-  torch::Tensor t = torch::empty({static_cast<std::int64_t>(crops.size()), 3, s, s}, at::kFloat);
-  float* d = t.data_ptr<float>();
-  for (std::size_t i = 0; i < crops.size(); ++i) {
-    const cv::Mat& m = *crops[i];
-    for (int c = 0; c < 3; ++c) {
-      int src = pre.bgr ? 2 - c : c;
-      float sc = pre.scale[c], off = pre.offset[c];
-      float* plane = d + (i * 3 + c) * s * s;
-      for (int y = 0; y < s; ++y) {
-        const unsigned char* row = m.ptr<unsigned char>(y);
-        for (int x = 0; x < s; ++x) plane[y * s + x] = row[3 * x + src] * sc + off;
-      }
-    }
-  }
-  return t;
-}
-
 
 }  // namespace
 
@@ -238,7 +217,7 @@ int run(const Options& o) {
     }
     torch::Tensor emb;
     if (nf) {
-      emb = detect::run_sliced(embedder, to_batch(crops, model.pre), o.net_batch, dev)[0].to(at::kFloat);
+      emb = detect::run_sliced(embedder, nn::crops_to_input(crops, model.pre), o.net_batch, dev)[0].to(at::kFloat);
       if (emb.dim() != 2 || emb.size(1) != model.dim)
         throw Error("model " + model.name + " returned shape " + shape_string(Shape(emb.sizes().begin(), emb.sizes().end())) +
                     ", expected [N, " + std::to_string(model.dim) + "]");

@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
 #include "hfr/image.hpp"
@@ -191,32 +192,13 @@ cv::Mat load_crop(const Sample& s, const nn::Preprocess& pre) {
   return out;
 }
 
-// Aligned 8-bit RGB crops -> the model's float NCHW input.
-torch::Tensor to_input(const std::vector<cv::Mat>& crops, const std::vector<bool>& flips, const nn::Preprocess& pre) {
-  const int s = pre.size;
-  torch::Tensor t = torch::empty({static_cast<std::int64_t>(crops.size()), 3, s, s}, at::kFloat);
-  float* d = t.data_ptr<float>();
-  for (std::size_t i = 0; i < crops.size(); ++i) {
-    const cv::Mat& m = crops[i];
-    const bool f = i < flips.size() && flips[i];
-    for (int c = 0; c < 3; ++c) {
-      const int src = pre.bgr ? 2 - c : c;
-      const float sc = pre.scale[static_cast<std::size_t>(c)], off = pre.offset[static_cast<std::size_t>(c)];
-      float* plane = d + (i * 3 + static_cast<std::size_t>(c)) * static_cast<std::size_t>(s) * s;
-      for (int y = 0; y < s; ++y) {
-        const unsigned char* row = m.ptr<unsigned char>(y);
-        for (int x = 0; x < s; ++x) plane[y * s + x] = row[3 * (f ? s - 1 - x : x) + src] * sc + off;
-      }
-    }
-  }
-  return t;
-}
-
 torch::Tensor load_input(const Dataset& d, const std::vector<std::size_t>& idx, const std::vector<bool>& flips,
                          const nn::Preprocess& pre, int threads) {
   std::vector<cv::Mat> crops(idx.size());
   parallel_for(idx.size(), threads, [&](std::size_t i) { crops[i] = load_crop(d.samples[idx[i]], pre); });
-  return to_input(crops, flips, pre);
+  std::vector<const cv::Mat*> ptrs;
+  for (const auto& c : crops) ptrs.push_back(&c);
+  return nn::crops_to_input(ptrs, pre, flips);
 }
 
 // ---- validation -----------------------------------------------------------------
