@@ -42,11 +42,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 constexpr double kPi = 3.14159265358979323846;
 
-double round_to(double v, int decimals) {
-  const double k = std::pow(10.0, decimals);
-  return std::round(v * k) / k;
-}
-
 // ---- identities --------------------------------------------------------------
 
 struct Part {
@@ -442,8 +437,7 @@ Job parse_job(const json& r, const std::string& where, const std::string& base, 
 
 // ---- the scene of one job ------------------------------------------------------
 
-struct Model {  // the ICT FaceKit, for expressions
-  std::mutex mutex;
+struct Model {  // the ICT FaceKit, for expressions (loaded once, by the reading thread)
   bool tried = false;
   std::string dir;
   std::unique_ptr<morph::MorphableModel> ict;
@@ -806,13 +800,13 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
   json lm = json::array(), flm = json::array();
   for (int k = 0; k < 5; ++k) {
     const cv::Point2d q = face::apply(M, src[static_cast<std::size_t>(k)]);
-    lm.push_back({round_to(q.x + 0.5, 2), round_to(q.y + 0.5, 2)});
-    flm.push_back({round_to(p.five[static_cast<std::size_t>(k)].x, 2), round_to(p.five[static_cast<std::size_t>(k)].y, 2)});
+    lm.push_back({round_decimals(q.x + 0.5, 2), round_decimals(q.y + 0.5, 2)});
+    flm.push_back({round_decimals(p.five[static_cast<std::size_t>(k)].x, 2), round_decimals(p.five[static_cast<std::size_t>(k)].y, 2)});
   }
   rec["landmarks"] = lm;
   rec["frame_landmarks"] = flm;
-  rec["eye_px"] = round_to(p.eye_px, 2);
-  rec["crop"] = {{"template", tmpl.name}, {"size", o.crop_size}, {"scale", round_to(s, 4)}};
+  rec["eye_px"] = round_decimals(p.eye_px, 2);
+  rec["crop"] = {{"template", tmpl.name}, {"size", o.crop_size}, {"scale", round_decimals(s, 4)}};
   if (o.frames) rec["frame"] = inputs::relative_ref(frame_path(crop_file), o.records, false);
 
   const bool exists = fs::exists(crop_file) && (!o.frames || fs::exists(frame_path(crop_file)));
@@ -897,11 +891,11 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
     write_image(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
     rays += fl.rays;
   }
-  rec["exposure"] = round_to(exposure, 4);
+  rec["exposure"] = round_decimals(exposure, 4);
   rec["render"] = {{"spp", o.spp},
                    {"grid", {g.width, g.height}},
                    {"rays", rays},
-                   {"ms", round_to(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), 1)}};
+                   {"ms", round_decimals(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), 1)}};
   res.record = std::move(rec);
   if (!o.contact_sheet.empty()) res.crop = crop;
   return res;

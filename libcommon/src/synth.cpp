@@ -11,6 +11,7 @@
 #include <Eigen/Dense>
 
 #include "hfr/error.hpp"
+#include "hfr/hash.hpp"
 #include "hfr/inputs.hpp"
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
@@ -44,12 +45,6 @@ std::array<double, 3> cie_xyz(double nm) {
 
 // ---- random draws ----------------------------------------------------------
 
-std::uint64_t mix(std::uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
 std::uint64_t hash_str(const std::string& s) {
   std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
@@ -440,7 +435,7 @@ int run(const Options& o) {
       who.subject = who.id;
       who.sampled = true;
       who.file = unique_file(who.id);
-      Rng r(mix(o.seed ^ mix(hash_str(who.id))));
+      Rng r(splitmix64(o.seed ^ splitmix64(hash_str(who.id))));
       Maps maps = first.maps;
       maps.channels = 3;
       maps.albedo.assign(mean_albedo.size(), 0.f);
@@ -479,7 +474,7 @@ int run(const Options& o) {
     for (int p = 0; p < o.poses; ++p) {
       const std::uint64_t variation = i * static_cast<std::uint64_t>(o.poses) + static_cast<std::uint64_t>(p);
       if (static_cast<int>(variation % static_cast<std::uint64_t>(o.shards)) != o.shard - 1) continue;
-      const std::uint64_t vseed = mix(o.seed ^ mix(hash_str(who.id) + static_cast<std::uint64_t>(p)));
+      const std::uint64_t vseed = splitmix64(o.seed ^ splitmix64(hash_str(who.id) + static_cast<std::uint64_t>(p)));
       Rng r(vseed);
       const Variation v = draw(r, o, full_head);
       char pbuf[16];
@@ -503,14 +498,14 @@ int run(const Options& o) {
         j["lights"] = nir ? var.nir_lights : var.vis_lights;
         j["sensor"] = nir ? var.nir_sensor : var.vis_sensor;
         j["output"] = (fs::path(o.renders_dir) / stem / (std::string(pbuf) + "_" + spectrum + ".png")).string();
-        j["seed"] = static_cast<std::uint32_t>(mix(vseed ^ hash_str(spectrum)) & 0xffffffffu);
+        j["seed"] = static_cast<std::uint32_t>(splitmix64(vseed ^ hash_str(spectrum)) & 0xffffffffu);
         rw.write(j);
         ++jobs;
       };
       job("vis", v, false, 0);
       for (int b : o.bands) {
         if (o.independent) {
-          Rng rn(mix(vseed ^ static_cast<std::uint64_t>(b)));
+          Rng rn(splitmix64(vseed ^ static_cast<std::uint64_t>(b)));
           Variation vn = draw(rn, o, full_head);
           job("nir" + std::to_string(b), vn, true, b);
         } else {

@@ -17,6 +17,7 @@
 #include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
+#include "hfr/hash.hpp"
 #include "hfr/image.hpp"
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
@@ -142,13 +143,6 @@ Dataset load_dataset(const std::vector<std::string>& inputs, const std::pair<std
   return d;
 }
 
-std::uint64_t mix(std::uint64_t z) {
-  z += 0x9E3779B97F4A7C15ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
 // One batch: K subjects x P images per modality; rows [0, KP) the first
 // modality, [KP, 2KP) the second, row k*P + p of both halves subject k.
 struct Batch {
@@ -158,7 +152,7 @@ struct Batch {
 };
 
 Batch draw_batch(const Dataset& d, int K, int P, std::uint64_t seed, std::int64_t step, bool flip) {
-  std::mt19937_64 rng(mix(seed ^ mix(static_cast<std::uint64_t>(step) + 1)));
+  std::mt19937_64 rng(splitmix64(seed ^ splitmix64(static_cast<std::uint64_t>(step) + 1)));
   std::vector<int> ids = d.paired;
   std::shuffle(ids.begin(), ids.end(), rng);
   if (static_cast<int>(ids.size()) > K) ids.resize(static_cast<std::size_t>(K));
@@ -453,7 +447,7 @@ int run(const Options& o) {
     const torch::Tensor fa = f.narrow(0, 0, half), fb = f.narrow(0, half, half);
     const torch::Tensor ids = labels.narrow(0, 0, half);
     torch::Tensor mmd = o.idmmd > 0 ? losses::id_mmd(fa, ids, fb, ids) : torch::zeros({});
-    torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, mix(o.seed ^ step)))
+    torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, splitmix64(o.seed ^ step)))
                                           : torch::zeros({});
     torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct;
     const double loss_v = total.item<double>();

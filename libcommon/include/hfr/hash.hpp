@@ -26,4 +26,13 @@ std::string sha256_hex(const void* data, std::size_t n);
 // Of a whole file, streamed; throws Error naming the file.
 std::string sha256_file(const std::string& path);
 
+// splitmix64's output function applied to x + the golden-ratio increment: a
+// well-mixed 64-bit hash of a seed (derived seeds in hfr-synth, hfr-train).
+inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
 }  // namespace hfr
