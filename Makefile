@@ -3,7 +3,7 @@
 #
 #   make            set up and build (build/bin/hfr-*)
 #   make test       set up, build, run all tests (unit, CLI, sanitizers, fuzz smoke)
-#   make demo       set up, build, run the main job on bundled defaults
+#   make demo       set up, build, run the main job on bundled defaults (FULL=1: the larger run)
 #   make docs       regenerate man pages and completions from the tools' option tables
 #   make bench      run the benchmarks (results in bench/)
 #   make fuzz       run each fuzzer for FUZZ_SECONDS (default 600)
@@ -16,6 +16,7 @@ CHECK_BUILD ?= build-check
 JOBS        ?= $(shell nproc)
 PREFIX      ?= /usr/local
 FUZZ_SECONDS ?= 600
+FULL        ?= 0
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(if $(Torch_DIR),-DTorch_DIR=$(Torch_DIR))
 CTEST_FLAGS := --output-on-failure -j$(JOBS)
 
@@ -55,7 +56,7 @@ test-check: $(CHECK_BUILD)/build.ninja
 	@cd $(CHECK_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest $(CTEST_FLAGS)
 
 demo: build
-	@bash examples/demo.sh
+	@FULL=$(FULL) bash examples/demo.sh
 
 docs: build
 	@for t in $(TOOLS); do \

@@ -503,6 +503,79 @@ std::string render_table(const json& rep) {
   return out.str();
 }
 
+std::string render_comparison(const json& rep, const std::vector<json>& compare) {
+  std::vector<const json*> runs;
+  for (const auto& c : compare) runs.push_back(&c);
+  runs.push_back(&rep);
+  // FAR targets: this run's, from 1e-2 down to what its non-mated scores resolve.
+  const json& s = rep["summary"];
+  double impostors = 0;
+  if (rep["curves"].contains("impostor")) impostors = rep["curves"]["impostor"].get<double>();
+  std::vector<std::pair<std::string, double>> targets;
+  if (s.contains("tar_at_far")) {
+    std::vector<double> ts;
+    for (auto it = s["tar_at_far"].begin(); it != s["tar_at_far"].end(); ++it) ts.push_back(std::stod(it.key()));
+    std::sort(ts.begin(), ts.end(), std::greater<>());
+    for (double t : ts)
+      if (t <= 1e-2 + 1e-15 && impostors > 0 && t * impostors >= 1 - 1e-9 && targets.size() < 3) targets.emplace_back(target_key(t), t);
+    if (targets.empty())
+      for (double t : ts)
+        if (targets.size() < 2) targets.emplace_back(target_key(t), t);
+  }
+  auto cell = [](const json& sum, const char* group, const std::string& key) -> std::string {
+    if (!sum.contains(group) || !sum[group].contains(key)) return "-";
+    const json& m = sum[group][key];
+    std::string v = pct(m["mean"].get<double>());
+    if (sum["folds"].get<std::size_t>() > 1) v += " ± " + pct(m["std"].get<double>());
+    return v;
+  };
+  auto plain = [](const json& sum, const char* key) -> std::string {
+    if (!sum.contains(key)) return "-";
+    const json& m = sum[key];
+    std::string v = std::string(key) == "auc" ? fmt("%.4f", m["mean"].get<double>()) : pct(m["mean"].get<double>());
+    if (sum["folds"].get<std::size_t>() > 1)
+      v += " ± " + (std::string(key) == "auc" ? fmt("%.4f", m["std"].get<double>()) : pct(m["std"].get<double>()));
+    return v;
+  };
+  std::vector<std::string> head = {"run", "Rank-1"};
+  for (const auto& t : targets) head.push_back("TAR@FAR=" + t.first);
+  head.push_back("EER");
+  head.push_back("AUC");
+  std::vector<std::vector<std::string>> rows = {head};
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const json& r = *runs[i];
+    std::string name = r.value("name", "");
+    if (name.empty()) name = i + 1 == runs.size() ? "this run" : "run " + std::to_string(i + 1);
+    std::vector<std::string> row = {name};
+    const json empty = json::object({{"folds", 1}});
+    const json& sum = r.contains("summary") && r["summary"].is_object() ? r["summary"] : empty;
+    row.push_back(cell(sum, "rank", "1"));
+    for (const auto& t : targets) row.push_back(cell(sum, "tar_at_far", t.first));
+    row.push_back(plain(sum, "eer"));
+    row.push_back(plain(sum, "auc"));
+    rows.push_back(std::move(row));
+  }
+  std::vector<std::size_t> width(head.size(), 0);
+  auto display = [](const std::string& x) {  // UTF-8 code points (the ± sign)
+    std::size_t n = 0;
+    for (unsigned char c : x) n += (c & 0xC0) != 0x80;
+    return n;
+  };
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], display(row[c]));
+  std::ostringstream out;
+  out << "comparison:\n";
+  for (const auto& row : rows) {
+    out << " ";
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      out << " " << row[c];
+      if (c + 1 < row.size()) out << std::string(width[c] - display(row[c]) + 2, ' ');
+    }
+    out << "\n";
+  }
+  return out.str();
+}
+
 std::vector<std::string> write_plots(const json& rep, const std::vector<json>& compare, const Options& o) {
   std::vector<std::string> written;
   std::vector<const json*> runs = {&rep};
@@ -614,7 +687,7 @@ int run(const Options& o) {
     out->commit();
   }
   auto out = io::open_output("-");
-  out->write(o.json ? rep.dump(1) + "\n" : render_table(rep));
+  out->write(o.json ? rep.dump(1) + "\n" : render_table(rep) + (compare.empty() ? std::string() : "\n" + render_comparison(rep, compare)));
   out->commit();
   return kExitOk;
 }

@@ -162,8 +162,25 @@ run hfr-eval "$T/empty.txt"
 expect_rc 1 "empty input"
 run hfr-eval --far 2 "$T/m.hft"
 expect_rc 2 "FAR target out of range is a usage error"
-run hfr-eval --compare "$T/first.json" "$T/m.hft"
-expect_rc 2 "--compare without --plot"
+# --compare without --plot: the comparison table alone, its cells from the reports
+run hfr-eval $OPTS --name second "$T/f1.hft" --compare "$T/first.json" --report "$T/second.json"
+expect_rc 0 "--compare without --plot prints the comparison table"
+$PY - "$T/first.json" "$T/second.json" "$T/out" <<'PYEOF' && pass "comparison table: a row per run with Rank-1, TAR@FAR, EER and AUC of its report" || fail "comparison table: $(cat "$T/out" | tail -4)"
+import json, sys
+first, second = (json.load(open(p)) for p in sys.argv[1:3])
+text = open(sys.argv[3]).read().split("comparison:\n", 1)[1].splitlines()
+head = text[0].split()
+imp = second["curves"]["impostor"]
+fars = [k for k in sorted(second["summary"]["tar_at_far"], key=float, reverse=True) if float(k) <= 1e-2 and float(k) * imp >= 1][:3]
+assert head == ["run", "Rank-1"] + ["TAR@FAR=" + f for f in fars] + ["EER", "AUC"], head
+for rep, line in zip((first, second), text[1:3]):
+    cells = line.split()
+    s = rep["summary"]
+    want = [rep["name"], "%.2f%%" % (100 * s["rank"]["1"]["mean"])]
+    want += ["%.2f%%" % (100 * s["tar_at_far"][f]["mean"]) for f in fars]
+    want += ["%.2f%%" % (100 * s["eer"]["mean"]), "%.4f" % s["auc"]["mean"]]
+    assert cells == want, (cells, want)
+PYEOF
 printf '{"score":0.5}\n' >"$T/nolabel.jsonl"
 run hfr-eval "$T/nolabel.jsonl"
 expect_rc 1 "records without labels"

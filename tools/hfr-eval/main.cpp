@@ -14,7 +14,7 @@ hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
   s.name = "hfr-eval";
   s.summary = "biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, plots";
-  s.synopsis = {"[OPTION]... SCORES...", "--compare=REPORT --plot=PREFIX [OPTION]... SCORES..."};
+  s.synopsis = {"[OPTION]... SCORES...", "--compare=REPORT [--plot=PREFIX] [OPTION]... SCORES..."};
   s.description = {
       "Computes verification metrics (TAR at FAR targets with the threshold and the FAR actually achieved, EER, AUC, ROC and DET "
       "curves) and identification metrics (Rank-k, CMC, open-set DIR at FPIR) for each SCORES input, one input per fold, and "
@@ -32,6 +32,10 @@ hfr::cli::ToolSpec spec() {
       "threshold minimising |FAR-FRR|. Rank of a probe = 1 + the number of non-mated scores >= its best mated score (ties "
       "count against it). Where a FAR target rests on fewer than --bootstrap-below non-mated scores, a bootstrap percentile interval "
       "(--bootstrap replicates from --seed) accompanies TAR. Curves in plots and reports pool the folds.",
+      "Comparing runs: each --compare REPORT (an earlier --report of hfr-eval, e.g. the pretrained model) adds a row to a "
+      "comparison table printed after the main table, and its curves to the plots. The table gives, per run, Rank-1, TAR at "
+      "the FAR targets from 1e-2 down to the smallest one this run's non-mated scores resolve (at most three), EER and AUC; "
+      "mean ± std over folds where a run has several.",
   };
   s.reads = "score inputs (one per fold; - is stdin), and with --compare earlier JSON reports of hfr-eval.";
   s.writes = "a text table (or with --json the report) on stdout; --report FILE: the JSON report; --plot PREFIX: "
@@ -43,7 +47,7 @@ hfr::cli::ToolSpec spec() {
       {"json", 0, "", "Print the JSON report on stdout instead of the table.", "", {}, Complete::none},
       {"plot", 'p', "PREFIX", "Write ROC, DET and CMC plots as PREFIX-roc.svg, PREFIX-roc.png, ...", "", {}, Complete::file},
       {"plot-format", 0, "LIST", "Plot formats, comma separated.", "svg,png", {}, Complete::none},
-      {"compare", 'c', "REPORT", "Overlay the curves of an earlier report in the plots (repeatable).", "", {}, Complete::file, true},
+      {"compare", 'c', "REPORT", "Compare with an earlier report: a row in the comparison table and its curves in the plots (repeatable).", "", {}, Complete::file, true},
       {"name", 0, "NAME", "Name of this run in tables and plot legends.", "", {}, Complete::none},
       {"far", 0, "LIST", "FAR targets, comma separated.", "1e-1,1e-2,1e-3,1e-4,1e-5,1e-6", {}, Complete::none},
       {"fpir", 0, "LIST", "FPIR targets for open-set DIR, comma separated.", "1e-1,1e-2", {}, Complete::none},
@@ -112,7 +116,6 @@ int main(int argc, char** argv) {
     for (const auto& f : o.plot_formats)
       if (f != "svg" && f != "png") throw hfr::UsageError("--plot-format: unknown format '" + f + "' (use svg, png)");
     o.compare = a.all("compare");
-    if (!o.compare.empty() && o.plot_prefix.empty()) throw hfr::UsageError("--compare overlays curves in plots: give --plot PREFIX too");
     o.name = a.str("name");
     o.far_targets = parse_numbers("far", a.str("far"), 1e-12, 1);
     o.fpir_targets = parse_numbers("fpir", a.str("fpir"), 1e-12, 1);

@@ -61,6 +61,10 @@ struct Options {
 nlohmann::ordered_json evaluate(const std::vector<FoldScores>& folds, const Options& options);
 // Plain-text summary for people.
 std::string render_table(const nlohmann::ordered_json& report);
+// Side-by-side summary of the compared reports and this one, one row per run
+// (oldest first): Rank-1, TAR at the FAR targets from 1e-2 down to the
+// smallest this run's non-mated scores resolve (at most three), EER, AUC.
+std::string render_comparison(const nlohmann::ordered_json& report, const std::vector<nlohmann::ordered_json>& compare);
 // Writes ROC, DET and CMC plots of the report and the compared reports;
 // returns the paths written.
 std::vector<std::string> write_plots(const nlohmann::ordered_json& report, const std::vector<nlohmann::ordered_json>& compare,
