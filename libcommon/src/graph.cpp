@@ -266,7 +266,7 @@ const std::vector<std::string> kOther = {"Const", "Placeholder", "Identity", "St
                                          "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MaxPool", "AvgPool", "Pad",
                                          "PadV2", "Mean", "Sum", "Max", "Min", "Softmax", "ConcatV2", "Reshape", "Squeeze",
                                          "Shape", "StridedSlice", "Pack", "DepthToSpace", "ResizeBilinear", "MatMul",
-                                         "_FusedMatMul"};
+                                         "_FusedMatMul", "FusedBatchNormV3"};
 
 bool is_in(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
@@ -409,6 +409,7 @@ struct Program::Impl {
   // the value computed at compile time, for the compiler's shape checks.
   std::vector<Step> prologue;
   std::vector<std::pair<std::string, int>> params;  // Const node name, its slot (the leaf tensor in consts)
+  std::vector<std::pair<std::string, int>> buffers;  // batch-norm running statistics (updated by forward)
   bool trainable = false;
   std::vector<Tensor> consts;        // by slot; defined for constant slots
   std::vector<bool> nchw;            // by slot
@@ -428,6 +429,12 @@ class Compiler {
   Compiler(const Graph& g, const std::string& context, const CompileOptions& o)
       : g_(g), ctx_(context), fuse_(o.fuse), train_(o.trainable), channels_last_(o.channels_last) {
     for (const auto& n : g.nodes) by_name_[n.name] = &n;
+    if (train_)
+      for (const auto& n : g.nodes)
+        if (n.op == "FusedBatchNormV3") {
+          auto ins = inputs_of(n);
+          for (std::size_t i = 3; i < 5 && i < ins.size(); ++i) buffer_consts_.insert(ins[i]);
+        }
   }
 
   std::unique_ptr<Program::Impl> compile(const std::string& input, const std::vector<std::string>& outputs) {
@@ -487,6 +494,8 @@ class Compiler {
       for (const auto& st : *list) read.insert(st.in.begin(), st.in.end());
     for (const auto& [s, name] : param_name_)
       if (read.count(s)) p_->params.push_back({name, s});
+    for (const auto& [s, name] : buffer_name_)
+      if (read.count(s)) p_->buffers.push_back({name, s});
     return std::move(p_);
   }
 
@@ -642,6 +651,14 @@ class Compiler {
       Tensor v = it->second;
       if (!v.is_floating_point()) v = v.to(at::kLong);
       else v = v.to(at::kFloat);
+      if (train_ && v.is_floating_point() && buffer_consts_.count(n.name)) {
+        // batch-norm running statistics: the program's own copy, which
+        // forward() updates in place; no gradient
+        int s = new_slot(false, v.detach().clone(at::MemoryFormat::Contiguous));
+        buffer_name_[s] = n.name;
+        slot_[n.name] = s;
+        return;
+      }
       if (train_ && v.is_floating_point() && v.dim() >= 1) {
         // a parameter: the program's own copy (training changes it, not the
         // Graph), a leaf that autograd accumulates gradients into
@@ -768,6 +785,7 @@ class Compiler {
       return;
     }
     if (op == "MatMul" || op == "_FusedMatMul") return lower_matmul(n);
+    if (op == "FusedBatchNormV3") return lower_batch_norm(n);
     throw FormatError("op " + op + " is not supported by the importer");
   }
 
@@ -886,6 +904,30 @@ class Compiler {
       if (out && !ca) x = bcast_nchw(x);
       if (out && !cb) y = bcast_nchw(y);
       return binary(op, std::move(x), y);
+    });
+  }
+
+  // Trainable programs only (inference programs see batch normalisation
+  // rewritten as per-channel Mul and Add by constants: inference_form()).
+  // forward() normalises with the batch's statistics and updates the running
+  // ones (x_run = (1 - momentum) x_run + momentum x_batch, the variance
+  // unbiased: LibTorch's batch_norm); run() uses the running statistics.
+  void lower_batch_norm(const Node& n) {
+    int x = in(n, 0);
+    Tensor mean = const_in(n, 3, "mean"), var = const_in(n, 4, "variance");
+    Tensor sc = const_in(n, 1, "scale"), of = const_in(n, 2, "offset");
+    std::int64_t c = mean.numel();
+    for (const Tensor* t : {&sc, &of, &mean, &var})
+      if (t->dim() != 1 || t->numel() != c || !t->is_floating_point())
+        throw FormatError("scale, offset, mean and variance must be float vectors of one length");
+    double eps = attr_float(n, "epsilon", 1e-3), momentum = attr_float(n, "momentum", 0.1);
+    if (!(eps > 0) || !(momentum >= 0 && momentum <= 1)) throw FormatError("epsilon must be > 0 and momentum in [0, 1]");
+    bool image = nchw(x);
+    emit(n, {x, in(n, 1), in(n, 2), in(n, 3), in(n, 4)}, image, [image, eps, momentum, c](std::vector<Tensor>& a) {
+      const Tensor& t = a[0];
+      if (!(t.dim() == 2 || (t.dim() == 4 && image)) || t.size(1) != c)
+        throw FormatError("needs an image or an [N, " + std::to_string(c) + "] input");
+      return at::batch_norm(t, a[1], a[2], a[3], a[4], at::GradMode::is_enabled(), momentum, eps, true);
     });
   }
 
@@ -1129,6 +1171,8 @@ class Compiler {
   std::map<std::string, const Node*> by_name_;
   std::map<std::string, int> uses_;
   std::map<std::string, int> slot_;
+  std::set<std::string> buffer_consts_;     // trainable: Const nodes holding batch-norm statistics
+  std::map<int, std::string> buffer_name_;  // their slots
   std::vector<int> producer_;
   std::vector<int> slot_uses_;  // consumers still to come, per slot
   std::unique_ptr<Program::Impl> p_;
@@ -1139,7 +1183,10 @@ class Compiler {
 Program::Program(const Graph& g, const std::string& input, const std::vector<std::string>& outputs, const std::string& context,
                  CompileOptions options) {
   if (outputs.empty()) throw FormatError(context + ": no outputs requested");
-  Compiler c(g, context, options);
+  bool has_bn = std::any_of(g.nodes.begin(), g.nodes.end(), [](const Node& n) { return n.op == "FusedBatchNormV3"; });
+  Graph inference;
+  if (has_bn && !options.trainable) inference = inference_form(g, context);
+  Compiler c(has_bn && !options.trainable ? inference : g, context, options);
   impl_ = c.compile(input, outputs);
   impl_->channels_last = options.channels_last;
   if (options.channels_last)
@@ -1160,6 +1207,45 @@ bool Program::trainable() const { return impl_->trainable; }
 std::vector<std::pair<std::string, torch::Tensor>> Program::parameters() const {
   std::vector<std::pair<std::string, torch::Tensor>> out;
   for (const auto& [name, slot] : impl_->params) out.push_back({name, impl_->consts[slot]});
+  return out;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> Program::buffers() const {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& [name, slot] : impl_->buffers) out.push_back({name, impl_->consts[slot]});
+  return out;
+}
+
+Graph inference_form(const Graph& g, const std::string& context) {
+  Graph out;
+  out.consts = g.consts;
+  for (const Node& n : g.nodes) {
+    if (n.op != "FusedBatchNormV3") {
+      out.nodes.push_back(n);
+      continue;
+    }
+    auto fail = [&](const std::string& m) { return FormatError(context + ": node '" + n.name + "' (FusedBatchNormV3): " + m); };
+    if (n.inputs.size() != 5) throw fail("needs 5 inputs (x, scale, offset, mean, variance)");
+    std::array<Tensor, 4> v;
+    for (std::size_t i = 0; i < 4; ++i) {
+      const Node* src = g.find(n.inputs[i + 1]);
+      auto it = g.consts.find(n.inputs[i + 1]);
+      if (!src || src->op != "Const" || it == g.consts.end() || !it->second.is_floating_point() || it->second.dim() != 1)
+        throw fail("scale, offset, mean and variance must be float vector constants");
+      v[i] = it->second.to(at::kFloat);
+      if (v[i].numel() != v[0].numel()) throw fail("scale, offset, mean and variance differ in length");
+    }
+    double eps = n.attr.contains("epsilon") && n.attr["epsilon"].is_number() ? n.attr["epsilon"].get<double>() : 1e-3;
+    if (!(eps > 0)) throw fail("epsilon must be > 0");
+    Tensor a = v[0] * at::rsqrt(v[3] + eps), b = v[1] - v[2] * a;
+    const std::string an = n.name + "/bn_scale", bn = n.name + "/bn_offset", mul = n.name + "/bn_mul";
+    out.consts[an] = a;
+    out.consts[bn] = b;
+    out.nodes.push_back({an, "Const", {}, nlohmann::json::object()});
+    out.nodes.push_back({bn, "Const", {}, nlohmann::json::object()});
+    out.nodes.push_back({mul, "Mul", {n.inputs[0], an}, nlohmann::json::object()});
+    out.nodes.push_back({n.name, "Add", {mul, bn}, nlohmann::json::object()});
+  }
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/torch.h>
 
+#include "hfr/backbones.hpp"
 #include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
@@ -254,8 +255,31 @@ Validation validate(nn::Program& prog, const Dataset& v, const nn::Preprocess& p
 
 // ---- checkpoints -----------------------------------------------------------------
 
-void save_state(const std::string& path, std::int64_t step, const std::vector<std::pair<std::string, torch::Tensor>>& params,
-                const torch::Tensor& head, torch::optim::SGD& opt, const json& meta_extra) {
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+// The optimizer's per-parameter state as named tensors, in parameter order
+// (backbone then head): SGD momentum buffers; AdamW moments and step counts.
+Named optimizer_state(torch::optim::Optimizer& opt) {
+  Named out;
+  std::size_t k = 0;
+  for (auto& group : opt.param_groups())
+    for (auto& p : group.params()) {
+      auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
+      const std::string id = std::to_string(k++);
+      if (it == opt.state().end()) continue;
+      if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(it->second.get())) {
+        if (sgd->momentum_buffer().defined()) out.push_back({"momentum/" + id, sgd->momentum_buffer()});
+      } else if (auto* aw = dynamic_cast<const torch::optim::AdamWParamState*>(it->second.get())) {
+        out.push_back({"adamw_exp_avg/" + id, aw->exp_avg()});
+        out.push_back({"adamw_exp_avg_sq/" + id, aw->exp_avg_sq()});
+        out.push_back({"adamw_step/" + id, torch::full({1}, static_cast<double>(aw->step()))});
+      }
+    }
+  return out;
+}
+
+void save_state(const std::string& path, std::int64_t step, const Named& params, const Named& buffers,
+                const torch::Tensor& head, torch::optim::Optimizer& opt, const json& meta_extra) {
   auto out = io::open_output(path, {io::Content::binary, true});
   TensorWriter w(*out);
   auto put = [&](const std::string& name, const torch::Tensor& t) {
@@ -264,18 +288,9 @@ void save_state(const std::string& path, std::int64_t step, const std::vector<st
     w.write(name, DType::f32, shape, c.data_ptr<float>());
   };
   for (const auto& [name, t] : params) put("param/" + name, t);
+  for (const auto& [name, t] : buffers) put("buffer/" + name, t);
   put("head", head);
-  // momentum buffers, in parameter order (backbone then head)
-  std::size_t k = 0;
-  for (auto& group : opt.param_groups())
-    for (auto& p : group.params()) {
-      auto it = opt.state().find(c10::guts::to_string(p.unsafeGetTensorImpl()));
-      if (it != opt.state().end()) {
-        const auto& st = static_cast<const torch::optim::SGDParamState&>(*it->second);
-        if (st.momentum_buffer().defined()) put("momentum/" + std::to_string(k), st.momentum_buffer());
-      }
-      ++k;
-    }
+  for (const auto& [name, t] : optimizer_state(opt)) put(name, t);
   json meta = {{"format", "hfr-train-state/1"}, {"step", step}, {"hfr_version", kVersion}};
   for (auto it = meta_extra.begin(); it != meta_extra.end(); ++it) meta[it.key()] = it.value();
   w.set_metadata(meta);
@@ -303,13 +318,15 @@ int run(const Options& o) {
   Dataset val;
   if (!o.validation.empty()) val = load_dataset({o.validation}, mods, "validation");
 
-  nn::Model model = nn::load_model(o.model);
+  // a backbone name: a new network, initialised from the seed (trained from scratch)
+  nn::Model model = nn::is_backbone(o.model) && !fs::exists(o.model) ? nn::build_backbone(o.model, o.seed) : nn::load_model(o.model);
   if (model.task != "embedding" || !model.outputs.count("embedding"))
     throw UsageError(o.model + " is not an embedding model (hfr-embed --list-models)");
   nn::CompileOptions co;
   co.trainable = true;
   nn::Program prog = nn::compile(model, {"embedding"}, co);
   auto params = prog.parameters();
+  const auto buffers = prog.buffers();  // batch-norm running statistics (backbones trained from scratch)
   std::vector<torch::Tensor> backbone;
   for (auto& [name, t] : params) backbone.push_back(t);
   const std::int64_t C = static_cast<std::int64_t>(data.subjects.size()), D = model.dim;
@@ -322,7 +339,14 @@ int run(const Options& o) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(backbone);
   groups.emplace_back(std::vector<torch::Tensor>{head});
-  torch::optim::SGD opt(groups, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  std::unique_ptr<torch::optim::Optimizer> optimizer;
+  if (o.optimizer == "sgd")
+    optimizer = std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
+  else if (o.optimizer == "adamw")
+    optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+  else
+    throw UsageError("--optimizer must be sgd or adamw");
+  torch::optim::Optimizer& opt = *optimizer;
 
   const std::string state_path = o.state.empty() ? o.output + ".state" : o.state;
   std::int64_t start = 0;
@@ -331,6 +355,9 @@ int run(const Options& o) {
     TensorReader r(*in);
     const json meta = r.metadata();
     if (meta.value("format", "") != "hfr-train-state/1") throw FormatError(o.resume + ": not an hfr-train state file");
+    if (meta.value("optimizer", std::string("sgd")) != o.optimizer)
+      throw Error(o.resume + ": the state was trained with --optimizer " + meta.value("optimizer", std::string("sgd")) +
+                  "; resume with the same optimizer");
     if (meta.value("base_checksum", "") != model.checksum)
       throw Error(o.resume + ": the state belongs to another model (" + meta.value("base_model", std::string("?")) +
                   "); start from the same --model");
@@ -342,20 +369,39 @@ int run(const Options& o) {
       if (static_cast<std::int64_t>(v.size()) != t.numel()) throw Error(o.resume + ": parameter " + name + " has another shape");
       t.copy_(torch::from_blob(v.data(), t.sizes(), torch::kFloat));
     }
+    for (const auto& [name, t] : buffers) {
+      if (!r.find("buffer/" + name)) throw Error(o.resume + ": no batch-norm statistics " + name + " (a state of another architecture)");
+      std::vector<float> v = read_floats(r, "buffer/" + name, o.resume);
+      if (static_cast<std::int64_t>(v.size()) != t.numel()) throw Error(o.resume + ": statistics " + name + " have another shape");
+      torch::Tensor dst = t;
+      dst.copy_(torch::from_blob(v.data(), t.sizes(), torch::kFloat));
+    }
     std::vector<float> h = read_floats(r, "head", o.resume);
     if (static_cast<std::int64_t>(h.size()) != head.numel())
       throw Error(o.resume + ": the head has " + std::to_string(h.size() / std::max<std::int64_t>(D, 1)) +
                   " classes; the training records have " + std::to_string(C) + " subjects");
     head.copy_(torch::from_blob(h.data(), head.sizes(), torch::kFloat));
     std::size_t k = 0;
+    auto tensor_of = [&](const std::string& name, const torch::Tensor& like) {
+      std::vector<float> m = read_floats(r, name, o.resume);
+      if (static_cast<std::int64_t>(m.size()) != like.numel()) throw Error(o.resume + ": " + name + " has another shape");
+      return torch::from_blob(m.data(), like.sizes(), torch::kFloat).clone();
+    };
     for (auto& group : opt.param_groups())
       for (auto& p : group.params()) {
-        const std::string name = "momentum/" + std::to_string(k++);
-        if (!r.find(name)) continue;
-        std::vector<float> m = read_floats(r, name, o.resume);
-        auto st = std::make_unique<torch::optim::SGDParamState>();
-        st->momentum_buffer(torch::from_blob(m.data(), p.sizes(), torch::kFloat).clone());
-        opt.state()[c10::guts::to_string(p.unsafeGetTensorImpl())] = std::move(st);
+        const std::string id = std::to_string(k++);
+        const std::string key = c10::guts::to_string(p.unsafeGetTensorImpl());
+        if (o.optimizer == "sgd" && r.find("momentum/" + id)) {
+          auto st = std::make_unique<torch::optim::SGDParamState>();
+          st->momentum_buffer(tensor_of("momentum/" + id, p));
+          opt.state()[key] = std::move(st);
+        } else if (o.optimizer == "adamw" && r.find("adamw_step/" + id)) {
+          auto st = std::make_unique<torch::optim::AdamWParamState>();
+          st->exp_avg(tensor_of("adamw_exp_avg/" + id, p));
+          st->exp_avg_sq(tensor_of("adamw_exp_avg_sq/" + id, p));
+          st->step(static_cast<std::int64_t>(read_floats(r, "adamw_step/" + id, o.resume).at(0)));
+          opt.state()[key] = std::move(st);
+        }
       }
     start = meta.value("step", std::int64_t{0});
     log::notice("resuming at step " + std::to_string(start) + " from " + o.resume);
@@ -364,18 +410,21 @@ int run(const Options& o) {
   auto metrics_out = o.metrics.empty() ? nullptr : io::open_output(o.metrics);
   std::unique_ptr<RecordWriter> mw = metrics_out ? std::make_unique<RecordWriter>(*metrics_out) : nullptr;
   const json state_meta = {{"base_model", o.model}, {"base_checksum", model.checksum}, {"seed", o.seed},
-                           {"subjects", C}, {"modalities", {mods.first, mods.second}}};
+                           {"subjects", C}, {"modalities", {mods.first, mods.second}}, {"optimizer", o.optimizer}};
   const int K = o.ids_per_batch, P = o.per_modality;
   const double margin = o.margin >= 0 ? o.margin : (o.loss == "cosface" ? 0.40 : 0.50);
   double best_rank1 = -1;
   auto save_model_file = [&](const std::string& path) {
     const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
+                          {"optimizer", o.optimizer}, {"from_scratch", nn::is_backbone(o.model) && !fs::exists(o.model)},
                           {"modalities", {mods.first, mods.second}}, {"subjects", C}, {"seed", o.seed}};
-    nn::save_model(nn::with_parameters(model, params, details), path);
+    Named all = params;
+    all.insert(all.end(), buffers.begin(), buffers.end());
+    nn::save_model(nn::with_parameters(model, all, details), path);
   };
   auto checkpoint = [&](std::int64_t step) {
-    save_state(state_path, step, params, head, opt, state_meta);
+    save_state(state_path, step, params, buffers, head, opt, state_meta);
     if (val.samples.empty()) save_model_file(o.output);
   };
   auto run_validation = [&](std::int64_t step) {
@@ -425,8 +474,8 @@ int run(const Options& o) {
     double lr = o.lr;
     if (o.lr_step > 0) lr *= std::pow(o.lr_decay, static_cast<double>(step / o.lr_step));
     const double decay = o.lr_step > 0 ? std::pow(o.lr_decay, static_cast<double>(step / o.lr_step)) : 1.0;
-    static_cast<torch::optim::SGDOptions&>(opt.param_groups()[0].options()).lr(lr);
-    static_cast<torch::optim::SGDOptions&>(opt.param_groups()[1].options()).lr(o.head_lr * decay);
+    opt.param_groups()[0].options().set_lr(lr);
+    opt.param_groups()[1].options().set_lr(o.head_lr * decay);
 
     opt.zero_grad();
     auto diverged = [&](const char* what) {
@@ -483,7 +532,7 @@ int run(const Options& o) {
   checkpoint(o.steps);
   if (!val.samples.empty()) run_validation(o.steps);
   if (metrics_out) metrics_out->commit();
-  log::notice("fine-tuned " + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
+  log::notice((nn::is_backbone(o.model) && !fs::exists(o.model) ? "trained " : "fine-tuned ") + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
   return kExitOk;
 }
 

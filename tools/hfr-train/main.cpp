@@ -9,7 +9,7 @@ using hfr::cli::Complete;
 hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
   s.name = "hfr-train";
-  s.summary = "fine-tune a pretrained face embedder with the HFR losses";
+  s.summary = "fine-tune a pretrained face embedder, or train a backbone from scratch, with the HFR losses";
   s.synopsis = {"[OPTION]... -o MODEL.hft TRAIN.jsonl..."};
   s.description = {
       "Fine-tunes a pretrained embedder (--model: the imported dlib ResNet or faceres, or an hfr model file) on records of "
@@ -17,7 +17,11 @@ hfr::cli::ToolSpec spec() {
       "the first (gallery, e.g. VIS): a margin softmax over the training subjects (--loss cosface, s 64, m 0.40; or arcface) "
       "plus --idmmd times the identity-level MMD between the two modalities' identity centres, and optionally --contrastive "
       "times the paired contrastive loss. The whole network is trained (after --head-steps steps of the classifier alone) "
-      "with SGD, momentum and weight decay, a step learning-rate decay and gradient clipping.",
+      "with SGD (momentum, weight decay) or AdamW (--optimizer), a step learning-rate decay and gradient clipping.",
+      "Training from scratch: --model iresnet18, iresnet34, iresnet50 or mobilefacenet builds that backbone (insightface's "
+      "IResNet, arcface_torch's MobileFaceNet; 112x112 ArcFace-aligned crops, (pixel - 127.5) / 127.5, 512-d) with weights "
+      "drawn from --seed; its batch normalisation learns from batch statistics and keeps running ones for inference. Such "
+      "networks need far more data and steps than fine-tuning (typically --lr 0.1 with SGD, or --optimizer adamw --lr 1e-3).",
       "Each batch holds --ids subjects with --per-modality images of each modality, drawn from --seed and the step number "
       "only: a run resumed from its state file (--resume) draws the same batches and ends where an uninterrupted run ends. "
       "Images are aligned to the model's crop from the records' five landmarks (hfr-render and hfr-embed write them), "
@@ -35,7 +39,8 @@ hfr::cli::ToolSpec spec() {
   s.positionals = {{"TRAIN", "Training records (e.g. hfr-render's), or - for stdin.", Complete::file, {}, false, true}};
   s.options = {
       {"output", 'o', "FILE", "The fine-tuned model file (required).", "", {}, Complete::file},
-      {"model", 'm', "NAME", "Base model: dlib, faceres, or an hfr model file.", "dlib", {}, Complete::file},
+      {"model", 'm', "NAME", "Base model: dlib, faceres, an hfr model file, or a backbone to train from scratch (iresnet18, "
+       "iresnet34, iresnet50, mobilefacenet).", "dlib", {}, Complete::file},
       {"validation", 0, "FILE", "Validation records: probe-modality images matched against gallery-modality images.", "", {},
        Complete::file},
       {"modalities", 0, "G,P", "The gallery and the probe modality, as named in the records.", "VIS,NIR", {}, Complete::none},
@@ -45,8 +50,9 @@ hfr::cli::ToolSpec spec() {
       {"head-steps", 0, "N", "First steps train the classifier only.", "0", {}, Complete::none},
       {"lr", 0, "LR", "Learning rate of the backbone.", "0.001", {}, Complete::none},
       {"head-lr", 0, "LR", "Learning rate of the new classifier (margin softmax weights, from random).", "0.1", {}, Complete::none},
+      {"optimizer", 0, "NAME", "Optimizer.", "sgd", {"sgd", "adamw"}, Complete::choices},
       {"momentum", 0, "M", "SGD momentum.", "0.9", {}, Complete::none},
-      {"weight-decay", 0, "W", "SGD weight decay.", "0.0002", {}, Complete::none},
+      {"weight-decay", 0, "W", "Weight decay (SGD: L2 in the gradient; AdamW: decoupled).", "0.0002", {}, Complete::none},
       {"lr-step", 0, "N", "Multiply the learning rate by --lr-decay every N steps (0: constant).", "0", {}, Complete::none},
       {"lr-decay", 0, "F", "Learning-rate factor per --lr-step.", "0.4573", {}, Complete::none},
       {"clip", 0, "NORM", "Clip the gradient norm (0: no clipping).", "5", {}, Complete::none},
@@ -67,6 +73,8 @@ hfr::cli::ToolSpec spec() {
        "Fine-tune the dlib ResNet on hfr-render's images, keep the best on val.jsonl."},
       {"hfr-train -o m.hft --resume m.hft.state images.jsonl", "Continue an interrupted run."},
       {"hfr-embed -m nir-dlib.hft -o probes.hft nir/", "Use the fine-tuned model."},
+      {"hfr-train -m iresnet18 --optimizer adamw --lr 0.001 --steps 20000 -o r18.hft images.jsonl",
+       "Train an IResNet-18 from scratch."},
   };
   s.see_also = {"hfr-render(1)", "hfr-embed(1)", "hfr-eval(1)", "hfr-formats(5)"};
   return s;
@@ -88,6 +96,7 @@ int main(int argc, char** argv) {
     o.lr = a.number("lr");
     o.head_lr = a.number("head-lr");
     if (!(o.head_lr > 0)) throw hfr::UsageError("--head-lr must be > 0");
+    o.optimizer = a.str("optimizer");
     o.momentum = a.number("momentum");
     o.weight_decay = a.number("weight-decay");
     o.lr_step = static_cast<int>(a.integer("lr-step", 0, 100000000));

@@ -47,6 +47,12 @@ nlohmann::json graph_to_json(const Graph& g);
 Graph graph_from_json(const nlohmann::json& nodes, std::map<std::string, torch::Tensor> consts,
                       const std::string& context);
 
+// g with every FusedBatchNormV3 node replaced by its inference form,
+// x * (scale / sqrt(variance + epsilon)) + (offset - mean * that), as Mul and
+// Add by new constants "<node>/bn_scale" and "<node>/bn_offset" (so that
+// compilation folds them into a preceding convolution).
+Graph inference_form(const Graph& g, const std::string& context);
+
 // The ops Program can execute, sorted.
 const std::vector<std::string>& supported_ops();
 
@@ -70,9 +76,15 @@ struct CompileOptions {
   //    size), so gradients reach each parameter and each keeps the graph
   //    constant's shape and meaning;
   //  - values autograd tracks are never updated in place.
-  // There are no batch statistics to update: the imported graphs hold batch
-  // normalisation in its inference form (per-channel Mul/Add by constants),
-  // which trains as ordinary scale and offset parameters.
+  // The imported graphs hold batch normalisation in its inference form
+  // (per-channel Mul/Add by constants), which trains as ordinary scale and
+  // offset parameters. Graphs built for training from scratch
+  // (backbones.hpp) use FusedBatchNormV3 nodes (inputs x, scale, offset,
+  // mean, variance; attributes epsilon, momentum): in a trainable program
+  // their scale and offset are parameters, mean and variance buffers
+  // (Program::buffers) that forward() updates from each batch; run() and
+  // inference programs normalise with the running statistics (inference
+  // programs fold them into the preceding convolution: inference_form).
   bool trainable = false;
 };
 
@@ -107,6 +119,10 @@ class Program {
   // [in, out] matrices), so nn::with_parameters can store them back.
   // Empty for inference programs.
   std::vector<std::pair<std::string, torch::Tensor>> parameters() const;
+  // Trainable programs: (Const node name, tensor) of the batch-norm running
+  // statistics (no gradients; forward() updates them in place). Stored back
+  // with nn::with_parameters like the parameters.
+  std::vector<std::pair<std::string, torch::Tensor>> buffers() const;
   bool trainable() const;
 
   // Moves all constants to a device (cpu or cuda). Parameters stay leaves

@@ -19,7 +19,9 @@ namespace hfr::train {
 
 struct Options {
   std::vector<std::string> inputs;   // training records files ("-": stdin)
-  std::string model = "dlib";        // built-in name or hfr model file to start from
+  std::string model = "dlib";        // built-in name or hfr model file to start from, or a backbone
+                                     // name (nn::backbone_names: trained from scratch)
+  std::string optimizer = "sgd";     // sgd | adamw
   std::string output;                // the fine-tuned model file (required)
   std::string validation;            // records for validation (optional)
   std::string modalities = "VIS,NIR";  // gallery (anchor) modality, probe modality

@@ -1,0 +1,35 @@
+// Face-recognition backbones built as hfr graphs, to train from scratch
+// (hfr-train -m NAME): freshly initialised from a seed, in the same graph
+// form as the imported models, so a trained one is an ordinary hfr model file
+// that hfr-embed runs.
+//
+//   iresnet18, iresnet34, iresnet50  insightface's IResNet (arcface_torch):
+//       3x3 stem, IBasicBlocks [2,2,2,2] / [3,4,6,3] / [3,4,14,3], each
+//       stage's first block of stride 2, BN -> flatten -> FC 25088x512 -> BN.
+//   mobilefacenet  arcface_torch's get_mbf (blocks 1,4,6,2, scale 2), GDC head,
+//       512-d. One difference: its second 3x3 convolution is depthwise (128
+//       groups) where upstream uses 64 groups of two channels.
+// Input: 112x112 RGB aligned to the ArcFace 5-point template (arcface-112),
+// value = (pixel - 127.5) / 127.5; output: the 512-d embedding.
+//
+// Batch normalisation is FusedBatchNormV3 (epsilon 1e-5, momentum 0.1):
+// batch statistics while training, running statistics in inference
+// (graph.hpp). Initialisation: convolutions and the FC He-normal
+// (std sqrt(2 / fan_in)), BN scale 1 offset 0, PReLU slopes 0.25; every value
+// from the seed.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hfr/model.hpp"
+
+namespace hfr::nn {
+
+const std::vector<std::string>& backbone_names();
+bool is_backbone(const std::string& name);
+
+// A freshly initialised backbone; UsageError for an unknown name.
+Model build_backbone(const std::string& name, std::uint64_t seed);
+
+}  // namespace hfr::nn
