@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <memory>
@@ -676,6 +677,11 @@ int run(const Options& o) {
     out->commit();
   }
   if (!o.plot_prefix.empty()) {
+    // the plots' folder is made if missing (like hfr-render's -O)
+    const std::filesystem::path dir = std::filesystem::path(o.plot_prefix).parent_path();
+    std::error_code ec;
+    if (!dir.empty() && !std::filesystem::is_directory(dir) && !std::filesystem::create_directories(dir, ec))
+      throw Error("--plot " + o.plot_prefix + ": cannot create the folder " + dir.string() + ": " + ec.message());
     auto paths = write_plots(rep, compare, o);
     json pj = json::array();
     for (auto& p : paths) pj.push_back(p);

@@ -146,6 +146,9 @@ done
 run hfr-eval $OPTS --name second "$T/f1.hft" --compare "$T/first.json" --plot "$T/p2" --plot-format svg
 grep -q ">first<" "$T/p2-roc.svg" && grep -q ">second<" "$T/p2-roc.svg" && pass "overlay names both runs in the legend" || fail "overlay legend"
 [ ! -e "$T/p2-roc.png" ] && pass "--plot-format svg writes SVG only" || fail "png written"
+run hfr-eval $OPTS "$T/f0.hft" --report "$T/nd.json" --plot "$T/new/plots/p" --plot-format svg
+expect_rc 0 "--plot into a folder that does not exist yet"
+[ -s "$T/new/plots/p-roc.svg" ] && [ -s "$T/nd.json" ] && pass "the folder is made; plots and report written" || fail "plots into a new folder"
 
 # bad input
 printf 'a a p1 0.5\nb a p1 nan\n' >"$T/nan.txt"

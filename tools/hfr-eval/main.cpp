@@ -45,7 +45,7 @@ hfr::cli::ToolSpec spec() {
   s.options = {
       {"report", 'o', "FILE", "Write the JSON report to FILE.", "", {}, Complete::file},
       {"json", 0, "", "Print the JSON report on stdout instead of the table.", "", {}, Complete::none},
-      {"plot", 'p', "PREFIX", "Write ROC, DET and CMC plots as PREFIX-roc.svg, PREFIX-roc.png, ...", "", {}, Complete::file},
+      {"plot", 'p', "PREFIX", "Write ROC, DET and CMC plots as PREFIX-roc.svg, PREFIX-roc.png, ... (PREFIX's folder is made if missing).", "", {}, Complete::file},
       {"plot-format", 0, "LIST", "Plot formats, comma separated.", "svg,png", {}, Complete::none},
       {"compare", 'c', "REPORT", "Compare with an earlier report: a row in the comparison table and its curves in the plots (repeatable).", "", {}, Complete::file, true},
       {"name", 0, "NAME", "Name of this run in tables and plot legends.", "", {}, Complete::none},

@@ -53,7 +53,7 @@ hfr::cli::ToolSpec spec() {
   s.examples = {
       {"hfr-synth -O ids/ faces.jsonl > jobs.jsonl && hfr-render --contact-sheet pairs.png jobs.jsonl > images.jsonl",
        "Render every job next to jobs.jsonl and look at the pairs."},
-      {"hfr-render -j 16 --frames --spp 32 jobs.jsonl > images.jsonl", "Frames too, with more samples."},
+      {"hfr-render -t 16 --frames --spp 32 jobs.jsonl > images.jsonl", "Frames too, with more samples."},
       {"parallel hfr-render -r images.{}.jsonl jobs.{}.jsonl ::: 1 2 3 4", "Render hfr-synth's shards on their own."},
   };
   s.see_also = {"hfr-synth(1)", "hfr-embed(1)", "hfr-train(1)", "hfr-formats(5)"};
