@@ -374,23 +374,51 @@ struct BandShade {
 struct OccRay {
   float org[3], dir[3], tfar;
   int sample, band;  // band -1: the AO ray, which serves every band's ambient light
-  double e[3], s[3];
+  float e[3], s[3];
 };
 
 // Bilinear lookups of one surface point, kept while the bands that share a
-// texture (the specular and roughness maps) look it up again.
+// texture (the specular and roughness maps) look it up again; textures of
+// one size share the texel footprint (the same arithmetic as Texture::sample).
 struct TexCache {
   const Texture* tex[8];
   float val[8][3];
   int n = 0;
+  int fw = 0, fh = 0;  // the footprint's texture size (0: none yet)
+  std::size_t idx[4];
+  float wt[4];
   const float* get(const Texture* t, double u, double v) {
     for (int i = 0; i < n; ++i)
       if (tex[i] == t) return val[i];
-    float buf[16];
-    t->sample(u, v, buf);
+    if (t->width != fw || t->height != fh) {
+      fw = t->width;
+      fh = t->height;
+      if (!std::isfinite(u)) u = 0;
+      if (!std::isfinite(v)) v = 0;
+      double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
+      x = std::clamp(x, 0.0, double(fw - 1));
+      y = std::clamp(y, 0.0, double(fh - 1));
+      const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
+      const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
+      const double fx = x - x0, fy = y - y0;
+      idx[0] = static_cast<std::size_t>(y0) * fw + x0;
+      idx[1] = static_cast<std::size_t>(y0) * fw + x1;
+      idx[2] = static_cast<std::size_t>(y1) * fw + x0;
+      idx[3] = static_cast<std::size_t>(y1) * fw + x1;
+      wt[0] = static_cast<float>((1 - fy) * (1 - fx));
+      wt[1] = static_cast<float>((1 - fy) * fx);
+      wt[2] = static_cast<float>(fy * (1 - fx));
+      wt[3] = static_cast<float>(fy * fx);
+    }
     const int slot = n < 8 ? n++ : 7;
     tex[slot] = t;
-    for (int c = 0; c < 3; ++c) val[slot][c] = buf[std::min(c, t->channels - 1)];
+    const int C = t->channels;
+    const float* d = t->data.data();
+    for (int c = 0; c < 3; ++c) {
+      const int k = std::min(c, C - 1);
+      val[slot][c] = wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] +
+                     wt[3] * d[idx[3] * C + k];
+    }
     return val[slot];
   }
 };
@@ -476,7 +504,8 @@ class Tracer {
       double t1[3], t2[3];
       basis(h.n, t1, t2);
       const double z = std::sqrt(std::max(0.0, 1 - r1));
-      const double cp = std::cos(phi), sp = std::sin(phi);
+      const float phf = static_cast<float>(phi);
+      const double cp = std::cos(phf), sp = std::sin(phf);
       double d[3];
       for (int k = 0; k < 3; ++k) d[k] = r * cp * t1[k] + r * sp * t2[k] + z * h.n[k];
       if (dot3(d, h.ng) > 0) push(0, h.po, d, ao_far_, sample, -1, nullptr, nullptr);
@@ -531,7 +560,8 @@ class Tracer {
           const double cos_t = 1 - u1 * (1 - cos_max);
           const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
           const double phi = 2 * kPi * u2;
-          const double cp = std::cos(phi), sp_ = std::sin(phi);
+          const float phf = static_cast<float>(phi);
+          const double cp = std::cos(phf), sp_ = std::sin(phf);
           double t1[3], t2[3];
           basis(w, t1, t2);
           double wi[3];
@@ -600,14 +630,14 @@ class Tracer {
   double ao_far_;
   RTCIntersectContext occ_ctx_;
 
-  void push(int queue, const double org[3], const double dir[3], double tfar, int sample, int band, const double* e,
-            const double* s) {
+  inline __attribute__((always_inline)) void push(int queue, const double org[3], const double dir[3], double tfar,
+                                                  int sample, int band, const double* e, const double* s) {
     OccRay r;
     for (int k = 0; k < 3; ++k) {
       r.org[k] = float(org[k]);
       r.dir[k] = float(dir[k]);
-      r.e[k] = e ? e[k] : 0;
-      r.s[k] = s ? s[k] : 0;
+      r.e[k] = e ? float(e[k]) : 0.0f;
+      r.s[k] = s ? float(s[k]) : 0.0f;
     }
     r.tfar = float(tfar);
     r.sample = sample;

@@ -670,9 +670,10 @@ double auto_exposure(const Linear& l, double target) {
   return target / (sum / n);
 }
 
-double encode(double v, double gamma) {
-  v = std::clamp(v, 0.0, 1.0);
-  if (gamma < 0) return v <= 0.0031308 ? 12.92 * v : 1.055 * std::pow(v, 1 / 2.4) - 0.055;
+// (in float: the result is quantised to 8 bits)
+float encode(float v, float gamma) {
+  v = std::clamp(v, 0.0f, 1.0f);
+  if (gamma < 0) return v <= 0.0031308f ? 12.92f * v : 1.055f * std::pow(v, 1 / 2.4f) - 0.055f;
   return std::pow(v, 1 / gamma);
 }
 
@@ -695,7 +696,7 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
   cv::Mat out(lin.size(), CV_8UC(C));
   for (int y = 0; y < lin.rows; ++y)
     for (int x = 0; x < lin.cols * C; ++x) {
-      const double v = encode(lin.ptr<float>(y)[x], j.gamma) + noise * nd(rng);
+      const double v = encode(lin.ptr<float>(y)[x], static_cast<float>(j.gamma)) + (noise > 0 ? noise * nd(rng) : 0.0);
       out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0, 1.0) * 255));
     }
   if (C == j.channels) return out;
@@ -1119,7 +1120,7 @@ int run(const Options& o) {
           model.tried = true;
           if (!model.dir.empty()) {
             try {
-              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir));
+              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
             } catch (const std::exception& e) {
               log::warn("cannot load the ICT FaceKit for expressions: " + brief(e));
             }
