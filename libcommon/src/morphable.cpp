@@ -214,9 +214,9 @@ json parse_json_file(const std::string& path, Sha256* sha) {
 }
 
 // A [N, V, 3] float16/float32 .npy as a 3V x N column-major matrix.
-Eigen::MatrixXf read_modes_npy(const std::string& path, std::int64_t num_vertices, Sha256& sha) {
+Eigen::MatrixXf read_modes_npy(const std::string& path, std::int64_t num_vertices, Sha256* sha) {
   auto bytes = io::read_file(path, kMaxNpyBytes);
-  sha.update(bytes.data(), bytes.size());
+  if (sha) sha->update(bytes.data(), bytes.size());
   auto in = io::memory_input(bytes.data(), bytes.size(), path);
   Tensor t = read_npy(*in, "modes");
   bytes.clear();
@@ -336,22 +336,24 @@ void apply_builtin_ict_regions(MorphableModel& m, const std::vector<std::int64_t
 
 std::string join(const std::string& dir, const std::string& file) { return (fs::path(dir) / file).string(); }
 
-MorphableModel load_repacked(const std::string& dir) {
+MorphableModel load_repacked(const std::string& dir, const IctLoadOptions& opt) {
   MorphableModel m;
   m.name = "ict-facekit";
   m.source = dir;
-  Sha256 sha;
+  Sha256 hash;
+  Sha256* sha = opt.checksum ? &hash : nullptr;
   const std::string obj = join(dir, "neutral.obj");
   auto bytes = io::read_file(obj, kMaxObjBytes);
-  sha.update(bytes.data(), bytes.size());
+  if (sha) sha->update(bytes.data(), bytes.size());
   std::vector<std::int64_t> first_triangle;
   build_neutral(parse_obj(bytes, obj, false), obj, m, first_triangle);
   bytes = {};
   const std::int64_t nv = m.neutral.num_vertices();
-  m.identity = read_modes_npy(join(dir, "identities_f16.npy"), nv, sha);
+  if (opt.identities) m.identity = read_modes_npy(join(dir, "identities_f16.npy"), nv, sha);
+  else m.identity.resize(3 * nv, 0);
   m.expression = read_modes_npy(join(dir, "expressions_f16.npy"), nv, sha);
   const std::string names_path = join(dir, "expressions.json");
-  json names = parse_json_file(names_path, &sha);
+  json names = parse_json_file(names_path, sha);
   if (!names.is_array()) throw FormatError(names_path + ": expected a list of expression names");
   for (const auto& n : names) {
     if (!n.is_string()) throw FormatError(names_path + ": expected a list of expression names");
@@ -361,8 +363,8 @@ MorphableModel load_repacked(const std::string& dir) {
     throw FormatError(names_path + ": " + std::to_string(m.expression_names.size()) + " names for " +
                       std::to_string(m.expression.cols()) + " expressions in expressions_f16.npy");
   const std::string regions_path = join(dir, "regions.json");
-  apply_regions_json(parse_json_file(regions_path, &sha), regions_path, m, first_triangle);
-  m.sha256 = sha.hex();
+  apply_regions_json(parse_json_file(regions_path, sha), regions_path, m, first_triangle);
+  if (sha) m.sha256 = hash.hex();
   return m;
 }
 
@@ -452,9 +454,9 @@ const Range* MorphableModel::region(const std::string& n) const {
   return nullptr;
 }
 
-MorphableModel load_ict_facekit(const std::string& dir) {
+MorphableModel load_ict_facekit(const std::string& dir, const IctLoadOptions& opt) {
   MorphableModel m;
-  if (is_file(join(dir, "neutral.obj"))) m = load_repacked(dir);
+  if (is_file(join(dir, "neutral.obj"))) m = load_repacked(dir, opt);
   else if (is_file(join(dir, "generic_neutral_mesh.obj"))) m = load_source(dir);
   else if (is_file(join(dir, "FaceXModel/generic_neutral_mesh.obj"))) m = load_source(join(dir, "FaceXModel"));
   else throw Error(dir + ": not an ICT FaceKit directory (no neutral.obj, generic_neutral_mesh.obj or FaceXModel/)");

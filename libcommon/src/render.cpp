@@ -342,213 +342,330 @@ void Scene::commit() {
 
 namespace {
 
-struct Tracer {
-  const Scene::Impl& s;
-  const std::vector<Light>& lights;
-  const RenderOptions& o;
+// One band of a render call, its lights moved into the scene's frame.
+struct BandState {
+  std::vector<Light> lights;
+  int C = 3;
+  const std::vector<std::vector<Material>>* materials = nullptr;  // null: the scene's
+  RenderLayers* layers = nullptr;
+  float* image = nullptr;
+  bool ambient = false;  // has an ambient light
+  int first_kind = 0;    // occlusion queue of its first light
+};
+
+// A camera sample's first hit, what every band shares.
+struct SampleGeo {
+  const Scene::Impl::Geometry* g = nullptr;  // null: a miss
+  unsigned geom = 0, prim = 0;
+  double wo[3], n[3], ng[3], p[3], po[3], uv[2];
+  double z = 0;
+};
+
+// One band's shading of one camera sample: the diffuse irradiance term E,
+// the specular radiance S and the ambient diffuse term (times the AO
+// visibility, added once the AO ray is traced).
+struct BandShade {
+  double E[3], S[3], Eamb[3];
+  float albedo[3];
+  bool subsurface;
+};
+
+// A shadow or AO ray and what it adds when nothing blocks it.
+struct OccRay {
+  float org[3], dir[3], tfar;
+  int sample, band;  // band -1: the AO ray, which serves every band's ambient light
+  float e[3], s[3];
+};
+
+// Bilinear lookups of one surface point, kept while the bands that share a
+// texture (the specular and roughness maps) look it up again; textures of
+// one size share the texel footprint (the same arithmetic as Texture::sample).
+struct TexCache {
+  const Texture* tex[8];
+  float val[8][3];
+  int n = 0;
+  int fw = 0, fh = 0;  // the footprint's texture size (0: none yet)
+  std::size_t idx[4];
+  float wt[4];
+  const float* get(const Texture* t, double u, double v) {
+    for (int i = 0; i < n; ++i)
+      if (tex[i] == t) return val[i];
+    if (t->width != fw || t->height != fh) {
+      fw = t->width;
+      fh = t->height;
+      if (!std::isfinite(u)) u = 0;
+      if (!std::isfinite(v)) v = 0;
+      double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
+      x = std::clamp(x, 0.0, double(fw - 1));
+      y = std::clamp(y, 0.0, double(fh - 1));
+      const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
+      const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
+      const double fx = x - x0, fy = y - y0;
+      idx[0] = static_cast<std::size_t>(y0) * fw + x0;
+      idx[1] = static_cast<std::size_t>(y0) * fw + x1;
+      idx[2] = static_cast<std::size_t>(y1) * fw + x0;
+      idx[3] = static_cast<std::size_t>(y1) * fw + x1;
+      wt[0] = static_cast<float>((1 - fy) * (1 - fx));
+      wt[1] = static_cast<float>((1 - fy) * fx);
+      wt[2] = static_cast<float>(fy * (1 - fx));
+      wt[3] = static_cast<float>(fy * fx);
+    }
+    const int slot = n < 8 ? n++ : 7;
+    tex[slot] = t;
+    const int C = t->channels;
+    const float* d = t->data.data();
+    for (int c = 0; c < 3; ++c) {
+      const int k = std::min(c, C - 1);
+      val[slot][c] = wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] +
+                     wt[3] * d[idx[3] * C + k];
+    }
+    return val[slot];
+  }
+};
+
+SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
+  SurfaceSample out;
+  if (m.albedo) {
+    const float* a = cache.get(m.albedo, h.uv[0], h.uv[1]);
+    for (int c = 0; c < 3; ++c) out.albedo[c] = a[m.albedo->channels == 1 ? 0 : c];
+  } else {
+    out.albedo = m.albedo_value;
+  }
+  for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
+  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1])[0] : m.specular_value;
+  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1])[0] : m.roughness_value;
+  out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
+  out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
+  return out;
+}
+
+class Tracer {
+ public:
+  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds)
+      : s_(s), bands_(bands), o_(o), queues_(static_cast<std::size_t>(kinds)) {
+    ao_far_ = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
+    for (const auto& b : bands) ao_ = ao_ || (o.ambient_occlusion && b.ambient);
+    rtcInitIntersectContext(&occ_ctx_);
+  }
   std::uint64_t shadow_rays = 0;
-  double ao_far = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
 
-  // True if the segment org + t dir, t in (tnear, tfar), hits anything.
-  bool occluded(const double org[3], const double dir[3], double tfar) {
-    ++shadow_rays;
-    RTCIntersectContext ctx;
-    rtcInitIntersectContext(&ctx);
-    RTCRay ray;
-    ray.org_x = float(org[0]);
-    ray.org_y = float(org[1]);
-    ray.org_z = float(org[2]);
-    ray.dir_x = float(dir[0]);
-    ray.dir_y = float(dir[1]);
-    ray.dir_z = float(dir[2]);
-    ray.tnear = 0;
-    ray.tfar = float(tfar);
-    ray.time = 0;
-    ray.mask = 0xFFFFFFFFu;
-    ray.id = 0;
-    ray.flags = 0;
-    rtcOccluded1(s.scene, &ctx, &ray);
-    return ray.tfar < 0;
-  }
-
-  SurfaceSample surface(const Scene::Impl::Geometry& g, unsigned prim, double bu, double bv) const {
-    SurfaceSample out;
-    const Material& m = g.material(prim);
-    double uv[2] = {0, 0};
-    if (!g.uv_triangles.empty()) {
-      const std::int32_t* t = &g.uv_triangles[3 * prim];
-      for (int k = 0; k < 2; ++k)
-        uv[k] = (1 - bu - bv) * g.uvs[2 * t[0] + k] + bu * g.uvs[2 * t[1] + k] + bv * g.uvs[2 * t[2] + k];
-    }
-    float buf[16];
-    if (m.albedo) {
-      m.albedo->sample(uv[0], uv[1], buf);
-      for (int c = 0; c < 3; ++c) out.albedo[c] = buf[m.albedo->channels == 1 ? 0 : std::min(c, m.albedo->channels - 1)];
-    } else {
-      out.albedo = m.albedo_value;
-    }
-    for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
-    if (m.specular) {
-      m.specular->sample(uv[0], uv[1], buf);
-      out.f0 = buf[0];
-    } else {
-      out.f0 = m.specular_value;
-    }
-    if (m.roughness) {
-      m.roughness->sample(uv[0], uv[1], buf);
-      out.alpha = buf[0];
-    } else {
-      out.alpha = m.roughness_value;
-    }
-    out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
-    out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
-    return out;
-  }
-
-  // What one camera ray sees: radiance L, and for subsurface materials
-  // (when split) the diffuse irradiance term E and albedo kept apart.
-  struct Hit {
-    double L[3] = {0, 0, 0};
-    double E[3] = {0, 0, 0};
-    double albedo[3] = {0, 0, 0};
-    double z = 0;
-    bool subsurface = false;
-  };
-
-  // Shades one camera ray. Returns false on a miss. With split, a
-  // subsurface material's diffuse term goes to E instead of L.
-  // A camera ray's first hit (from a packet query).
-  struct PrimaryHit {
-    unsigned geom = RTC_INVALID_GEOMETRY_ID, prim = 0;
-    float u = 0, v = 0, ng[3] = {0, 0, 0};
-  };
-
-  // Shades the first hit of a camera ray. Returns false on a miss. With
-  // split, a subsurface material's diffuse term goes to E instead of L.
-  bool shade(const double dir[3], const PrimaryHit& h, Rng& rng, bool split, Hit& out) {
-    if (h.geom == RTC_INVALID_GEOMETRY_ID) return false;
-    struct {
-      struct {
-        unsigned geomID, primID;
-        float u, v, Ng_x, Ng_y, Ng_z;
-      } hit;
-    } rh{{h.geom, h.prim, h.u, h.v, h.ng[0], h.ng[1], h.ng[2]}};
-    const auto& g = s.geometries[rh.hit.geomID];
-    const unsigned prim = rh.hit.primID;
-    const double bu = rh.hit.u, bv = rh.hit.v;
+  // The geometry of a camera sample's hit (from a packet query).
+  void hit_geometry(const double dir[3], unsigned geom, unsigned prim, float bu_f, float bv_f, const float ngf[3],
+                    SampleGeo& h) const {
+    h.g = nullptr;
+    if (geom == RTC_INVALID_GEOMETRY_ID) return;
+    const auto& g = s_.geometries[geom];
+    h.g = &g;
+    h.geom = geom;
+    h.prim = prim;
+    const double bu = bu_f, bv = bv_f, bw = 1 - bu - bv;
     const std::int32_t* tri = &g.triangles[3 * prim];
-    const double wo[3] = {-dir[0], -dir[1], -dir[2]};
+    for (int k = 0; k < 3; ++k) h.wo[k] = -dir[k];
     // Geometric normal (Embree's Ng is unnormalized), facing the viewer.
-    double ng[3] = {rh.hit.Ng_x, rh.hit.Ng_y, rh.hit.Ng_z};
+    double* ng = h.ng;
+    for (int k = 0; k < 3; ++k) ng[k] = ngf[k];
     normalize3(ng);
-    if (dot3(ng, wo) < 0)
-      for (double& x : ng) x = -x;
+    if (dot3(ng, h.wo) < 0)
+      for (int k = 0; k < 3; ++k) ng[k] = -ng[k];
     // Shading normal: interpolated vertex normals, facing the viewer.
-    double n[3];
+    double* n = h.n;
     for (int k = 0; k < 3; ++k)
-      n[k] = (1 - bu - bv) * g.normals[3 * tri[0] + k] + bu * g.normals[3 * tri[1] + k] + bv * g.normals[3 * tri[2] + k];
+      n[k] = bw * g.normals[3 * tri[0] + k] + bu * g.normals[3 * tri[1] + k] + bv * g.normals[3 * tri[2] + k];
     if (dot3(n, n) <= 0) std::copy(ng, ng + 3, n);
     normalize3(n);
-    if (dot3(n, wo) < 0)
-      for (double& x : n) x = -x;
-
+    if (dot3(n, h.wo) < 0)
+      for (int k = 0; k < 3; ++k) n[k] = -n[k];
     // Hit point, recomputed from the triangle for accuracy, then offset
     // along the geometric normal for shadow rays.
-    double p[3];
+    double* p = h.p;
     for (int k = 0; k < 3; ++k)
-      p[k] = (1 - bu - bv) * g.positions[3 * tri[0] + k] + bu * g.positions[3 * tri[1] + k] +
-             bv * g.positions[3 * tri[2] + k];
+      p[k] = bw * g.positions[3 * tri[0] + k] + bu * g.positions[3 * tri[1] + k] + bv * g.positions[3 * tri[2] + k];
     double scale = 1e-4;
     for (int k = 0; k < 3; ++k) scale = std::max(scale, std::abs(p[k]));
     const double eps = scale * 2e-5;
-    const double po[3] = {p[0] + eps * ng[0], p[1] + eps * ng[1], p[2] + eps * ng[2]};
+    for (int k = 0; k < 3; ++k) h.po[k] = p[k] + eps * ng[k];
+    h.uv[0] = h.uv[1] = 0;
+    if (!g.uv_triangles.empty()) {
+      const std::int32_t* t = &g.uv_triangles[3 * prim];
+      for (int k = 0; k < 2; ++k) h.uv[k] = bw * g.uvs[2 * t[0] + k] + bu * g.uvs[2 * t[1] + k] + bv * g.uvs[2 * t[2] + k];
+    }
+    const auto& R = o_.scene_to_camera.R;
+    h.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o_.scene_to_camera.t[2];
+  }
 
-    const SurfaceSample sf = surface(g, prim, bu, bv);
-    // diffuse irradiance term (E, grey weights times light colour) and specular radiance (S)
-    double E[3] = {0, 0, 0}, S[3] = {0, 0, 0};
-
-    for (const Light& light : lights) {
-      if (const auto* a = std::get_if<AmbientLight>(&light)) {
-        const double fr = fresnel(sf.f0, std::max(0.0, dot3(n, wo)));
-        double vis = 1;
-        if (o.ambient_occlusion) {
-          // One cosine-weighted direction around the shading normal.
-          const double r1 = rng.uniform(), r2 = rng.uniform();
-          const double r = std::sqrt(r1), phi = 2 * kPi * r2;
+  // Shades one hit in every band, queueing its shadow and AO rays (traced
+  // by flush()). out: one BandShade per band.
+  void shade(const SampleGeo& h, int sample, Rng& rng, BandShade* out) {
+    if (ao_) {
+      // One cosine-weighted direction around the shading normal, shared by
+      // every band's ambient light (visibility does not depend on the band).
+      const double r1 = rng.uniform(), r2 = rng.uniform();
+      const double r = std::sqrt(r1), phi = 2 * kPi * r2;
+      double t1[3], t2[3];
+      basis(h.n, t1, t2);
+      const double z = std::sqrt(std::max(0.0, 1 - r1));
+      const float phf = static_cast<float>(phi);
+      const double cp = std::cos(phf), sp = std::sin(phf);
+      double d[3];
+      for (int k = 0; k < 3; ++k) d[k] = r * cp * t1[k] + r * sp * t2[k] + z * h.n[k];
+      if (dot3(d, h.ng) > 0) push(0, h.po, d, ao_far_, sample, -1, nullptr, nullptr);
+    }
+    TexCache cache;
+    const double nv = std::max(0.0, dot3(h.n, h.wo));
+    const unsigned mi = h.g->triangle_material.empty() ? 0 : h.g->triangle_material[h.prim];
+    for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+      const BandState& band = bands_[bi];
+      const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
+      const SurfaceSample sf = surface(m, h, cache);
+      BandShade& bs = out[bi];
+      for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
+      for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
+      bs.subsurface = band.layers && m.subsurface;
+      int kind = band.first_kind;
+      for (const Light& light : band.lights) {
+        if (const auto* a = std::get_if<AmbientLight>(&light)) {
+          const double fr = fresnel(sf.f0, nv);
+          for (int c = 0; c < 3; ++c) {
+            bs.Eamb[c] += (1 - fr) * a->rgb[c];
+            bs.S[c] += fr * a->rgb[c];
+          }
+        } else if (const auto* pl = std::get_if<PointLight>(&light)) {
+          const int q = kind++;
+          double wi[3] = {pl->position[0] - h.p[0], pl->position[1] - h.p[1], pl->position[2] - h.p[2]};
+          const double d2 = dot3(wi, wi);
+          if (!(d2 > 0)) continue;
+          const double d = std::sqrt(d2);
+          for (double& x : wi) x /= d;
+          const double cosn = dot3(h.n, wi);
+          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
+          double kd, spec;
+          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          double e[3], sp[3];
+          for (int c = 0; c < 3; ++c) {
+            const double ec = cosn * pl->rgb[c] / d2;
+            e[c] = kd * ec;
+            sp[c] = spec * ec;
+          }
+          push(q, h.po, wi, d * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
+        } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
+          const int q = kind++;
+          double w[3] = {sl->centre[0] - h.p[0], sl->centre[1] - h.p[1], sl->centre[2] - h.p[2]};
+          const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
+          if (!(d2 > r2)) continue;  // inside the light
+          const double d = std::sqrt(d2);
+          for (double& x : w) x /= d;
+          // Uniform sampling of the cone subtended by the sphere.
+          const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
+          const double u1 = rng.uniform(), u2 = rng.uniform();
+          const double cos_t = 1 - u1 * (1 - cos_max);
+          const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
+          const double phi = 2 * kPi * u2;
+          const float phf = static_cast<float>(phi);
+          const double cp = std::cos(phf), sp_ = std::sin(phf);
           double t1[3], t2[3];
-          basis(n, t1, t2);
-          const double z = std::sqrt(std::max(0.0, 1 - r1));
-          double d[3];
-          for (int k = 0; k < 3; ++k) d[k] = r * std::cos(phi) * t1[k] + r * std::sin(phi) * t2[k] + z * n[k];
-          vis = (dot3(d, ng) > 0 && !occluded(po, d, ao_far)) ? 1 : 0;
-        }
-        for (int c = 0; c < 3; ++c) {
-          E[c] += (1 - fr) * vis * a->rgb[c];
-          S[c] += fr * a->rgb[c];
-        }
-      } else if (const auto* pl = std::get_if<PointLight>(&light)) {
-        double wi[3] = {pl->position[0] - p[0], pl->position[1] - p[1], pl->position[2] - p[2]};
-        const double d2 = dot3(wi, wi);
-        if (!(d2 > 0)) continue;
-        const double d = std::sqrt(d2);
-        for (double& x : wi) x /= d;
-        const double cosn = dot3(n, wi);
-        if (cosn <= 0 || dot3(ng, wi) <= 0) continue;
-        double kd, spec;
-        brdf_parts(sf, n, wo, wi, kd, spec);
-        if (occluded(po, wi, d * (1 - 1e-6))) continue;
-        for (int c = 0; c < 3; ++c) {
-          const double e = cosn * pl->rgb[c] / d2;
-          E[c] += kd * e;
-          S[c] += spec * e;
-        }
-      } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
-        double w[3] = {sl->centre[0] - p[0], sl->centre[1] - p[1], sl->centre[2] - p[2]};
-        const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
-        if (!(d2 > r2)) continue;  // inside the light
-        const double d = std::sqrt(d2);
-        for (double& x : w) x /= d;
-        // Uniform sampling of the cone subtended by the sphere.
-        const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
-        const double u1 = rng.uniform(), u2 = rng.uniform();
-        const double cos_t = 1 - u1 * (1 - cos_max);
-        const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
-        const double phi = 2 * kPi * u2;
-        double t1[3], t2[3];
-        basis(w, t1, t2);
-        double wi[3];
-        for (int k = 0; k < 3; ++k) wi[k] = sin_t * std::cos(phi) * t1[k] + sin_t * std::sin(phi) * t2[k] + cos_t * w[k];
-        const double cosn = dot3(n, wi);
-        if (cosn <= 0 || dot3(ng, wi) <= 0) continue;
-        // Distance to the sphere's near surface along wi.
-        const double b = d * cos_t;
-        const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
-        double kd, spec;
-        brdf_parts(sf, n, wo, wi, kd, spec);
-        if (occluded(po, wi, tl * (1 - 1e-6))) continue;
-        const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
-        const double Le = 1.0 / (kPi * r2);
-        for (int c = 0; c < 3; ++c) {
-          const double e = cosn * Le * sl->rgb[c] * solid;
-          E[c] += kd * e;
-          S[c] += spec * e;
+          basis(w, t1, t2);
+          double wi[3];
+          for (int k = 0; k < 3; ++k) wi[k] = sin_t * cp * t1[k] + sin_t * sp_ * t2[k] + cos_t * w[k];
+          const double cosn = dot3(h.n, wi);
+          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
+          // Distance to the sphere's near surface along wi.
+          const double b = d * cos_t;
+          const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
+          double kd, spec;
+          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
+          const double Le = 1.0 / (kPi * r2);
+          double e[3], sp[3];
+          for (int c = 0; c < 3; ++c) {
+            const double ec = cosn * Le * sl->rgb[c] * solid;
+            e[c] = kd * ec;
+            sp[c] = spec * ec;
+          }
+          push(q, h.po, wi, tl * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
         }
       }
+      if (!ao_)
+        for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
     }
-    out.subsurface = split && g.material(prim).subsurface;
-    const auto& R = o.scene_to_camera.R;
-    out.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o.scene_to_camera.t[2];
-    for (int c = 0; c < 3; ++c) {
-      out.albedo[c] = sf.albedo[c];
-      if (out.subsurface) {
-        out.E[c] = E[c];
-        out.L[c] = S[c];
-      } else {
-        out.E[c] = 0;
-        out.L[c] = sf.albedo[c] * E[c] + S[c];
+  }
+
+  // Traces the queued rays (in packets of 8, one queue at a time: the AO
+  // rays, then each light's shadow rays) and adds what the unblocked ones
+  // bring to shades[sample * bands + band].
+  void flush(BandShade* shades) {
+    const std::size_t nb = bands_.size();
+    for (auto& q : queues_) {
+      for (std::size_t b = 0; b < q.size(); b += 8) {
+        const int m = static_cast<int>(std::min<std::size_t>(8, q.size() - b));
+        bool blocked[8];
+        occluded8(&q[b], m, blocked);
+        for (int l = 0; l < m; ++l) {
+          if (blocked[l]) continue;
+          const OccRay& r = q[b + static_cast<std::size_t>(l)];
+          if (r.band < 0) {
+            for (std::size_t bi = 0; bi < nb; ++bi) {
+              BandShade& bs = shades[static_cast<std::size_t>(r.sample) * nb + bi];
+              for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
+            }
+          } else {
+            BandShade& bs = shades[static_cast<std::size_t>(r.sample) * nb + static_cast<std::size_t>(r.band)];
+            for (int c = 0; c < 3; ++c) {
+              bs.E[c] += r.e[c];
+              bs.S[c] += r.s[c];
+            }
+          }
+        }
       }
+      shadow_rays += q.size();
+      q.clear();
     }
-    return true;
+  }
+
+ private:
+  const Scene::Impl& s_;
+  std::vector<BandState>& bands_;
+  const RenderOptions& o_;
+  std::vector<std::vector<OccRay>> queues_;
+  bool ao_ = false;
+  double ao_far_;
+  RTCIntersectContext occ_ctx_;
+
+  inline __attribute__((always_inline)) void push(int queue, const double org[3], const double dir[3], double tfar,
+                                                  int sample, int band, const double* e, const double* s) {
+    OccRay r;
+    for (int k = 0; k < 3; ++k) {
+      r.org[k] = float(org[k]);
+      r.dir[k] = float(dir[k]);
+      r.e[k] = e ? float(e[k]) : 0.0f;
+      r.s[k] = s ? float(s[k]) : 0.0f;
+    }
+    r.tfar = float(tfar);
+    r.sample = sample;
+    r.band = band;
+    queues_[static_cast<std::size_t>(queue)].push_back(r);
+  }
+
+  void occluded8(const OccRay* rays, int m, bool* blocked) {
+    alignas(32) RTCRay8 r;
+    alignas(32) int valid[8];
+    for (int l = 0; l < 8; ++l) {
+      const OccRay& x = rays[std::min(l, m - 1)];
+      valid[l] = l < m ? -1 : 0;
+      r.org_x[l] = x.org[0];
+      r.org_y[l] = x.org[1];
+      r.org_z[l] = x.org[2];
+      r.dir_x[l] = x.dir[0];
+      r.dir_y[l] = x.dir[1];
+      r.dir_z[l] = x.dir[2];
+      r.tnear[l] = 0;
+      r.tfar[l] = x.tfar;
+      r.time[l] = 0;
+      r.mask[l] = 0xFFFFFFFFu;
+      r.id[l] = 0;
+      r.flags[l] = 0;
+    }
+    rtcOccluded8(valid, s_.scene, &occ_ctx_, &r);
+    for (int l = 0; l < m; ++l) blocked[l] = r.tfar[l] < 0;
   }
 };
 
@@ -591,25 +708,34 @@ void check_options(const RenderOptions& o, const std::vector<Light>& lights) {
 
 }  // namespace
 
-std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& o,
-                          RenderStats* stats, RenderLayers* layers) {
-  check_options(o, lights);
+std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vector<Band>& bands_in, const RenderOptions& o,
+                                             RenderStats* stats) {
+  if (bands_in.empty()) throw Error("render: no bands");
   if (!scene.committed()) throw Error("render: the scene is not committed");
   const Scene::Impl& s = scene.impl();
-  const int W = o.width, H = o.height, C = o.channels, spp = o.spp;
-  const std::size_t npix = static_cast<std::size_t>(W) * H;
-  std::vector<float> image(npix * C, 0.0f);
-  if (layers) {
-    layers->irradiance.assign(npix * C, 0.0f);
-    layers->albedo.assign(npix * C, 0.0f);
-    layers->coverage.assign(npix, 0.0f);
-    layers->depth.assign(npix, 0.0f);
-    layers->alpha.assign(npix, 0.0f);
+  for (const Band& b : bands_in) {
+    RenderOptions ob = o;
+    ob.channels = b.channels;
+    check_options(ob, b.lights);
+    if (b.materials.empty()) continue;
+    if (b.materials.size() != s.geometries.size()) throw Error("render: a band's materials do not match the scene's geometries");
+    for (std::size_t gi = 0; gi < s.geometries.size(); ++gi) {
+      const auto& g = s.geometries[gi];
+      const std::string what = "render: mesh " + std::to_string(gi);
+      if (b.materials[gi].size() != g.materials.size()) throw Error(what + ": a band has another number of materials");
+      for (const Material& m : b.materials[gi]) {
+        check_material(m, what, false);
+        if ((m.albedo || m.specular || m.roughness) && g.uv_triangles.empty())
+          throw Error(what + ": textured material needs uvs");
+      }
+    }
   }
-  std::atomic<std::uint64_t> primary{0}, shadow{0};
-  const std::uint64_t seed_mix = Rng{o.seed ^ 0x5DEECE66Dull}.next();
-  const auto& A = o.pixel_to_image;
+  const int W = o.width, H = o.height, spp = o.spp;
+  const std::size_t npix = static_cast<std::size_t>(W) * H;
+  const std::size_t nb = bands_in.size();
+  std::vector<std::vector<float>> images(nb);
   // the scene's frame: scene = R^T (camera - t); lights and rays move there
+  const auto& A = o.pixel_to_image;
   const auto& R = o.scene_to_camera.R;
   const auto& t = o.scene_to_camera.t;
   auto to_scene = [&](const std::array<double, 3>& c) {
@@ -617,28 +743,50 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
     return std::array<double, 3>{R[0] * d[0] + R[3] * d[1] + R[6] * d[2], R[1] * d[0] + R[4] * d[1] + R[7] * d[2],
                                  R[2] * d[0] + R[5] * d[1] + R[8] * d[2]};
   };
-  std::vector<Light> scene_lights = lights;
-  for (Light& l : scene_lights) {
-    if (auto* pl = std::get_if<PointLight>(&l)) pl->position = to_scene(pl->position);
-    if (auto* sl = std::get_if<SphereLight>(&l)) sl->centre = to_scene(sl->centre);
+  std::vector<BandState> bands(nb);
+  int kinds = 1;  // occlusion queues: the AO rays, then one per point or sphere light
+  for (std::size_t bi = 0; bi < nb; ++bi) {
+    const Band& in = bands_in[bi];
+    BandState& b = bands[bi];
+    b.C = in.channels;
+    b.materials = in.materials.empty() ? nullptr : &in.materials;
+    b.layers = in.layers;
+    images[bi].assign(npix * static_cast<std::size_t>(b.C), 0.0f);
+    b.image = images[bi].data();
+    if (RenderLayers* L = b.layers) {
+      L->irradiance.assign(npix * static_cast<std::size_t>(b.C), 0.0f);
+      L->albedo.assign(npix * static_cast<std::size_t>(b.C), 0.0f);
+      L->coverage.assign(npix, 0.0f);
+      L->depth.assign(npix, 0.0f);
+      L->alpha.assign(npix, 0.0f);
+    }
+    b.lights = in.lights;
+    b.first_kind = kinds;
+    for (Light& l : b.lights) {
+      if (auto* pl = std::get_if<PointLight>(&l)) pl->position = to_scene(pl->position), ++kinds;
+      if (auto* sl = std::get_if<SphereLight>(&l)) sl->centre = to_scene(sl->centre), ++kinds;
+      if (std::holds_alternative<AmbientLight>(l)) b.ambient = true;
+    }
   }
+  std::atomic<std::uint64_t> primary{0}, shadow{0};
+  const std::uint64_t seed_mix = Rng{o.seed ^ 0x5DEECE66Dull}.next();
   const std::array<double, 3> eye = to_scene({0, 0, 0});
 
   // Camera rays go to Embree in packets of 8 (rtcIntersect8, coherent):
-  // the samples of one pixel, or of neighbouring pixels when spp < 8. Each
-  // pixel keeps its own generator, so the image does not depend on the
-  // grouping or the thread count.
+  // the samples of one pixel, or of neighbouring pixels when spp < 8. Their
+  // hits are shaded in every band, and the shadow and AO rays of the group
+  // go in packets of 8 too (rtcOccluded8), one light at a time. Each pixel
+  // keeps its own generator, so the image does not depend on the grouping
+  // or the thread count.
   const int group = std::max(1, 8 / spp);
   parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
-    Tracer tracer{s, scene_lights, o};
+    Tracer tracer{s, bands, o, kinds};
     std::vector<int> perm(spp);
     std::uint64_t rays = 0;
-    Tracer::Hit hit;
-    struct Sample {
-      double dir[3];
-      Tracer::PrimaryHit hit;
-    };
-    std::vector<Sample> samples(static_cast<std::size_t>(group * spp));
+    const std::size_t nmax = static_cast<std::size_t>(group * spp);
+    std::vector<std::array<double, 3>> dirs(nmax);
+    std::vector<SampleGeo> geo(nmax);
+    std::vector<BandShade> shades(nmax * nb);
     std::vector<Rng> rngs(static_cast<std::size_t>(group), Rng{0});
     RTCIntersectContext ctx;
     rtcInitIntersectContext(&ctx);
@@ -661,7 +809,7 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
           const double py = double(y) + (perm[k] + rng.uniform()) / spp;
           const double ix = A[0] * px + A[1] * py + A[2], iy = A[3] * px + A[4] * py + A[5];
           const double dc[3] = {(ix - o.camera.cx) / o.camera.fx, (iy - o.camera.cy) / o.camera.fy, 1.0};
-          double* dir = samples[static_cast<std::size_t>(gx * spp + k)].dir;
+          double* dir = dirs[static_cast<std::size_t>(gx * spp + k)].data();
           dir[0] = R[0] * dc[0] + R[3] * dc[1] + R[6] * dc[2];
           dir[1] = R[1] * dc[0] + R[4] * dc[1] + R[7] * dc[2];
           dir[2] = R[2] * dc[0] + R[5] * dc[1] + R[8] * dc[2];
@@ -674,7 +822,7 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
         for (int l = 0; l < 8; ++l) {
           const std::size_t i = b + static_cast<std::size_t>(l);
           valid[l] = i < n ? -1 : 0;
-          const double* d = samples[std::min(i, n - 1)].dir;
+          const double* d = dirs[std::min(i, n - 1)].data();
           rh.ray.org_x[l] = float(eye[0]);
           rh.ray.org_y[l] = float(eye[1]);
           rh.ray.org_z[l] = float(eye[2]);
@@ -692,45 +840,56 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
         }
         rtcIntersect8(valid, s.scene, &ctx, &rh);
         for (int l = 0; l < 8 && b + static_cast<std::size_t>(l) < n; ++l) {
-          Tracer::PrimaryHit& h = samples[b + static_cast<std::size_t>(l)].hit;
-          h.geom = rh.hit.geomID[l];
-          h.prim = rh.hit.primID[l];
-          h.u = rh.hit.u[l];
-          h.v = rh.hit.v[l];
-          h.ng[0] = rh.hit.Ng_x[l];
-          h.ng[1] = rh.hit.Ng_y[l];
-          h.ng[2] = rh.hit.Ng_z[l];
+          const std::size_t i = b + static_cast<std::size_t>(l);
+          const float ng[3] = {rh.hit.Ng_x[l], rh.hit.Ng_y[l], rh.hit.Ng_z[l]};
+          tracer.hit_geometry(dirs[i].data(), rh.hit.geomID[l], rh.hit.primID[l], rh.hit.u[l], rh.hit.v[l], ng, geo[i]);
         }
       }
       rays += n;
+      // shading in sample order (each pixel's generator draws in a fixed order), then the occlusion rays
+      for (int gx = 0; gx < nx; ++gx) {
+        Rng& rng = rngs[static_cast<std::size_t>(gx)];
+        for (int k = 0; k < spp; ++k) {
+          const std::size_t i = static_cast<std::size_t>(gx * spp + k);
+          if (geo[i].g) tracer.shade(geo[i], static_cast<int>(i), rng, &shades[i * nb]);
+        }
+      }
+      tracer.flush(shades.data());
       for (int gx = 0; gx < nx; ++gx) {
         const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + gx);
-        Rng& rng = rngs[static_cast<std::size_t>(gx)];
-        double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
-        int n_sss = 0, n_hit = 0;
-        for (int k = 0; k < spp; ++k) {
-          const Sample& smp = samples[static_cast<std::size_t>(gx * spp + k)];
-          if (!tracer.shade(smp.dir, smp.hit, rng, layers != nullptr, hit)) continue;
-          ++n_hit;
-          for (int c = 0; c < 3; ++c) L[c] += hit.L[c];
-          if (hit.subsurface) {
-            ++n_sss;
-            z += hit.z;
-            for (int c = 0; c < 3; ++c) {
-              E[c] += hit.E[c];
-              alb[c] += hit.albedo[c];
+        for (std::size_t bi = 0; bi < nb; ++bi) {
+          const BandState& band = bands[bi];
+          double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
+          int n_sss = 0, n_hit = 0;
+          for (int k = 0; k < spp; ++k) {
+            const std::size_t i = static_cast<std::size_t>(gx * spp + k);
+            if (!geo[i].g) continue;
+            const BandShade& h = shades[i * nb + bi];
+            ++n_hit;
+            if (h.subsurface) {
+              ++n_sss;
+              z += geo[i].z;
+              for (int c = 0; c < 3; ++c) {
+                L[c] += h.S[c];
+                E[c] += h.E[c];
+                alb[c] += h.albedo[c];
+              }
+            } else {
+              for (int c = 0; c < 3; ++c) L[c] += h.albedo[c] * h.E[c] + h.S[c];
             }
           }
-        }
-        float* out = &image[index * C];
-        for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
-        if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
-        if (layers && n_sss > 0) {
-          layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
-          layers->depth[index] = static_cast<float>(z / n_sss);
-          for (int c = 0; c < C; ++c) {
-            layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
-            layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+          const int C = band.C;
+          float* out = &band.image[index * static_cast<std::size_t>(C)];
+          for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
+          RenderLayers* layers = band.layers;
+          if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
+          if (layers && n_sss > 0) {
+            layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
+            layers->depth[index] = static_cast<float>(z / n_sss);
+            for (int c = 0; c < C; ++c) {
+              layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
+              layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+            }
           }
         }
       }
@@ -742,7 +901,17 @@ std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, 
     stats->primary_rays = primary;
     stats->shadow_rays = shadow;
   }
-  return image;
+  return images;
+}
+
+std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& o,
+                          RenderStats* stats, RenderLayers* layers) {
+  Band b;
+  b.lights = lights;
+  b.channels = o.channels;
+  b.layers = layers;
+  std::vector<Band> bands{std::move(b)};
+  return std::move(render_bands(scene, bands, o, stats)[0]);
 }
 
 }  // namespace hfr::render

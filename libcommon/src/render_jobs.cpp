@@ -591,8 +591,12 @@ struct Linear {
   std::uint64_t rays = 0;
 };
 
-Linear trace(const render::Scene& scene, const std::vector<render::Light>& lights, const Posed& p, const Grid& g, int C,
-             const Options& o, const Job& j, bool nir) {
+// Traces the jobs of one view (identity, shape, pose, camera: a pair's VIS
+// and NIR) together on the grid g, one band per job (render_bands: shared
+// camera and AO rays), seeded by the first job; then each band's subsurface
+// scattering. The scene holds the identity's mesh as geometry 0.
+std::vector<Linear> trace(const render::Scene& scene, const Identity& d, const Posed& p, const Grid& g,
+                          const Options& o, const std::vector<const Job*>& js) {
   render::RenderOptions ro;
   ro.width = g.width;
   ro.height = g.height;
@@ -600,35 +604,51 @@ Linear trace(const render::Scene& scene, const std::vector<render::Light>& light
   ro.pixel_to_image = g.to_image;
   ro.scene_to_camera = p.pose;
   ro.spp = o.spp;
-  ro.seed = j.seed;
+  ro.seed = js[0]->seed;
   ro.threads = 1;
-  ro.channels = C;
   ro.ambient_occlusion = true;
   ro.ao_distance = 20;  // cm: the head occludes itself within its size
-  render::RenderLayers layers;
-  render::RenderStats stats;
-  std::vector<float> img = render::render(scene, lights, ro, &stats, &layers);
-  if (o.subsurface) {
-    subsurface::Layers sl;
-    sl.width = g.width;
-    sl.height = g.height;
-    sl.channels = C;
-    sl.irradiance = std::move(layers.irradiance);
-    sl.albedo = std::move(layers.albedo);
-    sl.coverage = layers.coverage;
-    sl.depth = std::move(layers.depth);
-    const subsurface::Profile prof = nir ? subsurface::skin_nir(j.band) : subsurface::skin_visible();
-    subsurface::scatter(sl, prof, 10.0 * g.scale / p.camera.fx, img, 1);
-  } else {
-    for (std::size_t i = 0; i < layers.coverage.size(); ++i)
-      for (int c = 0; c < C; ++c)
-        img[i * C + c] += layers.coverage[i] * layers.albedo[i * C + c] * layers.irradiance[i * C + c];
+  std::vector<render::RenderLayers> layers(js.size());
+  std::vector<render::Band> bands(js.size());
+  for (std::size_t k = 0; k < js.size(); ++k) {
+    const Job& j = *js[k];
+    bands[k].lights = lights_for(j, p);
+    bands[k].channels = j.nir ? 1 : 3;
+    bands[k].layers = &layers[k];
+    std::vector<render::Material> mats;
+    for (const auto& part : d.parts) mats.push_back(material_for(d, part.name, j));
+    bands[k].materials = {std::move(mats)};
   }
-  Linear out;
-  out.image = cv::Mat(g.height, g.width, CV_32FC(C), img.data()).clone();
-  out.alpha = cv::Mat(g.height, g.width, CV_32F, layers.alpha.data()).clone();
-  out.skin = cv::Mat(g.height, g.width, CV_32F, layers.coverage.data()).clone();
-  out.rays = stats.primary_rays + stats.shadow_rays;
+  render::RenderStats stats;
+  std::vector<std::vector<float>> imgs = render::render_bands(scene, bands, ro, &stats);
+  const std::uint64_t rays = stats.primary_rays + stats.shadow_rays;
+  std::vector<Linear> out(js.size());
+  for (std::size_t k = 0; k < js.size(); ++k) {
+    const Job& j = *js[k];
+    const int C = bands[k].channels;
+    std::vector<float>& img = imgs[k];
+    render::RenderLayers& rl = layers[k];
+    if (o.subsurface) {
+      subsurface::Layers sl;
+      sl.width = g.width;
+      sl.height = g.height;
+      sl.channels = C;
+      sl.irradiance = std::move(rl.irradiance);
+      sl.albedo = std::move(rl.albedo);
+      sl.coverage = rl.coverage;
+      sl.depth = std::move(rl.depth);
+      const subsurface::Profile prof = j.nir ? subsurface::skin_nir(j.band) : subsurface::skin_visible();
+      subsurface::scatter(sl, prof, 10.0 * g.scale / p.camera.fx, img, 1);
+    } else {
+      for (std::size_t i = 0; i < rl.coverage.size(); ++i)
+        for (int c = 0; c < C; ++c) img[i * C + c] += rl.coverage[i] * rl.albedo[i * C + c] * rl.irradiance[i * C + c];
+    }
+    out[k].image = cv::Mat(g.height, g.width, CV_32FC(C), img.data()).clone();
+    out[k].alpha = cv::Mat(g.height, g.width, CV_32F, rl.alpha.data()).clone();
+    out[k].skin = cv::Mat(g.height, g.width, CV_32F, rl.coverage.data()).clone();
+    // the shared rays, split evenly between the bands
+    out[k].rays = (rays + k) / js.size();
+  }
   return out;
 }
 
@@ -650,9 +670,10 @@ double auto_exposure(const Linear& l, double target) {
   return target / (sum / n);
 }
 
-double encode(double v, double gamma) {
-  v = std::clamp(v, 0.0, 1.0);
-  if (gamma < 0) return v <= 0.0031308 ? 12.92 * v : 1.055 * std::pow(v, 1 / 2.4) - 0.055;
+// (in float: the result is quantised to 8 bits)
+float encode(float v, float gamma) {
+  v = std::clamp(v, 0.0f, 1.0f);
+  if (gamma < 0) return v <= 0.0031308f ? 12.92f * v : 1.055f * std::pow(v, 1 / 2.4f) - 0.055f;
   return std::pow(v, 1 / gamma);
 }
 
@@ -675,7 +696,7 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
   cv::Mat out(lin.size(), CV_8UC(C));
   for (int y = 0; y < lin.rows; ++y)
     for (int x = 0; x < lin.cols * C; ++x) {
-      const double v = encode(lin.ptr<float>(y)[x], j.gamma) + noise * nd(rng);
+      const double v = encode(lin.ptr<float>(y)[x], static_cast<float>(j.gamma)) + (noise > 0 ? noise * nd(rng) : 0.0);
       out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0, 1.0) * 255));
     }
   if (C == j.channels) return out;
@@ -695,7 +716,7 @@ struct Rendered {
 struct SceneCache {
   std::string key;
   std::shared_ptr<const Identity> identity;
-  Posed posed;
+  std::shared_ptr<const Posed> posed;
 };
 
 // Embree scenes in model space, one per worker at a time: the next pair of
@@ -765,11 +786,26 @@ std::string frame_path(const std::string& output) {
   return (p.parent_path() / (p.stem().string() + "_frame" + p.extension().string())).string();
 }
 
-Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, const morph::MorphableModel* ict,
-                    SceneCache& cache, ScenePool& pool, const render::Device& device, const Options& o,
-                    const face::Template& tmpl) {
-  const auto t0 = std::chrono::steady_clock::now();
-  Rendered res;
+// A job up to its tracing: the crop's alignment and the record so far.
+struct Pending {
+  const Job* j = nullptr;
+  std::size_t index = 0;  // its slot in the results
+  std::shared_ptr<const Identity> d;
+  std::shared_ptr<const Posed> p;
+  cv::Matx23d M, Minv;
+  double s = 1;
+  bool direct = true;
+  json rec;
+  std::chrono::steady_clock::time_point t0;
+};
+
+// The posing, alignment and record of a job. Returns false when the job is
+// done already (--skip-existing kept its image): res is its result.
+bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const morph::MorphableModel* ict, SceneCache& cache,
+                 const Options& o, const face::Template& tmpl, Pending& pj, Rendered& res) {
+  pj.t0 = std::chrono::steady_clock::now();
+  pj.j = &j;
+  pj.d = d;
   const std::string w = j.where + " (" + j.id + ")";
   if (j.nir && !d->albedo_nir.count(j.band))
     throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
@@ -778,9 +814,10 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
     cache = SceneCache{};
     cache.key = j.geometry_key;
     cache.identity = d;
-    cache.posed = pose_face(*d, j, ict);
+    cache.posed = std::make_shared<const Posed>(pose_face(*d, j, ict));
   }
-  const Posed& p = cache.posed;
+  pj.p = cache.posed;
+  const Posed& p = *pj.p;
   // the alignment: frame (OpenCV pixel centres) -> crop
   std::vector<cv::Point2d> src, dst;
   for (int k = 0; k < 5; ++k) {
@@ -788,9 +825,10 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
     dst.push_back(tmpl.points[static_cast<std::size_t>(k)]);
   }
   const cv::Matx23d M = face::similarity_transform(src, dst);
-  const double s = std::sqrt(std::abs(M(0, 0) * M(1, 1) - M(0, 1) * M(1, 0)));
-  const cv::Matx23d Minv = face::invert(M);
-  const bool direct = s <= 1;  // the frame is at least as fine as the crop
+  pj.M = M;
+  pj.s = std::sqrt(std::abs(M(0, 0) * M(1, 1) - M(0, 1) * M(1, 0)));
+  pj.Minv = face::invert(M);
+  pj.direct = pj.s <= 1;  // the frame is at least as fine as the crop
 
   json rec = j.record;
   rec.erase("output");  // the image is "path"; the other job fields stay (lights, sensor, seed: all parameters)
@@ -806,7 +844,7 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
   rec["landmarks"] = lm;
   rec["frame_landmarks"] = flm;
   rec["eye_px"] = round_decimals(p.eye_px, 2);
-  rec["crop"] = {{"template", tmpl.name}, {"size", o.crop_size}, {"scale", round_decimals(s, 4)}};
+  rec["crop"] = {{"template", tmpl.name}, {"size", o.crop_size}, {"scale", round_decimals(pj.s, 4)}};
   if (o.frames) rec["frame"] = inputs::relative_ref(frame_path(crop_file), o.records, false);
 
   const bool exists = fs::exists(crop_file) && (!o.frames || fs::exists(frame_path(crop_file)));
@@ -814,31 +852,26 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
     rec["skipped"] = true;
     res.record = std::move(rec);
     if (!o.contact_sheet.empty()) res.crop = read_image(crop_file, ColorMode::rgb);
-    return res;
+    return false;
   }
+  pj.rec = std::move(rec);
+  return true;
+}
 
-  // the scene: pooled per identity, updated to this shape, materials of this spectrum
-  struct Lease {
-    ScenePool& pool;
-    std::unique_ptr<ModelScene> ms;
-    ~Lease() { pool.release(std::move(ms)); }
-  } lease{pool, pool.acquire(d)};
-  prepare_scene(*lease.ms, d, p, j.shape_key, device, j);
-  render::Scene& scene = *lease.ms->scene;
-  for (std::size_t k = 0; k < d->parts.size(); ++k)
-    scene.set_material(lease.ms->geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
-  const auto lights = lights_for(j, p);
-  const int C = j.nir ? 1 : 3;
-
-  // the sensor grid
+// The traced grid of a crop: the crop's own pixels over their footprints
+// (direct), or the frame's pixels under the crop with `margin` more around
+// (for the sensor blur); grid_to_crop warps the latter onto the crop.
+Grid crop_grid(const Pending& pj, int margin, const Options& o, cv::Matx23d& grid_to_crop) {
   Grid g;
-  cv::Matx23d grid_to_crop = M;
-  if (direct) {
+  const cv::Matx23d& M = pj.M;
+  const cv::Matx23d& Minv = pj.Minv;
+  grid_to_crop = M;
+  if (pj.direct) {
     g.width = g.height = o.crop_size;
     // crop pixel (render convention) -> crop (OpenCV) -> frame (OpenCV) -> frame (render)
     g.to_image = {Minv(0, 0), Minv(0, 1), Minv(0, 2) - 0.5 * (Minv(0, 0) + Minv(0, 1)) + 0.5,
                   Minv(1, 0), Minv(1, 1), Minv(1, 2) - 0.5 * (Minv(1, 0) + Minv(1, 1)) + 0.5};
-    g.scale = 1 / s;
+    g.scale = 1 / pj.s;
   } else {
     double x0 = 1e30, y0 = 1e30, x1 = -1e30, y1 = -1e30;
     for (const auto& c : {cv::Point2d(-0.5, -0.5), cv::Point2d(o.crop_size - 0.5, -0.5), cv::Point2d(-0.5, o.crop_size - 0.5),
@@ -846,7 +879,6 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
       const cv::Point2d q = face::apply(Minv, c);
       x0 = std::min(x0, q.x), y0 = std::min(y0, q.y), x1 = std::max(x1, q.x), y1 = std::max(y1, q.y);
     }
-    const int margin = 2 + static_cast<int>(std::ceil(3 * j.blur));
     const int ox = static_cast<int>(std::floor(x0)) - margin, oy = static_cast<int>(std::floor(y0)) - margin;
     g.width = static_cast<int>(std::ceil(x1)) + margin - ox + 1;
     g.height = static_cast<int>(std::ceil(y1)) + margin - oy + 1;
@@ -855,7 +887,15 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
     grid_to_crop = cv::Matx23d(M(0, 0), M(0, 1), M(0, 2) + M(0, 0) * ox + M(0, 1) * oy,  //
                                M(1, 0), M(1, 1), M(1, 2) + M(1, 0) * ox + M(1, 1) * oy);
   }
-  Linear lin = trace(scene, lights, p, g, C, o, j, j.nir);
+  return g;
+}
+
+// The sensor, the image files and the record of a traced job.
+Rendered finish_job(Pending& pj, const Linear& lin, const Grid& g, const cv::Matx23d& grid_to_crop,
+                    const render::Scene& scene, const Options& o) {
+  const Job& j = *pj.j;
+  const std::string w = j.where + " (" + j.id + ")";
+  Rendered res;
   const double base = auto_exposure(lin, o.exposure);
   if (!(base > 0)) throw Error(w + ": the face is not in view (nothing lit was hit)");
   auto rng = job_rng(j, 1);
@@ -871,34 +911,85 @@ Rendered render_job(const Job& j, const std::shared_ptr<const Identity>& d, cons
       for (auto& b : backdrop) b = static_cast<float>(level * (0.75 + 0.25 * u(rng)));
     }
   }
-  const double bscale = direct ? s : 1.0;  // sensor blur and noise, per grid pixel
+  const double bscale = pj.direct ? pj.s : 1.0;  // sensor blur and noise, per grid pixel
   cv::Mat grid_img = develop(lin, exposure, backdrop, j.blur * bscale, j.noise * bscale, j, 2);
   cv::Mat crop;
-  if (direct) {
+  if (pj.direct) {
     crop = grid_img;
   } else {
     cv::warpAffine(grid_img, crop, cv::Mat(grid_to_crop), cv::Size(o.crop_size, o.crop_size), cv::INTER_LINEAR,
                    cv::BORDER_REPLICATE);
   }
   std::uint64_t rays = lin.rays;
+  const std::string& crop_file = j.output;
   fs::create_directories(fs::path(crop_file).parent_path());
   write_image(crop_file, crop);
   if (o.frames) {
     Grid fg;
     fg.width = j.width;
     fg.height = j.height;
-    Linear fl = trace(scene, lights, p, fg, C, o, j, j.nir);
+    Linear fl = std::move(trace(scene, *pj.d, *pj.p, fg, o, {&j})[0]);
     write_image(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
     rays += fl.rays;
   }
+  json& rec = pj.rec;
   rec["exposure"] = round_decimals(exposure, 4);
   rec["render"] = {{"spp", o.spp},
                    {"grid", {g.width, g.height}},
                    {"rays", rays},
-                   {"ms", round_decimals(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(), 1)}};
+                   {"ms", round_decimals(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - pj.t0).count(), 1)}};
   res.record = std::move(rec);
   if (!o.contact_sheet.empty()) res.crop = crop;
   return res;
+}
+
+Rendered error_result(const Job& j, const std::string& message) {
+  Rendered res;
+  res.failed = true;
+  res.record = Record::object();
+  if (!j.id.empty()) res.record["id"] = j.id;
+  if (!j.pair.empty()) res.record["pair"] = j.pair;
+  res.record["error"] = message;
+  return res;
+}
+
+// Renders jobs of one view (the same identity and geometry key: a pair's
+// VIS and NIR) with one scene and one trace, a band per job. The traced
+// grid is the same for all: the widest blur margin of the jobs.
+void render_group(std::vector<Pending>& group, ScenePool& pool, const render::Device& device, const Options& o,
+                  std::vector<Rendered>& results) {
+  if (group.empty()) return;
+  try {
+    const Pending& f = group[0];
+    int margin = 0;
+    std::vector<const Job*> js;
+    for (const Pending& pj : group) {
+      margin = std::max(margin, 2 + static_cast<int>(std::ceil(3 * pj.j->blur)));
+      js.push_back(pj.j);
+    }
+    cv::Matx23d grid_to_crop;
+    const Grid g = crop_grid(f, margin, o, grid_to_crop);
+    // the scene: pooled per identity, updated to this shape; the materials go with each band
+    struct Lease {
+      ScenePool& pool;
+      std::unique_ptr<ModelScene> ms;
+      ~Lease() { pool.release(std::move(ms)); }
+    } lease{pool, pool.acquire(f.d)};
+    prepare_scene(*lease.ms, f.d, *f.p, f.j->shape_key, device, *f.j);
+    if (lease.ms->geometry != 0) throw Error("render: unexpected scene layout");
+    const render::Scene& scene = *lease.ms->scene;
+    std::vector<Linear> lins = trace(scene, *f.d, *f.p, g, o, js);
+    for (std::size_t k = 0; k < group.size(); ++k) {
+      try {
+        results[group[k].index] = finish_job(group[k], lins[k], g, grid_to_crop, scene, o);
+      } catch (const std::exception& e) {
+        results[group[k].index] = error_result(*group[k].j, brief(e));
+      }
+    }
+  } catch (const std::exception& e) {
+    for (const Pending& pj : group) results[pj.index] = error_result(*pj.j, brief(e));
+  }
+  group.clear();
 }
 
 void write_contact_sheet(const std::string& path, const std::vector<std::pair<std::string, std::vector<cv::Mat>>>& pairs,
@@ -1029,7 +1120,7 @@ int run(const Options& o) {
           model.tried = true;
           if (!model.dir.empty()) {
             try {
-              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir));
+              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
             } catch (const std::exception& e) {
               log::warn("cannot load the ICT FaceKit for expressions: " + brief(e));
             }
@@ -1052,20 +1143,22 @@ int run(const Options& o) {
       std::vector<Rendered> results(jobs.size());
       parallel_for(units.size(), threads, [&](std::size_t u) {
         SceneCache cache;
+        std::vector<Pending> group;  // the unit's jobs of one view, traced together
         for (std::size_t i = units[u].first; i < units[u].second; ++i) {
-          Rendered& res = results[i];
           try {
             if (!parse_errors[i].empty()) throw Error(parse_errors[i]);
-            res = render_job(jobs[i], ids[i], model.ict.get(), cache, pool, device, o, tmpl);
+            Pending pj;
+            pj.index = i;
+            if (!prepare_job(jobs[i], ids[i], model.ict.get(), cache, o, tmpl, pj, results[i])) continue;
+            if (!group.empty() && (group[0].d != pj.d || group[0].j->geometry_key != pj.j->geometry_key))
+              render_group(group, pool, device, o, results);
+            group.push_back(std::move(pj));
           } catch (const std::exception& e) {
-            res.failed = true;
-            res.record = Record::object();
-            if (!jobs[i].id.empty()) res.record["id"] = jobs[i].id;
-            if (!jobs[i].pair.empty()) res.record["pair"] = jobs[i].pair;
-            res.record["error"] = brief(e);
+            results[i] = error_result(jobs[i], brief(e));
           }
-          progress.add();
         }
+        render_group(group, pool, device, o, results);
+        for (std::size_t i = units[u].first; i < units[u].second; ++i) progress.add();
       });
       for (std::size_t i = 0; i < jobs.size(); ++i) {
         Rendered& r = results[i];

@@ -336,6 +336,14 @@ TEST_CASE("morphable: the ICT FaceKit (repacked test data)", "[morphable]") {
   WARN("ICT FaceKit load: " << ms << " ms");
   const MorphableModel& m = ict();
   CHECK(fresh.sha256 == m.sha256);
+  // expressions only (hfr-render): no identity modes, no checksum, the same expressions
+  const MorphableModel light = load_ict_facekit(ict_dir(), {false, false});
+  CHECK(light.identity.cols() == 0);
+  CHECK(light.identity.rows() == fresh.identity.rows());
+  CHECK(light.sha256.empty());
+  CHECK(light.expression_names == fresh.expression_names);
+  CHECK(light.expression == fresh.expression);
+  CHECK(light.neutral.positions == fresh.neutral.positions);
   CHECK(m.neutral.num_vertices() == 26719);
   CHECK(m.neutral.uvs.size() == 2 * 28911);
   CHECK(m.neutral.num_triangles() == 2 * 25836 + 548);

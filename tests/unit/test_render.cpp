@@ -527,6 +527,69 @@ TEST_CASE("render: subsurface layers split the diffuse term off; materials switc
   CHECK_THROWS_AS(scene.set_material(5, grey), hfr::Error);
 }
 
+TEST_CASE("render: bands traced together match separate renders", "[render]") {
+  // Point lights and no AO: no light samples, so each band must equal render() with its materials exactly.
+  render::Material skin = lambert({0.8f, 0.5f, 0.4f});
+  skin.specular_value = 0.03f;
+  skin.roughness_value = 0.35f;
+  skin.subsurface = true;
+  render::Material grey = lambert({0.3f, 0.3f, 0.3f});
+  grey.specular_value = 0.05f;
+  grey.roughness_value = 0.2f;
+  render::Scene scene;
+  const int id = scene.add(uv_sphere(40, 80, 10, {0, 0, 100}), skin);
+  scene.commit();
+  const std::vector<render::Light> vis = {render::PointLight{{60, -60, 40}, {5e4f, 4e4f, 3e4f}},
+                                          render::AmbientLight{{0.1f, 0.1f, 0.2f}}};
+  const std::vector<render::Light> nir = {render::PointLight{{0, 0, 0}, {4e4f, 4e4f, 4e4f}}};
+  auto o = options(40, 40, 250, 20, 20, 4);
+  render::RenderLayers lv, ln, bv, bn;
+  const auto a = render::render(scene, vis, o, nullptr, &lv);
+  scene.set_material(id, grey);
+  o.channels = 1;
+  const auto b = render::render(scene, nir, o, nullptr, &ln);
+  scene.set_material(id, skin);
+  std::vector<render::Band> bands(2);
+  bands[0].lights = vis;
+  bands[0].channels = 3;
+  bands[0].layers = &bv;
+  bands[1].lights = nir;
+  bands[1].channels = 1;
+  bands[1].materials = {{grey}};
+  bands[1].layers = &bn;
+  render::RenderStats st;
+  const auto both = render::render_bands(scene, bands, o, &st);
+  REQUIRE(both.size() == 2u);
+  CHECK(both[0] == a);
+  CHECK(both[1] == b);
+  CHECK(bv.irradiance == lv.irradiance);
+  CHECK(bv.coverage == lv.coverage);
+  CHECK(bn.alpha == ln.alpha);
+  CHECK(bn.coverage == ln.coverage);  // grey is not subsurface: none
+  CHECK(st.primary_rays == 40u * 40u * 4u);
+  // with AO and sphere lights each band keeps its mean (another random stream)
+  o.ambient_occlusion = true;
+  bands[0].lights = {render::SphereLight{{60, -60, 40}, 10, {5e4f, 4e4f, 3e4f}}, render::AmbientLight{{0.1f, 0.1f, 0.2f}}};
+  bands[1].lights = {render::SphereLight{{0, 0, 0}, 3, {4e4f, 4e4f, 4e4f}}, render::AmbientLight{{0.05f, 0.05f, 0.05f}}};
+  o.spp = 64;
+  bands[0].layers = bands[1].layers = nullptr;
+  const auto avg = render::render_bands(scene, bands, o);
+  o.channels = 3;
+  const auto ra = render::render(scene, bands[0].lights, o);
+  scene.set_material(id, grey);
+  o.channels = 1;
+  const auto rb = render::render(scene, bands[1].lights, o);
+  double sa = 0, sb = 0, ta = 0, tb = 0;
+  for (std::size_t i = 0; i < ra.size(); ++i) sa += avg[0][i], ta += ra[i];
+  for (std::size_t i = 0; i < rb.size(); ++i) sb += avg[1][i], tb += rb[i];
+  CHECK(sa == Approx(ta).epsilon(0.01));
+  CHECK(sb == Approx(tb).epsilon(0.01));
+  // bad bands
+  bands[1].materials = {{grey, grey}};
+  CHECK_THROWS_AS(render::render_bands(scene, bands, o), hfr::Error);
+  CHECK_THROWS_AS(render::render_bands(scene, {}, o), hfr::Error);
+}
+
 TEST_CASE("render: a red patch on skin loses its contrast in NIR (NIST-fitted albedo transform)", "[render]") {
   // a skin-coloured card with a blood-red patch (linear RGB albedo), rendered
   // in VIS (luminance) and at 850 nm with hfr's VIS -> NIR skin transform

@@ -54,7 +54,14 @@ struct MorphableModel {
 //    one OBJ per expression named in vertex_indices.json.
 // Everything is validated (counts, indices, finite values, npy headers);
 // errors name the file and line.
-MorphableModel load_ict_facekit(const std::string& dir);
+// What to read: a tool that only poses expressions (hfr-render) can skip the
+// identity modes (K = 0) and the checksum (sha256 empty) of the repacked
+// layout, a third of its start-up; the source layout is always read whole.
+struct IctLoadOptions {
+  bool identities = true;
+  bool checksum = true;
+};
+MorphableModel load_ict_facekit(const std::string& dir, const IctLoadOptions& options = {});
 
 // The canonical face as a model without modes (K = E = 0).
 MorphableModel facemesh_model(const CanonicalFace& face, const std::string& source, const std::string& sha256);

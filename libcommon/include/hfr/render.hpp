@@ -205,4 +205,24 @@ struct RenderLayers {
 std::vector<float> render(const Scene& scene, const std::vector<Light>& lights, const RenderOptions& options,
                           RenderStats* stats = nullptr, RenderLayers* layers = nullptr);
 
+// One spectrum of a multi-band render: its lights, channel count (1..3),
+// materials and layers.
+struct Band {
+  std::vector<Light> lights;
+  int channels = 3;
+  // materials[geometry id][material index], replacing the scene's for this
+  // band (the same counts as the scene's); empty: the scene's materials.
+  std::vector<std::vector<Material>> materials;
+  RenderLayers* layers = nullptr;  // as render()'s, for this band
+};
+
+// Renders several spectra of one view in one pass (options.channels is
+// ignored; each band has its own): the camera rays, hits, texture lookups
+// of shared maps and the ambient-occlusion rays are shared by the bands,
+// each band adds its own lights' shadow rays. Each band's image has the same
+// distribution as render() with its lights and materials gives (the bands'
+// noise is correlated: the same camera and AO samples). Images in band order.
+std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vector<Band>& bands,
+                                             const RenderOptions& options, RenderStats* stats = nullptr);
+
 }  // namespace hfr::render
