@@ -893,6 +893,20 @@ class Compiler {
         return;
       }
     }
+    // PReLU with one slope per channel: LibTorch's own kernel (one pass, and
+    // one saved tensor for backward instead of four elementwise ops)
+    if (op == "Prelu" && is_const(b) && cval(b).dim() == 1 && cval(b).numel() > 1) {
+      const std::int64_t c = cval(b).numel();
+      const bool image = nchw(a);
+      emit(n, {a, b}, image, [image, c](std::vector<Tensor>& v) {
+        const Tensor& x = v[0];
+        const bool fits = image ? x.dim() == 4 && x.size(1) == c : x.dim() >= 1 && x.size(x.dim() - 1) == c;
+        if (!fits) return binary("Prelu", std::move(v[0]), v[1]);  // TF broadcasting semantics
+        if (image || x.dim() == 2) return at::prelu(x, v[1]);
+        return at::prelu(x.movedim(-1, 1), v[1]).movedim(1, -1);
+      });
+      return;
+    }
     bool ca = nchw(a), cb = nchw(b);
     bool out = ca || cb;
     // constants meeting NCHW values are converted once, here
