@@ -187,10 +187,53 @@ cv::Mat load_crop(const Sample& s, const nn::Preprocess& pre) {
   return out;
 }
 
+// Training-time augmentation of an aligned crop, every draw from `seed`
+// (derived from --seed, the step and the row, so resumed runs see the same
+// images): a random similarity warp (shift, scale, rotation), brightness and
+// contrast, Gaussian blur, and down- then re-up-sampling to a low resolution.
+void augment(cv::Mat& img, const Augment& a, std::uint64_t seed) {
+  if (!a.any()) return;
+  std::mt19937_64 rng(seed);
+  auto uni = [&](double lo, double hi) { return std::uniform_real_distribution<double>(lo, hi)(rng); };
+  const double n = img.cols;
+  if (a.jitter > 0) {
+    const double dx = uni(-a.jitter, a.jitter), dy = uni(-a.jitter, a.jitter);
+    const double sc = 1 + uni(-a.jitter, a.jitter) / n * 2, rot = uni(-a.jitter, a.jitter) * 90 / n;  // +-j px at the border
+    cv::Mat m = cv::getRotationMatrix2D(cv::Point2f(static_cast<float>(n / 2), static_cast<float>(img.rows / 2.0)), rot, sc);
+    m.at<double>(0, 2) += dx;
+    m.at<double>(1, 2) += dy;
+    cv::Mat out;
+    cv::warpAffine(img, out, m, img.size(), cv::INTER_LINEAR, cv::BORDER_REPLICATE);
+    img = out;
+  }
+  if (a.color > 0) {
+    const double gain = uni(1 - a.color, 1 + a.color), contrast = uni(1 - a.color, 1 + a.color);
+    const cv::Scalar mean = cv::mean(img);
+    double m = 0;
+    for (int c = 0; c < img.channels(); ++c) m += mean[c] / img.channels();
+    img.convertTo(img, -1, gain * contrast, gain * (1 - contrast) * m);
+  }
+  if (a.blur > 0 && uni(0, 1) < a.blur) {
+    const double sigma = uni(0.5, 1.5);
+    cv::GaussianBlur(img, img, cv::Size(0, 0), sigma, sigma, cv::BORDER_REPLICATE);
+  }
+  if (a.low_res > 0 && uni(0, 1) < a.low_res) {
+    const int side = std::clamp(static_cast<int>(std::lround(uni(a.low_res_min, n))), 4, img.cols);
+    cv::Mat small, back;
+    cv::resize(img, small, cv::Size(side, std::max(4, static_cast<int>(std::lround(side * img.rows / n)))), 0, 0, cv::INTER_AREA);
+    cv::resize(small, back, img.size(), 0, 0, cv::INTER_LINEAR);
+    img = back;
+  }
+}
+
 torch::Tensor load_input(const Dataset& d, const std::vector<std::size_t>& idx, const std::vector<bool>& flips,
-                         const nn::Preprocess& pre, int threads) {
+                         const nn::Preprocess& pre, int threads, const Augment& aug = {},
+                         const std::vector<std::uint64_t>& aug_seeds = {}) {
   std::vector<cv::Mat> crops(idx.size());
-  parallel_for(idx.size(), threads, [&](std::size_t i) { crops[i] = load_crop(d.samples[idx[i]], pre); });
+  parallel_for(idx.size(), threads, [&](std::size_t i) {
+    crops[i] = load_crop(d.samples[idx[i]], pre);
+    if (i < aug_seeds.size()) augment(crops[i], aug, aug_seeds[i]);
+  });
   std::vector<const cv::Mat*> ptrs;
   for (const auto& c : crops) ptrs.push_back(&c);
   return nn::crops_to_input(ptrs, pre, flips);
@@ -418,6 +461,8 @@ int run(const Options& o) {
     const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
                           {"optimizer", o.optimizer}, {"from_scratch", nn::is_backbone(o.model) && !fs::exists(o.model)},
+                          {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
+                                       {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
                           {"modalities", {mods.first, mods.second}}, {"subjects", C}, {"seed", o.seed}};
     Named all = params;
     all.insert(all.end(), buffers.begin(), buffers.end());
@@ -460,7 +505,11 @@ int run(const Options& o) {
   progress.add(static_cast<std::uint64_t>(start));
   auto prepare = [&](std::int64_t step) {
     Batch b = draw_batch(data, K, P, o.seed, step, o.flip);
-    torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads);
+    std::vector<std::uint64_t> aug_seeds;
+    if (o.augment.any())  // its own stream: batches are the same with and without augmentation
+      for (std::size_t r = 0; r < b.samples.size(); ++r)
+        aug_seeds.push_back(splitmix64(o.seed ^ splitmix64(0x61756721ULL + static_cast<std::uint64_t>(step) * 1000003ULL + r)));
+    torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads, o.augment, aug_seeds);
     return std::make_pair(std::move(b), std::move(x));
   };
   std::future<std::pair<Batch, torch::Tensor>> next = std::async(std::launch::async, prepare, start);

@@ -101,6 +101,20 @@ expect_rc 1 "a state of another optimizer is refused"
 expect_err "--optimizer adamw" "names the optimizer the state needs"
 
 # ---------------------------------------------------------------------------
+# 2c. Augmentation: reproducible from the seed, and it changes the training.
+AUG=(--jitter 4 --color 0.2 --blur 0.5 --low-res 0.5 --low-res-min 20)
+sum() { hfr-tensor info --json "$1" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])'; }
+run "${TR[@]}" --steps 2 "${AUG[@]}" -o "$T/a1.hft" "$T/w/images.jsonl"
+expect_rc 0 "training with every augmentation"
+run "${TR[@]}" --steps 2 "${AUG[@]}" -o "$T/a2.hft" "$T/w/images.jsonl"
+run "${TR[@]}" --steps 2 -o "$T/a0.hft" "$T/w/images.jsonl"
+[ "$(sum "$T/a1.hft")" = "$(sum "$T/a2.hft")" ] && pass "augmented runs are reproducible from the seed" || fail "augmentation not deterministic"
+[ "$(sum "$T/a1.hft")" != "$(sum "$T/a0.hft")" ] && pass "augmentation changes what is learnt" || fail "augmentation had no effect"
+hfr-tensor info --json "$T/a1.hft" | grep -q '"low_res":0.5' && pass "provenance records the augmentation" || fail "augmentation not in provenance"
+run hfr-train --color 1.5 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--color out of range is a usage error"
+
+# ---------------------------------------------------------------------------
 # 3. SIGTERM leaves a state that --resume continues.
 "${TR[@]}" --steps 100000 -o "$T/sig.hft" "$T/w/images.jsonl" >"$T/out" 2>"$T/err" &
 PID=$!

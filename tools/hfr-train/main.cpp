@@ -26,7 +26,8 @@ hfr::cli::ToolSpec spec() {
       "only: a run resumed from its state file (--resume) draws the same batches and ends where an uninterrupted run ends. "
       "Images are aligned to the model's crop from the records' five landmarks (hfr-render and hfr-embed write them), "
       "else resized; grey images are replicated to three channels. Batches are loaded on --threads threads while the "
-      "previous step runs.",
+      "previous step runs. Besides flips, --jitter, --color, --blur and --low-res augment each image (after alignment), "
+      "every draw from --seed, the step and the row, so batches and resumed runs stay reproducible.",
       "The output is an hfr model file with the same architecture, preprocessing and a provenance that names the base "
       "model and the training; hfr-embed -m MODEL.hft uses it. With --validation, the model with the best cross-modal "
       "Rank-1 is kept. A state file (OUTPUT.state) is written at --checkpoint-every steps, at the end and on SIGINT or "
@@ -62,6 +63,13 @@ hfr::cli::ToolSpec spec() {
       {"idmmd", 0, "W", "Weight of the ID-MMD loss (0: off; the paper's 100 collapsed the dlib embeddings on small synthetic sets).", "1", {}, Complete::none},
       {"contrastive", 0, "W", "Weight of the paired contrastive loss (0: off).", "0", {}, Complete::none},
       {"no-flip", 0, "", "No random horizontal flips.", "", {}, Complete::none},
+      {"jitter", 0, "PX", "Crop jitter: random shift, scale and rotation moving the crop border by up to PX pixels.", "0", {},
+       Complete::none},
+      {"color", 0, "F", "Random brightness and contrast factors in [1-F, 1+F].", "0", {}, Complete::none},
+      {"blur", 0, "P", "Probability of a Gaussian blur (sigma 0.5-1.5 px).", "0", {}, Complete::none},
+      {"low-res", 0, "P", "Probability of down-sampling to a side in [--low-res-min, crop size] and back up.", "0", {},
+       Complete::none},
+      {"low-res-min", 0, "PX", "Smallest side for --low-res.", "16", {}, Complete::none},
       {"metrics", 0, "FILE", "Per-step metrics as JSON lines (- for stdout).", "", {}, Complete::file},
       {"log-every", 0, "N", "Metrics every N steps.", "10", {}, Complete::none},
       {"checkpoint-every", 0, "N", "Write the model and state every N steps (0: at the end only).", "0", {}, Complete::none},
@@ -112,6 +120,16 @@ int main(int argc, char** argv) {
     if (!(o.lr > 0)) throw hfr::UsageError("--lr must be > 0");
     if (o.margin != -1 && !(o.margin >= 0 && o.margin < 1.5)) throw hfr::UsageError("--margin must be within 0..1.5");
     o.flip = !a.flag("no-flip");
+    o.augment.jitter = a.number("jitter");
+    o.augment.color = a.number("color");
+    o.augment.blur = a.number("blur");
+    o.augment.low_res = a.number("low-res");
+    o.augment.low_res_min = a.number("low-res-min");
+    if (!(o.augment.jitter >= 0 && o.augment.jitter <= 64)) throw hfr::UsageError("--jitter must be within 0..64 pixels");
+    if (!(o.augment.color >= 0 && o.augment.color < 1)) throw hfr::UsageError("--color must be within [0, 1)");
+    for (double p : {o.augment.blur, o.augment.low_res})
+      if (!(p >= 0 && p <= 1)) throw hfr::UsageError("--blur and --low-res are probabilities within [0, 1]");
+    if (!(o.augment.low_res_min >= 4 && o.augment.low_res_min <= 1024)) throw hfr::UsageError("--low-res-min must be within 4..1024");
     o.metrics = a.str("metrics");
     o.log_every = static_cast<int>(a.integer("log-every", 1, 100000000));
     o.checkpoint_every = static_cast<int>(a.integer("checkpoint-every", 0, 100000000));

@@ -17,6 +17,17 @@
 
 namespace hfr::train {
 
+// Augmentation beyond flips (all off by default), drawn per image from the
+// seed, step and row.
+struct Augment {
+  double jitter = 0;       // crop jitter: shift, scale and rotation of up to this many pixels at the border
+  double color = 0;        // brightness and contrast factors in [1 - color, 1 + color]
+  double blur = 0;         // probability of a Gaussian blur (sigma 0.5..1.5 px)
+  double low_res = 0;      // probability of down- and re-up-sampling ...
+  double low_res_min = 16; // ... to a side drawn in [low_res_min, crop size] pixels
+  bool any() const { return jitter > 0 || color > 0 || blur > 0 || low_res > 0; }
+};
+
 struct Options {
   std::vector<std::string> inputs;   // training records files ("-": stdin)
   std::string model = "dlib";        // built-in name or hfr model file to start from, or a backbone
@@ -42,6 +53,7 @@ struct Options {
   double idmmd = 1;                  // weight of ID-MMD (0: off; the paper's 100 collapsed dlib here: docs/train.md)
   double contrastive = 0;            // weight of the paired contrastive loss (0: off)
   bool flip = true;                  // random horizontal flips
+  Augment augment;
   int log_every = 10;
   int checkpoint_every = 0;          // steps; 0: only at the end (and on SIGINT/SIGTERM)
   int validate_every = 0;            // steps; 0: only at the end
