@@ -451,6 +451,15 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   return rep;
 }
 
+// A {"mean","std"} summary as text: a percentage, or a number in `f`; "± std"
+// when the run has several folds.
+std::string mean_std(const json& m, bool many, bool percent, const char* f = "%.5f") {
+  auto one = [&](double v) { return percent ? pct(v) : fmt(f, v); };
+  std::string out = one(m["mean"].get<double>());
+  if (many) out += " ± " + one(m["std"].get<double>());
+  return out;
+}
+
 std::string render_table(const json& rep) {
   std::ostringstream out;
   const json& s = rep["summary"];
@@ -458,10 +467,7 @@ std::string render_table(const json& rep) {
   bool many = nf > 1;
   std::string name = rep.value("name", "");
   out << (name.empty() ? "run" : name) << ": " << nf << (nf == 1 ? " fold" : " folds") << ", convention " << rep["convention"].get<std::string>() << "\n";
-  auto stat = [&](const json& m, bool percent) {
-    if (!many) return percent ? pct(m["mean"].get<double>()) : fmt("%.5f", m["mean"].get<double>());
-    return percent ? pct(m["mean"].get<double>()) + " ± " + pct(m["std"].get<double>()) : fmt("%.5f", m["mean"].get<double>()) + " ± " + fmt("%.5f", m["std"].get<double>());
-  };
+  auto stat = [&](const json& m, bool percent) { return mean_std(m, many, percent); };
   const json& f0 = rep["folds"][0];
   if (s.contains("auc")) {
     if (f0.contains("verification") && !f0["verification"].is_null())
@@ -512,34 +518,25 @@ std::string render_comparison(const json& rep, const std::vector<json>& compare)
   const json& s = rep["summary"];
   double impostors = 0;
   if (rep["curves"].contains("impostor")) impostors = rep["curves"]["impostor"].get<double>();
-  std::vector<std::pair<std::string, double>> targets;
+  std::vector<std::string> targets;
   if (s.contains("tar_at_far")) {
     std::vector<double> ts;
     for (auto it = s["tar_at_far"].begin(); it != s["tar_at_far"].end(); ++it) ts.push_back(std::stod(it.key()));
     std::sort(ts.begin(), ts.end(), std::greater<>());
     for (double t : ts)
-      if (t <= 1e-2 + 1e-15 && impostors > 0 && t * impostors >= 1 - 1e-9 && targets.size() < 3) targets.emplace_back(target_key(t), t);
+      if (t <= 1e-2 + 1e-15 && impostors > 0 && t * impostors >= 1 - 1e-9 && targets.size() < 3) targets.push_back(target_key(t));
     if (targets.empty())
       for (double t : ts)
-        if (targets.size() < 2) targets.emplace_back(target_key(t), t);
+        if (targets.size() < 2) targets.push_back(target_key(t));
   }
-  auto cell = [](const json& sum, const char* group, const std::string& key) -> std::string {
-    if (!sum.contains(group) || !sum[group].contains(key)) return "-";
-    const json& m = sum[group][key];
-    std::string v = pct(m["mean"].get<double>());
-    if (sum["folds"].get<std::size_t>() > 1) v += " ± " + pct(m["std"].get<double>());
-    return v;
-  };
-  auto plain = [](const json& sum, const char* key) -> std::string {
-    if (!sum.contains(key)) return "-";
-    const json& m = sum[key];
-    std::string v = std::string(key) == "auc" ? fmt("%.4f", m["mean"].get<double>()) : pct(m["mean"].get<double>());
-    if (sum["folds"].get<std::size_t>() > 1)
-      v += " ± " + (std::string(key) == "auc" ? fmt("%.4f", m["std"].get<double>()) : pct(m["std"].get<double>()));
-    return v;
+  // a summary's entry (sum[group][key], or sum[key] when group is empty), "-" where the run has none
+  auto cell = [](const json& sum, const std::string& group, const std::string& key, bool percent) -> std::string {
+    const json* m = group.empty() ? &sum : (sum.contains(group) ? &sum[group] : nullptr);
+    if (!m || !m->contains(key)) return "-";
+    return mean_std((*m)[key], sum["folds"].get<std::size_t>() > 1, percent, "%.4f");
   };
   std::vector<std::string> head = {"run", "Rank-1"};
-  for (const auto& t : targets) head.push_back("TAR@FAR=" + t.first);
+  for (const auto& t : targets) head.push_back("TAR@FAR=" + t);
   head.push_back("EER");
   head.push_back("AUC");
   std::vector<std::vector<std::string>> rows = {head};
@@ -550,10 +547,10 @@ std::string render_comparison(const json& rep, const std::vector<json>& compare)
     std::vector<std::string> row = {name};
     const json empty = json::object({{"folds", 1}});
     const json& sum = r.contains("summary") && r["summary"].is_object() ? r["summary"] : empty;
-    row.push_back(cell(sum, "rank", "1"));
-    for (const auto& t : targets) row.push_back(cell(sum, "tar_at_far", t.first));
-    row.push_back(plain(sum, "eer"));
-    row.push_back(plain(sum, "auc"));
+    row.push_back(cell(sum, "rank", "1", true));
+    for (const auto& t : targets) row.push_back(cell(sum, "tar_at_far", t, true));
+    row.push_back(cell(sum, "", "eer", true));
+    row.push_back(cell(sum, "", "auc", false));
     rows.push_back(std::move(row));
   }
   std::vector<std::size_t> width(head.size(), 0);

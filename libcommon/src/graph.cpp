@@ -1249,7 +1249,12 @@ Graph inference_form(const Graph& g, const std::string& context) {
       v[i] = it->second.to(at::kFloat);
       if (v[i].numel() != v[0].numel()) throw fail("scale, offset, mean and variance differ in length");
     }
-    double eps = n.attr.contains("epsilon") && n.attr["epsilon"].is_number() ? n.attr["epsilon"].get<double>() : 1e-3;
+    double eps = 0;
+    try {
+      eps = attr_float(n, "epsilon", 1e-3);
+    } catch (const FormatError& e) {
+      throw fail(e.what());
+    }
     if (!(eps > 0)) throw fail("epsilon must be > 0");
     Tensor a = v[0] * at::rsqrt(v[3] + eps), b = v[1] - v[2] * a;
     const std::string an = n.name + "/bn_scale", bn = n.name + "/bn_offset", mul = n.name + "/bn_mul";

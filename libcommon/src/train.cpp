@@ -362,7 +362,8 @@ int run(const Options& o) {
   if (!o.validation.empty()) val = load_dataset({o.validation}, mods, "validation");
 
   // a backbone name: a new network, initialised from the seed (trained from scratch)
-  nn::Model model = nn::is_backbone(o.model) && !fs::exists(o.model) ? nn::build_backbone(o.model, o.seed) : nn::load_model(o.model);
+  const bool from_scratch = nn::is_backbone(o.model) && !fs::exists(o.model);
+  nn::Model model = from_scratch ? nn::build_backbone(o.model, o.seed) : nn::load_model(o.model);
   if (model.task != "embedding" || !model.outputs.count("embedding"))
     throw UsageError(o.model + " is not an embedding model (hfr-embed --list-models)");
   nn::CompileOptions co;
@@ -460,7 +461,7 @@ int run(const Options& o) {
   auto save_model_file = [&](const std::string& path) {
     const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
-                          {"optimizer", o.optimizer}, {"from_scratch", nn::is_backbone(o.model) && !fs::exists(o.model)},
+                          {"optimizer", o.optimizer}, {"from_scratch", from_scratch},
                           {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
                           {"modalities", {mods.first, mods.second}}, {"subjects", C}, {"seed", o.seed}};
@@ -581,7 +582,7 @@ int run(const Options& o) {
   checkpoint(o.steps);
   if (!val.samples.empty()) run_validation(o.steps);
   if (metrics_out) metrics_out->commit();
-  log::notice((nn::is_backbone(o.model) && !fs::exists(o.model) ? "trained " : "fine-tuned ") + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
+  log::notice((from_scratch ? "trained " : "fine-tuned ") + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
   return kExitOk;
 }
 
