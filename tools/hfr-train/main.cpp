@@ -32,6 +32,16 @@ hfr::cli::ToolSpec spec() {
       "model and the training; hfr-embed -m MODEL.hft uses it. With --validation, the model with the best cross-modal "
       "Rank-1 is kept. A state file (OUTPUT.state) is written at --checkpoint-every steps, at the end and on SIGINT or "
       "SIGTERM. A non-finite loss stops the run with an error and leaves the last checkpoint as it was.",
+      "Data-parallel training across processes and machines (torch.distributed, Gloo): start one hfr-train per process, "
+      "with the same command line and the environment torchrun or a Slurm script sets: WORLD_SIZE (processes), RANK (0 to "
+      "WORLD_SIZE-1), MASTER_ADDR and MASTER_PORT (rank 0's host and a free port; rank 0 listens there); "
+      "GLOO_SOCKET_IFNAME picks the network interface. Every process draws the same global batch of --ids subjects and "
+      "trains on its share of them (--ids must split evenly); gradients and batch-norm statistics are averaged across "
+      "processes before each step, so the weights stay identical (checked at the end: each rank prints a checksum of its "
+      "weights) and the run matches one process with the same --ids (exactly for the margin loss; ID-MMD and the paired "
+      "contrastive loss see each process's subjects only). Rank 0 writes the model, the state and the metrics; a signal "
+      "to any process checkpoints and stops all of them; --resume works as with one process. Give each process "
+      "--threads cores.",
   };
   s.reads = "training records (JSON lines with path, subject and modality; paths relative to the records file; records with "
             "an error are skipped), the base model.";
@@ -75,6 +85,8 @@ hfr::cli::ToolSpec spec() {
       {"checkpoint-every", 0, "N", "Write the model and state every N steps (0: at the end only).", "0", {}, Complete::none},
       {"validate-every", 0, "N", "Validate every N steps (0: at the end only).", "0", {}, Complete::none},
       {"resume", 0, "STATE", "Continue from a state file.", "", {}, Complete::file},
+      {"dist-timeout", 0, "SECONDS", "Data-parallel runs: how long to wait for the other processes (rendezvous, each "
+       "collective).", "600", {}, Complete::none},
   };
   s.examples = {
       {"hfr-train -o nir-dlib.hft --steps 300 --validation val.jsonl images.jsonl",
@@ -83,6 +95,8 @@ hfr::cli::ToolSpec spec() {
       {"hfr-embed -m nir-dlib.hft -o probes.hft nir/", "Use the fine-tuned model."},
       {"hfr-train -m iresnet18 --optimizer adamw --lr 0.001 --steps 20000 -o r18.hft images.jsonl",
        "Train an IResNet-18 from scratch."},
+      {"for r in 0 1; do WORLD_SIZE=2 RANK=$r MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 hfr-train -t 1 -o m.hft images.jsonl & done; wait",
+       "Two data-parallel processes on this machine."},
   };
   s.see_also = {"hfr-render(1)", "hfr-embed(1)", "hfr-eval(1)", "hfr-formats(5)"};
   return s;
@@ -137,6 +151,8 @@ int main(int argc, char** argv) {
     o.resume = a.str("resume");
     o.seed = a.common().seed;
     o.threads = a.common().threads;
+    o.dist_timeout = a.number("dist-timeout");
+    if (!(o.dist_timeout >= 1 && o.dist_timeout <= 86400)) throw hfr::UsageError("--dist-timeout must be within 1..86400 seconds");
     return hfr::train::run(o);
   });
 }

@@ -10,6 +10,13 @@
 // Images are aligned to the model's crop from their five landmarks when the
 // records carry them (hfr-render's records do), else resized; grey images are
 // replicated to the model's three channels (as hfr-embed does).
+//
+// Data-parallel across processes and machines when WORLD_SIZE > 1 (RANK,
+// MASTER_ADDR, MASTER_PORT: hfr/distributed.hpp): every rank draws the same
+// global batch and trains on its share of the subjects; gradients are
+// averaged, so the weights stay identical and a run matches one process with
+// the same global batch (exactly for the margin loss; ID-MMD and the paired
+// contrastive loss see each rank's subjects only). Rank 0 writes the outputs.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -59,6 +66,7 @@ struct Options {
   int validate_every = 0;            // steps; 0: only at the end
   std::uint64_t seed = 0;
   int threads = 1;
+  double dist_timeout = 600;         // seconds to wait for the other processes (data-parallel runs)
 };
 
 int run(const Options& options);
