@@ -3,12 +3,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <fstream>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
 #include <regex>
+#include <set>
 #include <thread>
 
 #include "hfr/error.hpp"
@@ -29,6 +32,11 @@ std::vector<Option> common_options() {
       {"quiet", 'q', "", "Print errors only.", "", {}, Complete::none},
       {"verbose", 'v', "", "Print more detail on stderr; twice for debugging output.", "", {}, Complete::none, true},
       {"progress", 0, "", "Show progress on stderr even when it is not a terminal.", "", {}, Complete::none},
+      {"config", 0, "FILE",
+       "Read options from FILE: one 'name = value' per line (a long option's name without '--'; 'name' alone or "
+       "'name = true' for a flag; # starts a comment line; a repeatable option may appear on several lines). Options on the "
+       "command line take precedence.",
+       "", {}, Complete::file},
       {"version", 'V', "", "Print the version and exit.", "", {}, Complete::none},
       {"help", 'h', "", "Print this help and exit.", "", {}, Complete::none},
   };
@@ -207,6 +215,55 @@ double Args::number(const std::string& n) const {
 bool Args::flag(const std::string& n) const { return given(n); }
 
 struct ParseAccess {
+  // --config FILE: options the command line did not give, one "name = value"
+  // per line. Errors name the file and line.
+  static void read_config(Args& a, const std::vector<Option>& opts, const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UsageError("--config: cannot read " + path + ": " + std::strerror(errno));
+    auto trim = [](std::string t) {
+      const auto b = t.find_first_not_of(" \t\r");
+      if (b == std::string::npos) return std::string();
+      return t.substr(b, t.find_last_not_of(" \t\r") - b + 1);
+    };
+    std::set<std::string> from_file;
+    std::string line;
+    std::size_t n = 0, bytes = 0;
+    while (std::getline(in, line)) {
+      ++n;
+      bytes += line.size() + 1;
+      const std::string where = path + ":" + std::to_string(n);
+      if (bytes > (1u << 20)) throw UsageError(where + ": config file larger than 1 MiB");
+      line = trim(line);
+      if (line.empty() || line[0] == '#') continue;
+      const auto eq = line.find('=');
+      std::string name = trim(line.substr(0, eq)), value = eq == std::string::npos ? "" : trim(line.substr(eq + 1));
+      if (name.rfind("--", 0) == 0) name = name.substr(2);
+      if (value.size() >= 2 && (value[0] == '"' || value[0] == '\'') && value.back() == value[0])
+        value = value.substr(1, value.size() - 2);
+      const Option* o = find_long(opts, name);
+      if (!o || name == "config" || name == "help" || name == "version" || name.rfind("generate-", 0) == 0)
+        throw UsageError(where + ": unknown option '" + name + "'");
+      if (a.given(name) && !from_file.count(name)) continue;  // the command line wins
+      if (o->arg.empty()) {
+        std::string v = value;
+        for (auto& ch : v) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        if (v == "false" || v == "no" || v == "0") continue;
+        if (!(eq == std::string::npos || v == "true" || v == "yes" || v == "1"))
+          throw UsageError(where + ": '" + name + "' is a flag: give it alone, or = true / false");
+        value = "1";
+      } else if (eq == std::string::npos) {
+        throw UsageError(where + ": '" + name + "' needs a value (" + name + " = " + o->arg + ")");
+      }
+      if (!o->choices.empty() && std::find(o->choices.begin(), o->choices.end(), value) == o->choices.end())
+        throw UsageError(where + ": invalid value '" + value + "' for " + name + " (expected " + sh_words(o->choices) + ")");
+      auto& vals = a.values_[name];
+      if (!vals.empty() && !o->repeatable && !o->arg.empty() && vals.back() != value)
+        throw UsageError(where + ": '" + name + "' given twice with different values");
+      if (o->repeatable || vals.empty()) vals.push_back(value);
+      from_file.insert(name);
+    }
+  }
+
   static Args parse(const ToolSpec& spec, int argc, char** argv) {
     Args a;
     a.tool_ = spec.name;
@@ -275,6 +332,7 @@ struct ParseAccess {
       }
     }
     if (a.given("help") || a.given("version") || a.given("generate-man") || a.given("generate-completion")) return a;
+    if (a.given("config")) read_config(a, opts, a.str("config"));
     // Common options.
     Common& c = a.common_;
     std::int64_t t = a.integer("threads", 0, 4096);

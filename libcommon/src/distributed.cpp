@@ -97,36 +97,42 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what
 
 }  // namespace
 
-void Group::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
-  if (!impl_ || tensors.empty()) return;
-  std::vector<torch::Tensor> flat_parts;
-  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat));
-  std::vector<torch::Tensor> buf{torch::cat(flat_parts)};
-  wait(impl_->pg->allreduce(buf), env_.rank, "allreduce");
-  std::int64_t off = 0;
+namespace {
+
+// The tensors as one float buffer (one collective for all of them) ...
+torch::Tensor pack(const std::vector<torch::Tensor>& tensors) {
+  std::vector<torch::Tensor> flat;
+  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(torch::kFloat));
+  return torch::cat(flat);
+}
+
+// ... and back into them, in place.
+void unpack(const torch::Tensor& buf, const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard ng;
+  std::int64_t off = 0;
   for (const auto& t : tensors) {
     torch::Tensor dst = t;
-    dst.copy_(buf[0].narrow(0, off, t.numel()).view(t.sizes()));
+    dst.copy_(buf.narrow(0, off, t.numel()).view(t.sizes()));
     off += t.numel();
   }
 }
 
+}  // namespace
+
+void Group::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
+  if (!impl_ || tensors.empty()) return;
+  std::vector<torch::Tensor> buf{pack(tensors)};
+  wait(impl_->pg->allreduce(buf), env_.rank, "allreduce");
+  unpack(buf[0], tensors);
+}
+
 void Group::broadcast_from_root(const std::vector<torch::Tensor>& tensors) {
   if (!impl_ || tensors.empty()) return;
-  std::vector<torch::Tensor> flat_parts;
-  for (const auto& t : tensors) flat_parts.push_back(t.detach().reshape({-1}).to(torch::kFloat));
-  std::vector<torch::Tensor> buf{torch::cat(flat_parts)};
+  std::vector<torch::Tensor> buf{pack(tensors)};
   c10d::BroadcastOptions bo;
   bo.rootRank = 0;
   wait(impl_->pg->broadcast(buf, bo), env_.rank, "broadcast");
-  std::int64_t off = 0;
-  torch::NoGradGuard ng;
-  for (const auto& t : tensors) {
-    torch::Tensor dst = t;
-    dst.copy_(buf[0].narrow(0, off, t.numel()).view(t.sizes()));
-    off += t.numel();
-  }
+  unpack(buf[0], tensors);
 }
 
 std::vector<std::uint64_t> Group::allgather(std::uint64_t value) {

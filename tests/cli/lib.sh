@@ -54,3 +54,25 @@ require_file() { # file what
     exit 77
   fi
 }
+
+# Rendered VIS/NIR 850 training pairs for the hfr-train tests: reconstructs
+# face-api's sample3.jpg (ICT FaceKit when $HFR_SHARED_DATA has it, else the
+# face mesh alone), samples 5 new identities, renders 2 poses as 150x150 dlib
+# chips at 1 spp. Sets SX (hfr-synth/render model options); records in
+# $T/w/images.jsonl. Skips without the models; ends the test on failure.
+render_training_pairs() {
+  require_numpy_and_face_models
+  require_file "$MODELS/face-api/face_recognition_model-weights_manifest.json" "face-api's dlib ResNet"
+  local photo=$SRC/models/face-api/sample3.jpg data=${HFR_SHARED_DATA:-$SRC/../shared/data} m
+  require_file "$photo" "face-api sample photo"
+  if [ -f "$data/ict-facekit/neutral.obj" ]; then m=(--ict "$data/ict-facekit") SX=(--ict "$data/ict-facekit"); else m=(-m facemesh) SX=(); fi
+  unset HFR_ICT_FACEKIT
+  run hfr-reconstruct -t 2 --texture-size 128 --faces all "${m[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$photo"
+  [ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
+  mkdir -p "$T/w"
+  run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \
+    --face-px 40:90 "$T/faces.jsonl"
+  [ "$RC" -eq 0 ] || { fail "set-up: hfr-synth exit $RC: $(head -c 300 "$T/err")"; finish; }
+  run hfr-render ${SX[@]+"${SX[@]}"} -q -t 2 --spp 1 --template dlib-150 --size 150 -r "$T/w/images.jsonl" "$T/w/jobs.jsonl"
+  [ "$RC" -eq 0 ] || { fail "set-up: hfr-render exit $RC: $(head -c 300 "$T/err")"; finish; }
+}

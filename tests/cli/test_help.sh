@@ -25,6 +25,11 @@ for t in $TOOLS; do
   expect_rc 2 "$t --threads=lots"
   expect_err "invalid value 'lots' for --threads" "$t validates --threads"
 
+  printf 'quiet\nbogus = 1\n' >"$T/bad.conf"
+  run "$t" --config "$T/bad.conf"
+  expect_rc 2 "$t --config with an unknown option"
+  expect_err "$T/bad.conf:2: unknown option 'bogus'" "$t names the config file's line"
+
   run "$t" --generate-man
   if cmp -s "$T/out" "$SRC/man/$t.1"; then pass "man/$t.1 is up to date"; else fail "man/$t.1 differs from '$t --generate-man' (run: make docs)"; fi
   run "$t" --generate-completion=bash
@@ -36,6 +41,17 @@ for t in $TOOLS; do
   words=$(bash -c ". '$SRC/completions/bash/$t'; COMP_WORDS=($t --th); COMP_CWORD=1; _${t//-/_}; echo \"\${COMPREPLY[*]}\"")
   [ "$words" = "--threads" ] && pass "bash completes --th to --threads for $t" || fail "bash completion of $t gave '$words' for --th"
 done
+
+# --config gives options; the command line wins.
+$PY -c "import numpy as np; np.save('$T/a.npy', np.arange(6, dtype=np.float32).reshape(2, 3))"
+hfr-tensor import -o "$T/a.hft" "$T/a.npy"
+printf '# hfr-tensor info options\njson\n' >"$T/info.conf"
+run hfr-tensor info --config "$T/info.conf" "$T/a.hft"
+expect_rc 0 "hfr-tensor info --config"
+expect_out '"shape":[2,3]' "a flag from the config file (json) applies"
+printf 'threads = lots\n' >"$T/t.conf"
+run hfr-tensor info --config "$T/t.conf" -t 1 "$T/a.hft"
+expect_rc 0 "the command line's --threads wins over the config file's"
 
 # Built tools that need inputs say so when given none.
 for t in hfr-embed hfr-match hfr-eval hfr-render hfr-train; do

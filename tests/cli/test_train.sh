@@ -10,25 +10,9 @@
 # models; runs with face-mesh identities when the ICT FaceKit is absent.
 . "$(dirname "$0")/lib.sh"
 
-require_numpy_and_face_models
-require_file "$MODELS/face-api/face_recognition_model-weights_manifest.json" "face-api's dlib ResNet"
-PHOTO=$SRC/models/face-api/sample3.jpg
-require_file "$PHOTO" "face-api sample photo"
-DATA=${HFR_SHARED_DATA:-$SRC/../shared/data}
-ICT=$DATA/ict-facekit
-if [ -f "$ICT/neutral.obj" ]; then M=(--ict "$ICT") SX=(--ict "$ICT"); else M=(-m facemesh) SX=(); fi
-unset HFR_ICT_FACEKIT
-
-# ---------------------------------------------------------------------------
+unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
 # Set-up: 3 reconstructed + 5 sampled identities, 2 poses, VIS + NIR 850.
-run hfr-reconstruct -t 2 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$PHOTO"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
-mkdir -p "$T/w"
-run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \
-  --face-px 40:90 "$T/faces.jsonl"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-synth exit $RC: $(head -c 300 "$T/err")"; finish; }
-run hfr-render ${SX[@]+"${SX[@]}"} -q -t 2 --spp 1 --template dlib-150 --size 150 -r "$T/w/images.jsonl" "$T/w/jobs.jsonl"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-render exit $RC: $(head -c 300 "$T/err")"; finish; }
+render_training_pairs
 
 TR=(hfr-train -t 1 --ids 4 --per-modality 2 --lr 0.002 --head-lr 0.002 --seed 3)
 

@@ -6,29 +6,13 @@
 # differs from the base model; only rank 0 writes; batch-norm statistics stay
 # in sync (MobileFaceNet from scratch); a SIGTERM to rank 1 alone stops both
 # with a state, and the resumed 2-process run ends exactly where an
-# uninterrupted one does. Needs the fetched npm models (face-api's dlib ResNet);
+# uninterrupted one does. Options from --config apply. Needs the fetched npm models (face-api's dlib ResNet);
 # runs with face-mesh identities when the ICT FaceKit is absent.
 . "$(dirname "$0")/lib.sh"
 
-require_numpy_and_face_models
-require_file "$MODELS/face-api/face_recognition_model-weights_manifest.json" "face-api's dlib ResNet"
-PHOTO=$SRC/models/face-api/sample3.jpg
-require_file "$PHOTO" "face-api sample photo"
-DATA=${HFR_SHARED_DATA:-$SRC/../shared/data}
-ICT=$DATA/ict-facekit
-if [ -f "$ICT/neutral.obj" ]; then M=(--ict "$ICT") SX=(--ict "$ICT"); else M=(-m facemesh) SX=(); fi
-unset HFR_ICT_FACEKIT WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
-
-# ---------------------------------------------------------------------------
+unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
 # Set-up: 3 reconstructed + 5 sampled identities, 2 poses, VIS + NIR 850.
-run hfr-reconstruct -t 2 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$PHOTO"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
-mkdir -p "$T/w"
-run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \
-  --face-px 40:90 "$T/faces.jsonl"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-synth exit $RC: $(head -c 300 "$T/err")"; finish; }
-run hfr-render ${SX[@]+"${SX[@]}"} -q -t 2 --spp 1 --template dlib-150 --size 150 -r "$T/w/images.jsonl" "$T/w/jobs.jsonl"
-[ "$RC" -eq 0 ] || { fail "set-up: hfr-render exit $RC: $(head -c 300 "$T/err")"; finish; }
+render_training_pairs
 grep '"spectrum":"nir850"' "$T/w/images.jsonl" | head -6 >"$T/w/few.jsonl"
 
 free_port() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -69,12 +53,15 @@ run2 "${BASE[@]}" --ids 3 --steps 2 -o "$T/x.hft" "$T/w/images.jsonl"
   fail "--ids 3: exit $RC0/$RC1: $(head -c 300 "$T/err0")"
 
 # ---------------------------------------------------------------------------
-# 2. CosFace, 3 steps: 2 processes == 1 process with the same global batch.
+# 2. CosFace, 3 steps: 2 processes (options from --config) == 1 process
+# (options on the command line) with the same global batch.
 # (Only the order of float sums differs; training amplifies that quickly: after
 # 6 steps even -t 1 against -t 2 on one process differ by ~1e-4.)
 run "${TR[@]}" --idmmd 0 --steps 3 -o "$T/one.hft" "$T/w/images.jsonl"
 expect_rc 0 "1 process, 3 steps"
-run2 "${TR[@]}" --idmmd 0 --steps 3 --log-every 1 --metrics "$T/two.jsonl" -o "$T/two.hft" "$T/w/images.jsonl"
+# the 2 processes read the same options from a config file (--config)
+printf '# hfr-train options\nper-modality = 2\nlr = 0.002\nhead-lr = 0.002\nseed = 3\nids = 4\nidmmd = 0\nsteps = 3\n' >"$T/train.conf"
+run2 hfr-train -t 1 --config "$T/train.conf" --dist-timeout 120 --log-every 1 --metrics "$T/two.jsonl" -o "$T/two.hft" "$T/w/images.jsonl"
 [ "$RC0" -eq 0 ] && [ "$RC1" -eq 0 ] && pass "2 processes, 3 steps (exit 0 on both)" ||
   fail "2 processes: exit $RC0/$RC1: $(tail -c 300 "$T/err0") / $(tail -c 300 "$T/err1")"
 W0=$(weights "$T/err0") W1=$(weights "$T/err1")
@@ -147,5 +134,13 @@ if [ -f "$T/sig.hft.state" ]; then
 else
   fail "no state after the signal"
 fi
+
+# ---------------------------------------------------------------------------
+# 5. The shipped example config runs (one step, the command line overriding it).
+run hfr-train -t 1 --config "$SRC/examples/configs/finetune-dlib.conf" --steps 1 --ids 4 --checkpoint-every 0 \
+  -o "$T/cfg.hft" "$T/w/images.jsonl"
+expect_rc 0 "examples/configs/finetune-dlib.conf"
+grep -q '"jitter_px":2.0' <(hfr-tensor info --json "$T/cfg.hft") && pass "its augmentation is recorded in the model's provenance" ||
+  fail "provenance lacks the config's jitter"
 
 finish

@@ -1,5 +1,11 @@
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
 #include "hfr/cli.hpp"
 #include "hfr/error.hpp"
 
@@ -72,6 +78,61 @@ TEST_CASE("cli: misuse gives usage errors that name the problem", "[cli]") {
   CHECK_THROWS_WITH(parse_args({"--seed=-1"}), Catch::StartsWith("invalid value '-1' for --seed"));
   CHECK_THROWS_WITH(parse_args({"-o", "a", "-o", "b"}), "option '-o' given twice with different values");
   CHECK_THROWS_AS(parse_args({"--nope"}), UsageError);
+}
+
+namespace {
+std::string write_config(const std::string& name, const std::string& text) {
+  const std::string path = (std::filesystem::temp_directory_path() / ("hfr-test-" + std::to_string(::getpid()) + "-" + name)).string();
+  std::ofstream(path) << text;
+  return path;
+}
+}  // namespace
+
+TEST_CASE("cli: --config FILE gives options the command line does not", "[cli]") {
+  const std::string cfg = write_config("ok.conf",
+                                       "# a comment\n"
+                                       "mode = exact\n"
+                                       "  output = \"from file.hft\"  \n"
+                                       "\n"
+                                       "--tag = a\n"
+                                       "tag=b\n"
+                                       "dry-run\n"
+                                       "keep-going = false\n"
+                                       "seed = 7\n");
+  Args a = parse_args({"--config", cfg, "in1"});
+  CHECK(a.str("mode") == "exact");
+  CHECK(a.str("output") == "from file.hft");
+  CHECK(a.all("tag") == std::vector<std::string>{"a", "b"});
+  CHECK(a.flag("dry-run"));
+  CHECK_FALSE(a.flag("keep-going"));
+  CHECK(a.common().seed == 7);
+  CHECK(a.positionals() == std::vector<std::string>{"in1"});
+  // the command line wins, also over repeatable options
+  Args b = parse_args({"--config=" + cfg, "--mode", "fast", "--tag", "c", "--seed", "9"});
+  CHECK(b.str("mode") == "fast");
+  CHECK(b.all("tag") == std::vector<std::string>{"c"});
+  CHECK(b.common().seed == 9);
+  CHECK(b.str("output") == "from file.hft");
+  std::remove(cfg.c_str());
+}
+
+TEST_CASE("cli: --config errors name the file and line", "[cli]") {
+  const std::string unknown = write_config("unknown.conf", "mode = fast\nspeed = 3\n");
+  CHECK_THROWS_WITH(parse_args({"--config", unknown}), unknown + ":2: unknown option 'speed'");
+  const std::string bad_choice = write_config("choice.conf", "mode = slow\n");
+  CHECK_THROWS_WITH(parse_args({"--config", bad_choice}), bad_choice + ":1: invalid value 'slow' for mode (expected fast exact)");
+  const std::string no_value = write_config("novalue.conf", "\n\noutput\n");
+  CHECK_THROWS_WITH(parse_args({"--config", no_value}), no_value + ":3: 'output' needs a value (output = FILE)");
+  const std::string flag = write_config("flag.conf", "dry-run = maybe\n");
+  CHECK_THROWS_WITH(parse_args({"--config", flag}), Catch::StartsWith(flag + ":1: 'dry-run' is a flag"));
+  const std::string twice = write_config("twice.conf", "output = a\noutput = b\n");
+  CHECK_THROWS_WITH(parse_args({"--config", twice}), twice + ":2: 'output' given twice with different values");
+  const std::string nested = write_config("nested.conf", "config = other.conf\n");
+  CHECK_THROWS_WITH(parse_args({"--config", nested}), nested + ":1: unknown option 'config'");
+  const std::string seed = write_config("seed.conf", "seed = -3\n");
+  CHECK_THROWS_WITH(parse_args({"--config", seed}), Catch::StartsWith("invalid value '-3' for --seed"));
+  CHECK_THROWS_WITH(parse_args({"--config", "/nonexistent/x.conf"}), Catch::StartsWith("--config: cannot read /nonexistent/x.conf"));
+  for (const auto& p : {unknown, bad_choice, no_value, flag, twice, nested, seed}) std::remove(p.c_str());
 }
 
 TEST_CASE("cli: --shard K/N", "[cli]") {
