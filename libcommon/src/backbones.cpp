@@ -18,7 +18,8 @@ using json = nlohmann::json;
 // Builds a graph of TF ops (NHWC semantics) with initialised constants.
 class Builder {
  public:
-  explicit Builder(std::uint64_t seed) : rng_(splitmix64(seed ^ 0x6261636b626f6e65ULL)) {}
+  explicit Builder(std::uint64_t seed, std::string prefix = "")
+      : rng_(splitmix64(seed ^ 0x6261636b626f6e65ULL)), prefix_(std::move(prefix)) {}
 
   std::string input(int size, int channels) {
     add({"input", "Placeholder", {}, {{"shape", {-1, size, size, channels}}}});
@@ -43,6 +44,17 @@ class Builder {
   std::string flatten(const std::string& x, std::int64_t n) {
     return node("Reshape", {x, constant("shape", at::tensor(std::vector<std::int64_t>{-1, n}, at::kLong))});
   }
+  std::string unary(const std::string& op, const std::string& x) { return node(op, {x}); }
+  std::string binary(const std::string& op, const std::string& a, const std::string& b) { return node(op, {a, b}); }
+  // a rank-0 constant: not a trainable parameter
+  std::string scalar(const std::string& kind, float v) { return constant(kind, at::scalar_tensor(v, at::kFloat)); }
+  // rows scaled to L2 norm sqrt(d): unit-variance components whatever the embedding's scale
+  std::string rms_normalise(const std::string& x, std::int64_t d) {
+    const std::string axis = constant("axis", at::tensor(std::vector<std::int64_t>{1}, at::kLong));
+    const std::string ss = node("Sum", {unary("Square", x), axis}, {{"keep_dims", true}});
+    const std::string inv = unary("Rsqrt", binary("Add", ss, scalar("eps", 1e-12f)));
+    return binary("Mul", binary("Mul", x, inv), scalar("sqrt_d", std::sqrt(static_cast<float>(d))));
+  }
   std::string dense(const std::string& x, std::int64_t in, std::int64_t out, bool bias) {
     std::string y = node("MatMul", {x, normal("fc", {in, out}, std::sqrt(2.0 / static_cast<double>(in)))});
     return bias ? node("BiasAdd", {y, fill("fc_bias", out, 0)}) : y;
@@ -60,7 +72,7 @@ class Builder {
 
  private:
   void add(Node n) { nodes_.push_back(std::move(n)); }
-  std::string fresh(const std::string& kind) { return kind + "_" + std::to_string(counter_++); }
+  std::string fresh(const std::string& kind) { return prefix_ + kind + "_" + std::to_string(counter_++); }
   std::string node(const std::string& op, std::vector<std::string> in, json attr = json::object()) {
     std::string name = fresh(op);
     add({name, op, std::move(in), std::move(attr)});
@@ -82,6 +94,7 @@ class Builder {
   }
 
   std::mt19937_64 rng_;
+  std::string prefix_;
   std::vector<Node> nodes_;
   std::map<std::string, at::Tensor> consts_;
   int counter_ = 0;
@@ -153,6 +166,28 @@ Graph mobilefacenet(std::uint64_t seed) {
 }
 
 }  // namespace
+
+bool has_quality_head(const Model& m) { return m.outputs.count("quality") > 0; }
+
+void add_quality_head(Model& m, std::uint64_t seed) {
+  if (has_quality_head(m)) return;
+  if (m.task != "embedding" || !m.outputs.count("embedding") || m.dim <= 0)
+    throw Error(m.name + ": a quality head needs an embedding model");
+  Builder b(seed ^ 0x7175616c697479ULL, "quality_");
+  // the head reads the embedding without changing it: its loss trains the head only
+  std::string x = b.rms_normalise(b.unary("StopGradient", m.outputs.at("embedding")), m.dim);
+  x = b.unary("Relu", b.dense(x, m.dim, kQualityHidden, true));
+  x = b.unary("Sigmoid", b.dense(x, kQualityHidden, 1, true));
+  Graph head = b.take();
+  for (const auto& n : m.graph.nodes)
+    if (n.name.rfind("quality_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
+  for (auto& n : head.nodes) m.graph.nodes.push_back(std::move(n));
+  for (auto& [k, v] : head.consts) m.graph.consts[k] = std::move(v);
+  m.outputs["quality"] = m.graph.nodes.back().name;
+  m.provenance["quality_head"] = {{"what", "recognisability index regressor (hfr-train --ri), sigmoid output in [0, 1]"},
+                                  {"hidden", kQualityHidden}, {"init_seed", seed}};
+  m.checksum = model_checksum(m);
+}
 
 const std::vector<std::string>& backbone_names() {
   static const std::vector<std::string> names = {"iresnet18", "iresnet34", "iresnet50", "mobilefacenet"};

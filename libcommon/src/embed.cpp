@@ -90,7 +90,10 @@ int run(const Options& o) {
   if (model.task != "embedding") throw UsageError("model " + model.name + " is a " + model.task + " model, not an embedding model");
   if (model.name == "mobilefacenet") log::warn("mobilefacenet: " + model.note);
   if (model.dim <= 0) throw FormatError(o.model + ": the model does not declare its embedding size");
-  nn::Program embedder = nn::compile(model, {"embedding"});
+  // models trained with hfr-train --ri also give a quality score (the recognisability index's regressor)
+  const bool has_quality = model.outputs.count("quality") > 0;
+  nn::Program embedder =
+      nn::compile(model, has_quality ? std::vector<std::string>{"embedding", "quality"} : std::vector<std::string>{"embedding"});
   embedder.to(dev);
   const face::Template tmpl = face::scale_template(face::face_template(model.pre.crop.empty() ? "arcface-112" : model.pre.crop), model.pre.size);
 
@@ -215,9 +218,16 @@ int run(const Options& o) {
       for (std::size_t k = 0; k < nf; ++k) cv::flip(*crops[k], flipped[k], 1);
       for (auto& m : flipped) crops.push_back(&m);
     }
-    torch::Tensor emb;
+    torch::Tensor emb, quality;
     if (nf) {
-      emb = detect::run_sliced(embedder, nn::crops_to_input(crops, model.pre), o.net_batch, dev)[0].to(at::kFloat);
+      const auto outs = detect::run_sliced(embedder, nn::crops_to_input(crops, model.pre), o.net_batch, dev);
+      emb = outs[0].to(at::kFloat);
+      if (has_quality) {
+        quality = outs.at(1).to(torch::kCPU, at::kFloat).reshape({-1});
+        if (quality.size(0) != emb.size(0)) throw Error("model " + model.name + ": the quality output has another number of rows");
+        if (o.flip) quality = (quality.slice(0, 0, static_cast<std::int64_t>(nf)) + quality.slice(0, static_cast<std::int64_t>(nf))) / 2;
+        quality = quality.contiguous();
+      }
       if (emb.dim() != 2 || emb.size(1) != model.dim)
         throw Error("model " + model.name + " returned shape " + shape_string(Shape(emb.sizes().begin(), emb.sizes().end())) +
                     ", expected [N, " + std::to_string(model.dim) + "]");
@@ -262,6 +272,7 @@ int run(const Options& o) {
           write_image(crop_path, f.crop);
           r["crop"] = crop_path;
         }
+        if (quality.defined()) r["quality"] = round_decimals(quality[k].item<double>(), 4);
         r["embeddings"] = ref;
         r["row"] = row++;
         r["model"] = model.name;

@@ -294,4 +294,46 @@ torch::Tensor teacher_student_loss(const torch::Tensor& student, const torch::Te
   return 1 - cos.mean();
 }
 
+torch::Tensor recognisability_index(const torch::Tensor& features, const torch::Tensor& labels, const torch::Tensor& weight,
+                                    const torch::Tensor& ui_centre) {
+  const std::string where = "recognisability index";
+  check_features(where, "features", features);
+  check_features(where, "weight", weight, -1, features.size(1));
+  check_defined(where, "ui_centre", ui_centre);
+  if (ui_centre.dim() != 1 || ui_centre.size(0) != features.size(1))
+    fail(where, "ui_centre must be [" + std::to_string(features.size(1)) + "], got " + shape_str(ui_centre));
+  if (!torch::isfinite(ui_centre).all().item<bool>()) fail(where, "ui_centre contains NaN or Inf");
+  const int64_t B = features.size(0), C = weight.size(0);
+  if (C < 2) fail(where, "weight must have at least 2 classes, got " + std::to_string(C));
+  torch::Tensor y = check_index(where, "labels", labels, B);
+  if (y.min().item<int64_t>() < 0 || y.max().item<int64_t>() >= C) fail(where, "labels must lie in [0, " + std::to_string(C) + ")");
+  torch::NoGradGuard ng;
+  const torch::Tensor f = l2_rows(features.detach().to(torch::kDouble));
+  const torch::Tensor w = l2_rows(weight.detach().to(torch::kDouble));
+  const torch::Tensor u = l2_rows(ui_centre.detach().to(torch::kDouble).unsqueeze(0));
+  const torch::Tensor ang = torch::acos(torch::mm(f, w.t()).clamp(-1, 1));  // [B, C]
+  const torch::Tensor yy = y.unsqueeze(1);
+  const torch::Tensor th_y = ang.gather(1, yy).squeeze(1);
+  const torch::Tensor th_n = ang.scatter(1, yy, 10.0).amin(1);  // own class masked by an angle > pi
+  const torch::Tensor th_u = torch::acos(torch::mm(f, u.t()).squeeze(1).clamp(-1, 1));
+  const torch::Tensor side = th_n / (th_n + th_y).clamp_min(1e-12);  // 1 on the own prototype, 1/2 halfway, 0 on another
+  const torch::Tensor away = (th_u / (M_PI / 2)).clamp(0, 1);
+  return (side * away).to(features.scalar_type());
+}
+
+torch::Tensor index_diversion_loss(const torch::Tensor& features, const torch::Tensor& ri, const torch::Tensor& ui_centre,
+                                   double cos_margin) {
+  const std::string where = "index diversion";
+  check_features(where, "features", features);
+  check_defined(where, "ri", ri);
+  if (ri.dim() != 1 || ri.size(0) != features.size(0))
+    fail(where, "ri must be [" + std::to_string(features.size(0)) + "], got " + shape_str(ri));
+  if (ui_centre.dim() != 1 || ui_centre.size(0) != features.size(1))
+    fail(where, "ui_centre must be [" + std::to_string(features.size(1)) + "], got " + shape_str(ui_centre));
+  if (!std::isfinite(cos_margin) || cos_margin < -1 || cos_margin > 1) fail(where, "cos_margin must lie in [-1, 1]");
+  const torch::Tensor u = l2_rows(ui_centre.detach().unsqueeze(0)).squeeze(0);
+  const torch::Tensor cos_u = torch::mv(l2_rows(features), u);
+  return ((1 - ri.detach()) * (cos_u - cos_margin).clamp_min(0)).mean();
+}
+
 }  // namespace hfr::losses

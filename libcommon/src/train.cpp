@@ -344,7 +344,7 @@ Named optimizer_state(torch::optim::Optimizer& opt) {
 }
 
 void save_state(const std::string& path, std::int64_t step, const Named& params, const Named& buffers,
-                const torch::Tensor& head, torch::optim::Optimizer& opt, const json& meta_extra) {
+                const torch::Tensor& head, torch::optim::Optimizer& opt, const json& meta_extra, const torch::Tensor& ui_centre) {
   auto out = io::open_output(path, {io::Content::binary, true});
   TensorWriter w(*out);
   auto put = [&](const std::string& name, const torch::Tensor& t) {
@@ -355,6 +355,7 @@ void save_state(const std::string& path, std::int64_t step, const Named& params,
   for (const auto& [name, t] : params) put("param/" + name, t);
   for (const auto& [name, t] : buffers) put("buffer/" + name, t);
   put("head", head);
+  if (ui_centre.defined()) put("ui_centre", ui_centre);
   for (const auto& [name, t] : optimizer_state(opt)) put(name, t);
   json meta = {{"format", "hfr-train-state/1"}, {"step", step}, {"hfr_version", kVersion}};
   for (auto it = meta_extra.begin(); it != meta_extra.end(); ++it) meta[it.key()] = it.value();
@@ -410,13 +411,34 @@ int run(const Options& o) {
   nn::Model model = from_scratch ? nn::build_backbone(o.model, o.seed) : nn::load_model(o.model);
   if (model.task != "embedding" || !model.outputs.count("embedding"))
     throw UsageError(o.model + " is not an embedding model (hfr-embed --list-models)");
+  // the recognisability index (methods.md §5): a quality head on the embedding
+  const bool use_ri = o.ri > 0 || o.ri_diversion > 0;
+  if (use_ri) nn::add_quality_head(model, o.seed);
   nn::CompileOptions co;
   co.trainable = true;
-  nn::Program prog = nn::compile(model, {"embedding"}, co);
+  nn::Program prog = nn::compile(model, use_ri ? std::vector<std::string>{"embedding", "quality"} : std::vector<std::string>{"embedding"}, co);
   auto params = prog.parameters();
   const auto buffers = prog.buffers();  // batch-norm running statistics (backbones trained from scratch)
-  std::vector<torch::Tensor> backbone;
-  for (auto& [name, t] : params) backbone.push_back(t);
+  std::vector<torch::Tensor> backbone, quality_head;  // the quality head trains from the first step, at --head-lr
+  for (auto& [name, t] : params) (name.rfind("quality_", 0) == 0 ? quality_head : backbone).push_back(t);
+  torch::Tensor ui_centre;  // the unrecognisable-identity centre: running mean embedding of crops blurred to 4x4
+  // The quality head's weights in graph order (FC1, bias1, FC2, bias2; backbones.hpp), to score the
+  // blurred crops too: they are unrecognisable by construction, index 0.
+  std::vector<torch::Tensor> qh;
+  {
+    std::vector<std::pair<int, torch::Tensor>> numbered;
+    for (auto& [name, t] : params)
+      if (name.rfind("quality_", 0) == 0) numbered.push_back({std::stoi(name.substr(name.rfind('_') + 1)), t});
+    std::sort(numbered.begin(), numbered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [k, t] : numbered) qh.push_back(t);
+    if (use_ri && (qh.size() != 4 || qh[0].dim() != 2 || qh[0].size(0) != model.dim || qh[2].dim() != 2 || qh[2].size(1) != 1))
+      throw Error(o.model + ": its quality head is not hfr-train's (FC " + std::to_string(model.dim) + " x " +
+                  std::to_string(nn::kQualityHidden) + ", FC x 1)");
+  }
+  auto quality_of = [&](const torch::Tensor& emb) {  // the head of backbones.cpp, on embeddings without gradient
+    const torch::Tensor z = emb.detach() * torch::rsqrt(emb.detach().square().sum(1, true) + 1e-12) * std::sqrt(static_cast<double>(model.dim));
+    return torch::sigmoid(torch::relu(torch::matmul(z, qh[0]) + qh[1]).matmul(qh[2]) + qh[3]).reshape({-1});
+  };
   const std::int64_t C = static_cast<std::int64_t>(data.subjects.size()), D = model.dim;
   // The new classifier: N(0, 0.01) per weight (insightface's start). Imprinting
   // it with each subject's mean embedding was tried: the margin loss started
@@ -427,6 +449,7 @@ int run(const Options& o) {
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(backbone);
   groups.emplace_back(std::vector<torch::Tensor>{head});
+  if (!quality_head.empty()) groups.emplace_back(quality_head);  // group 2, at --ri-lr
   std::unique_ptr<torch::optim::Optimizer> optimizer;
   if (o.optimizer == "sgd")
     optimizer = std::make_unique<torch::optim::SGD>(groups, torch::optim::SGDOptions(o.lr).momentum(o.momentum).weight_decay(o.weight_decay));
@@ -491,11 +514,17 @@ int run(const Options& o) {
           opt.state()[key] = std::move(st);
         }
       }
+    if (use_ri && r.find("ui_centre")) {
+      std::vector<float> u = read_floats(r, "ui_centre", o.resume);
+      if (static_cast<std::int64_t>(u.size()) != D) throw Error(o.resume + ": ui_centre has another shape");
+      ui_centre = torch::from_blob(u.data(), {D}, torch::kFloat).clone();
+    }
     start = meta.value("step", std::int64_t{0});
     log::notice("resuming at step " + std::to_string(start) + " from " + o.resume);
   }
   // every rank starts from rank 0's weights
   std::vector<torch::Tensor> replicated = backbone;
+  replicated.insert(replicated.end(), quality_head.begin(), quality_head.end());
   for (const auto& [name, t] : buffers) replicated.push_back(t);
   replicated.push_back(head);
   group.broadcast_from_root(replicated);
@@ -510,6 +539,7 @@ int run(const Options& o) {
   auto save_model_file = [&](const std::string& path) {
     const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
+                          {"ri", o.ri}, {"ri_diversion", o.ri_diversion}, {"ri_margin", o.ri_margin},
                           {"optimizer", o.optimizer}, {"from_scratch", from_scratch},
                           {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
@@ -520,7 +550,7 @@ int run(const Options& o) {
   };
   auto checkpoint = [&](std::int64_t step) {
     if (!root) return;
-    save_state(state_path, step, params, buffers, head, opt, state_meta);
+    save_state(state_path, step, params, buffers, head, opt, state_meta, ui_centre);
     if (val.samples.empty()) save_model_file(o.output);
   };
   auto run_validation = [&](std::int64_t step) {
@@ -578,6 +608,7 @@ int run(const Options& o) {
     const double decay = o.lr_step > 0 ? std::pow(o.lr_decay, static_cast<double>(step / o.lr_step)) : 1.0;
     opt.param_groups()[0].options().set_lr(lr);
     opt.param_groups()[1].options().set_lr(o.head_lr * decay);
+    if (opt.param_groups().size() > 2) opt.param_groups()[2].options().set_lr(o.ri_lr * decay);
 
     opt.zero_grad();
     auto diverged = [&](const char* what) {
@@ -587,7 +618,18 @@ int run(const Options& o) {
                    (fs::exists(state_path) ? "the last good checkpoint is " + state_path + " (--resume)"
                                            : std::string("no checkpoint was written")));
     };
-    const torch::Tensor emb = prog.forward(x)[0];
+    torch::Tensor blurred_emb;
+    if (use_ri) {
+      // the UI centre: a few of the batch's crops averaged down to 4x4 pixels and back, embedded
+      torch::NoGradGuard ng;
+      const torch::Tensor xs = x.narrow(0, 0, std::min<std::int64_t>(8, x.size(0)));
+      const torch::Tensor blurred = torch::upsample_bilinear2d(torch::adaptive_avg_pool2d(xs, {4, 4}), {xs.size(2), xs.size(3)}, false);
+      blurred_emb = prog.run(blurred)[0];
+      const torch::Tensor e = torch::nn::functional::normalize(blurred_emb, torch::nn::functional::NormalizeFuncOptions().dim(1)).mean(0);
+      ui_centre = ui_centre.defined() ? 0.9 * ui_centre + 0.1 * e : e;
+    }
+    const auto outs = prog.forward(x);
+    const torch::Tensor emb = outs[0];
     const bool emb_ok = torch::isfinite(emb).all().item<bool>();
     if (!emb_ok && !group.active()) throw diverged("embedding");
     const torch::Tensor f = torch::nn::functional::normalize(emb, torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -601,7 +643,14 @@ int run(const Options& o) {
     torch::Tensor mmd = o.idmmd > 0 ? losses::id_mmd(fa, ids, fb, ids) : torch::zeros({});
     torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, splitmix64(o.seed ^ step)))
                                           : torch::zeros({});
-    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct;
+    torch::Tensor ri_loss = torch::zeros({}), div = torch::zeros({}), ri_t;
+    if (use_ri && emb_ok) {
+      ri_t = losses::recognisability_index(f, labels, head, ui_centre);
+      ri_loss = torch::nn::functional::smooth_l1_loss(torch::cat({outs[1].reshape({-1}), quality_of(blurred_emb)}),
+                                                      torch::cat({ri_t, torch::zeros({blurred_emb.size(0)}, ri_t.options())}));
+      if (o.ri_diversion > 0) div = losses::index_diversion_loss(f, ri_t, ui_centre, o.ri_margin);
+    }
+    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div;
     double loss_v = total.item<double>(), ce_v = ce.item<double>(), mmd_v = mmd.item<double>(), ct_v = ct.item<double>();
     const bool ok = emb_ok && std::isfinite(loss_v);
     if (!ok && !group.active()) throw diverged("loss");
@@ -618,7 +667,12 @@ int run(const Options& o) {
         }
       if (!head.grad().defined()) head.mutable_grad() = torch::zeros_like(head);
       sync.push_back(head.grad());
+      for (auto& t : quality_head) {
+        if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
+        sync.push_back(t.grad());
+      }
       for (const auto& [name, t] : buffers) sync.push_back(t);
+      if (ui_centre.defined()) sync.push_back(ui_centre);
       torch::Tensor status = torch::tensor({ok ? loss_v : 0.0, ok ? ce_v : 0.0, ok ? mmd_v : 0.0, ok ? ct_v : 0.0,
                                             ok ? 0.0 : 1.0, stop ? 1.0 : 0.0}, torch::kDouble).to(torch::kFloat);
       sync.push_back(status);
@@ -641,6 +695,8 @@ int run(const Options& o) {
       std::vector<torch::Tensor> all = backbone;
       all.push_back(head);
       torch::nn::utils::clip_grad_norm_(all, o.clip);
+      // on its own: the margin loss's large gradients would scale the quality head's to nothing
+      if (!quality_head.empty()) torch::nn::utils::clip_grad_norm_(quality_head, o.clip);
     }
     opt.step();
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -651,6 +707,12 @@ int run(const Options& o) {
                 {"images_per_s", static_cast<double>(x.size(0)) * W / (step_ms / 1000)}, {"loader_wait_ms", wait_ms},
                 {"step_ms", step_ms}};
       if (W > 1) m["processes"] = W;
+      if (use_ri) {
+        m["ri_loss"] = ri_loss.item<double>();
+        m["index_diversion"] = div.item<double>();
+        if (ri_t.defined()) m["ri_mean"] = ri_t.mean().item<double>();
+        m["quality_mean"] = outs[1].mean().item<double>();
+      }
       mw->write(m);
       mw->flush();
     }

@@ -434,3 +434,58 @@ TEST_CASE("losses: bad inputs throw hfr::Error", "[losses]") {
   CHECK_THROWS_WITH(teacher_student_loss(f, torch::randn({4, 7})), Contains("teacher has 7 columns, expected 8"));
   CHECK_THROWS_WITH(teacher_student_loss(f, nan), Contains("teacher contains NaN or Inf"));
 }
+
+TEST_CASE("losses: recognisability index on hand-made geometry", "[losses]") {
+  const double pi = M_PI;
+  auto row = [](double a) { return std::vector<double>{std::cos(a), std::sin(a)}; };
+  auto mat = [](const std::vector<std::vector<double>>& rows) {
+    torch::Tensor t = torch::empty({static_cast<int64_t>(rows.size()), 2}, torch::kDouble);
+    for (size_t i = 0; i < rows.size(); ++i)
+      for (int j = 0; j < 2; ++j) t[static_cast<int64_t>(i)][j] = rows[i][static_cast<size_t>(j)];
+    return t;
+  };
+  const torch::Tensor W = mat({row(0), row(pi / 2)});  // class 0 along x, class 1 along y
+  const torch::Tensor labels = torch::zeros({5}, torch::kLong);
+  // features (scaled: the index normalises them): on the prototype; 30 degrees off it; on the
+  // other class; between both; next to the UI centre
+  const torch::Tensor f = mat({row(0), row(pi / 6), row(pi / 2), row(pi / 4), row(pi - 1e-3)}) * 3.0;
+  const torch::Tensor u = torch::tensor({-2.0, 0.0}, torch::kDouble);  // UI centre at 180 degrees
+  const torch::Tensor ri = losses::recognisability_index(f, labels, W, u);
+  REQUIRE(ri.sizes() == torch::IntArrayRef({5}));
+  CHECK(ri[0].item<double>() == Approx(1.0).margin(1e-12));
+  CHECK(ri[1].item<double>() == Approx(2.0 / 3).margin(1e-12));  // 60 / (60 + 30) degrees, 150 from UI
+  CHECK(ri[2].item<double>() == Approx(0.0).margin(1e-12));      // on the other class
+  CHECK(ri[3].item<double>() == Approx(0.5).margin(1e-12));      // equidistant
+  CHECK(ri[4].item<double>() < 0.01);                             // at the UI centre (and between classes)
+  // the UI factor: a UI centre 45 degrees from a sample on its prototype halves the index
+  const torch::Tensor u45 = torch::tensor({1.0, 1.0}, torch::kDouble);
+  CHECK(losses::recognisability_index(mat({row(0)}), torch::zeros({1}, torch::kLong), W, u45)[0].item<double>() ==
+        Approx(0.5).margin(1e-12));
+  CHECK_FALSE(ri.requires_grad());
+  CHECK_THROWS_AS(losses::recognisability_index(f, labels, W.narrow(0, 0, 1), u), Error);  // one class
+  CHECK_THROWS_AS(losses::recognisability_index(f, labels, W, torch::zeros({3}, torch::kDouble)), Error);
+  CHECK_THROWS_AS(losses::recognisability_index(f, torch::full({5}, 2, torch::kLong), W, u), Error);
+}
+
+TEST_CASE("losses: index diversion pushes low-index samples out of the UI cone", "[losses]") {
+  const torch::Tensor u = torch::tensor({1.0, 0.0}, torch::kDouble);
+  torch::Tensor f = torch::tensor({{1.0, 0.0}, {0.2, 0.98}, {0.8, 0.6}}, torch::kDouble).requires_grad_(true);
+  const torch::Tensor ri = torch::tensor({0.0, 0.0, 1.0}, torch::kDouble);
+  torch::Tensor loss = losses::index_diversion_loss(f, ri, u, 0.5);
+  // row 0: inside the cone, RI 0: (1 - 0) * (1 - 0.5); row 1: outside (cos 0.2); row 2: RI 1
+  CHECK(loss.item<double>() == Approx(0.5 / 3).margin(1e-9));
+  loss.backward();
+  CHECK(f.grad()[1].abs().sum().item<double>() == 0);
+  CHECK(f.grad()[2].abs().sum().item<double>() == 0);
+  // a small step against the gradient turns row 0 away from the UI centre
+  torch::Tensor g = f.grad()[0].clone();
+  CHECK(g.abs().sum().item<double>() == 0);  // at the centre exactly the cosine is flat (normalised feature)
+  torch::Tensor f2 = torch::tensor({{0.9, 0.3}}, torch::kDouble).requires_grad_(true);
+  losses::index_diversion_loss(f2, torch::zeros({1}, torch::kDouble), u, 0.5).backward();
+  torch::Tensor moved = (f2.detach() - 0.1 * f2.grad());
+  const double before = 0.9 / std::sqrt(0.9 * 0.9 + 0.3 * 0.3);
+  const double after = moved[0][0].item<double>() / moved[0].norm().item<double>();
+  CHECK(after < before);
+  CHECK_THROWS_AS(losses::index_diversion_loss(f2, torch::zeros({2}, torch::kDouble), u, 0.5), Error);
+  CHECK_THROWS_AS(losses::index_diversion_loss(f2, torch::zeros({1}, torch::kDouble), u, 2.0), Error);
+}

@@ -28,6 +28,11 @@ hfr::cli::ToolSpec spec() {
       "else resized; grey images are replicated to three channels. Batches are loaded on --threads threads while the "
       "previous step runs. Besides flips, --jitter, --color, --blur and --low-res augment each image (after alignment), "
       "every draw from --seed, the step and the row, so batches and resumed runs stay reproducible.",
+      "Very-low-resolution faces (methods.md §5): --ri adds a recognisability-index head, trained to predict hfr's index "
+      "(docs/losses.md: high for a sample near its class prototype and far from the nearest other class and from the "
+      "unrecognisable-identity (UI) centre, the running mean embedding of crops averaged down to 4x4 pixels); hfr-embed "
+      "writes its output as each face's \"quality\". --ri-diversion pushes low-index embeddings out of a cone around the "
+      "UI centre. Combine with --low-res to train on very-low-resolution faces.",
       "The output is an hfr model file with the same architecture, preprocessing and a provenance that names the base "
       "model and the training; hfr-embed -m MODEL.hft uses it. With --validation, the model with the best cross-modal "
       "Rank-1 is kept. A state file (OUTPUT.state) is written at --checkpoint-every steps, at the end and on SIGINT or "
@@ -72,6 +77,12 @@ hfr::cli::ToolSpec spec() {
       {"margin", 0, "M", "Margin (default 0.40 for CosFace, 0.50 for ArcFace).", "", {}, Complete::none},
       {"idmmd", 0, "W", "Weight of the ID-MMD loss (0: off; the paper's 100 collapsed the dlib embeddings on small synthetic sets).", "1", {}, Complete::none},
       {"contrastive", 0, "W", "Weight of the paired contrastive loss (0: off).", "0", {}, Complete::none},
+      {"ri", 0, "W", "Weight of the recognisability-index loss: adds a quality head (the index's regressor) whose output "
+       "hfr-embed writes per face (0: no head).", "0", {}, Complete::none},
+      {"ri-diversion", 0, "W", "Weight of the index diversion loss: pushes low-index embeddings away from the "
+       "unrecognisable-identity centre (0: off).", "0", {}, Complete::none},
+      {"ri-margin", 0, "COS", "The index diversion's cone around that centre, as a cosine.", "0.5", {}, Complete::none},
+      {"ri-lr", 0, "LR", "Learning rate of the quality head (--ri).", "0.01", {}, Complete::none},
       {"no-flip", 0, "", "No random horizontal flips.", "", {}, Complete::none},
       {"jitter", 0, "PX", "Crop jitter: random shift, scale and rotation moving the crop border by up to PX pixels.", "0", {},
        Complete::none},
@@ -129,6 +140,13 @@ int main(int argc, char** argv) {
     o.margin = a.str("margin").empty() ? -1 : a.number("margin");
     o.idmmd = a.number("idmmd");
     o.contrastive = a.number("contrastive");
+    o.ri = a.number("ri");
+    o.ri_diversion = a.number("ri-diversion");
+    o.ri_margin = a.number("ri-margin");
+    o.ri_lr = a.number("ri-lr");
+    if (!(o.ri_lr > 0)) throw hfr::UsageError("--ri-lr must be > 0");
+    if (!(o.ri >= 0 && o.ri_diversion >= 0)) throw hfr::UsageError("--ri and --ri-diversion must be >= 0");
+    if (!(o.ri_margin >= -1 && o.ri_margin <= 1)) throw hfr::UsageError("--ri-margin is a cosine within [-1, 1]");
     for (double v : {o.lr, o.momentum, o.weight_decay, o.lr_decay, o.clip, o.scale, o.idmmd, o.contrastive})
       if (!(v >= 0)) throw hfr::UsageError("--lr, --momentum, --weight-decay, --lr-decay, --clip, --scale, --idmmd and --contrastive must be >= 0");
     if (!(o.lr > 0)) throw hfr::UsageError("--lr must be > 0");

@@ -32,4 +32,14 @@ bool is_backbone(const std::string& name);
 // A freshly initialised backbone; UsageError for an unknown name.
 Model build_backbone(const std::string& name, std::uint64_t seed);
 
+// The recognisability-index head (hfr-train --ri; methods.md §5): a small MLP
+// on the embedding, StopGradient -> scale -> FC D x 64 + bias -> ReLU -> FC 64 x 1 +
+// bias -> sigmoid, as the output role "quality" ([N, 1], in [0, 1]; higher =
+// more recognisable), its nodes named quality_*. The embedding is first scaled
+// to L2 norm sqrt(D) (the index is a property of its direction). hfr-embed writes it per face.
+// Added in place (checksum recomputed); a model that has one is left as is.
+constexpr std::int64_t kQualityHidden = 64;
+bool has_quality_head(const Model& m);
+void add_quality_head(Model& m, std::uint64_t seed);
+
 }  // namespace hfr::nn

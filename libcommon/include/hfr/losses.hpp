@@ -132,4 +132,24 @@ torch::Tensor switch_balance_loss(const torch::Tensor& router_probs, double alph
 // student [B, D], teacher [B, D]: 1 − mean_i cos(student_i, teacher_i); the teacher is detached.
 torch::Tensor teacher_student_loss(const torch::Tensor& student, const torch::Tensor& teacher);
 
+// ---- 6. Recognisability index (methods.md §5; the exact formula is hfr's) ----------------------
+
+// The recognisability index of each row, in [0, 1], without gradient: with f the L2-normalised
+// features [B, D], w the normalised class prototypes (weight [C, D], C >= 2), y the labels [B] and
+// u the normalised centre of the unrecognisable-identity cluster (ui_centre [D]); θ(a, b) = arccos(a·b):
+//   θ_y = θ(f, w_y), θ_n = min_{j≠y} θ(f, w_j), θ_u = θ(f, u)
+//   RI = θ_n / (θ_n + θ_y) · clamp(θ_u / (π/2), 0, 1)
+// It grows with the distance to the nearest negative prototype and to the UI centre, and falls with
+// the distance to the sample's own prototype (methods.md §5): 1 on its own prototype at least 90°
+// from the UI centre, 1/2 halfway between its own and another class, 0 on another class's prototype
+// or at the UI centre.
+torch::Tensor recognisability_index(const torch::Tensor& features, const torch::Tensor& labels, const torch::Tensor& weight,
+                                    const torch::Tensor& ui_centre);
+
+// The index diversion loss: pushes low-index embeddings out of a cone around the UI centre,
+//   L = mean_i (1 − RI_i) · max(0, cos(f_i, u) − cos_margin)
+// (RI detached; f normalised inside; gradient to the features only).
+torch::Tensor index_diversion_loss(const torch::Tensor& features, const torch::Tensor& ri, const torch::Tensor& ui_centre,
+                                   double cos_margin = 0.5);
+
 }  // namespace hfr::losses

@@ -59,6 +59,10 @@ struct Options {
   double scale = 64, margin = -1;    // margin < 0: the loss's default (0.40 CosFace, 0.50 ArcFace)
   double idmmd = 1;                  // weight of ID-MMD (0: off; the paper's 100 collapsed dlib here: docs/train.md)
   double contrastive = 0;            // weight of the paired contrastive loss (0: off)
+  double ri = 0;                     // weight of the recognisability-index regression (smooth L1; 0: no quality head)
+  double ri_diversion = 0;           // weight of the index diversion loss (0: off)
+  double ri_margin = 0.5;            // its cone around the UI centre, as a cosine
+  double ri_lr = 0.01;               // the quality head's learning rate (it starts from random weights)
   bool flip = true;                  // random horizontal flips
   Augment augment;
   int log_every = 10;

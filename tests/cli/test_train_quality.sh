@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# hfr-train --ri (the recognisability index, methods.md §5): the model file
+# gains a quality head, its metrics carry the index terms, hfr-embed writes a
+# "quality" in [0, 1] for every face (and none with a model without the head),
+# the unrecognisable-identity centre is part of the state so a resumed run
+# ends exactly where an uninterrupted one does, and bad values are refused.
+. "$(dirname "$0")/lib.sh"
+
+unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
+render_training_pairs
+grep '"spectrum":"nir850"' "$T/w/images.jsonl" | head -6 >"$T/w/few.jsonl"
+checksum() { hfr-tensor info --json "$1" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])'; }
+RI=(hfr-train -t 1 --ids 4 --per-modality 2 --seed 3 --ri 1 --ri-diversion 0.1 --low-res 0.5 --low-res-min 8)
+
+run "${RI[@]}" --steps 4 --log-every 1 --metrics "$T/m.jsonl" -o "$T/ri.hft" "$T/w/images.jsonl"
+expect_rc 0 "4 steps with --ri 1 --ri-diversion 0.1"
+$PY - "$T/m.jsonl" >"$T/py.out" 2>&1 <<'PY'
+import json, math, sys
+m = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+assert len(m) == 4, len(m)
+for r in m:
+    for k in ("ri_loss", "index_diversion", "ri_mean", "quality_mean"):
+        assert math.isfinite(r[k]), (k, r)
+    assert 0 <= r["ri_mean"] <= 1 and 0 <= r["quality_mean"] <= 1, r
+print("index mean %.3f, head mean %.3f" % (m[-1]["ri_mean"], m[-1]["quality_mean"]))
+PY
+[ $? -eq 0 ] && pass "metrics carry the index terms: $(cat "$T/py.out")" || fail "metrics: $(tail -c 300 "$T/py.out")"
+hfr-tensor info --json "$T/ri.hft" | head -1 | $PY -c '
+import json, sys
+m = json.loads(sys.stdin.readline())["metadata"]
+assert m["outputs"]["quality"].startswith("quality_"), m["outputs"]
+assert m["provenance"]["quality_head"]["hidden"] == 64
+assert m["provenance"]["fine_tuning"]["ri"] == 1.0' 2>"$T/py.out" && pass "the model file has the quality output and says so" ||
+  fail "model metadata: $(tail -c 300 "$T/py.out")"
+
+run hfr-embed -q --aligned -m "$T/ri.hft" -o "$T/e.hft" -r "$T/e.jsonl" "$T/w/few.jsonl"
+expect_rc 0 "hfr-embed runs the model with a quality head"
+$PY - "$T/e.jsonl" >"$T/py.out" 2>&1 <<'PY'
+import json, sys
+q = [json.loads(l)["quality"] for l in open(sys.argv[1])]
+assert len(q) == 6 and all(0 <= v <= 1 for v in q), q
+print(" ".join("%.3f" % v for v in q))
+PY
+[ $? -eq 0 ] && pass "a quality in [0, 1] for every face: $(cat "$T/py.out")" || fail "quality: $(tail -c 300 "$T/py.out")"
+run hfr-embed -q --aligned --flip -m "$T/ri.hft" -o "$T/ef.hft" -r "$T/ef.jsonl" "$T/w/few.jsonl"
+grep -c '"quality"' "$T/ef.jsonl" | grep -qx 6 && pass "with --flip too (the mean of both)" || fail "--flip quality: $(head -c 300 "$T/ef.jsonl")"
+run hfr-embed -q --aligned -m dlib -o "$T/e0.hft" -r "$T/e0.jsonl" "$T/w/few.jsonl"
+! grep -q '"quality"' "$T/e0.jsonl" && pass "no quality from a model without the head" || fail "dlib records have a quality"
+
+# resume: 2 + 2 == 4 (the UI centre is in the state)
+run "${RI[@]}" --steps 2 -o "$T/half.hft" "$T/w/images.jsonl"
+run "${RI[@]}" --steps 4 --resume "$T/half.hft.state" -o "$T/half.hft" "$T/w/images.jsonl"
+expect_rc 0 "resumed to 4 steps"
+C1=$(checksum "$T/ri.hft") C2=$(checksum "$T/half.hft")
+[ -n "$C1" ] && [ "$C1" = "$C2" ] && pass "resumed --ri run equals the uninterrupted one ($C1)" || fail "resume differs: $C1 vs $C2"
+
+# fine-tuning a model that has a head keeps it (and trains it further)
+run "${RI[@]}" --steps 1 -m "$T/ri.hft" -o "$T/again.hft" "$T/w/images.jsonl"
+expect_rc 0 "a model with a quality head fine-tunes again"
+
+run "${RI[@]}" --steps 1 --ri-lr 0 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--ri-lr 0"
+run "${RI[@]}" --steps 1 --ri-margin 1.5 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--ri-margin outside [-1, 1]"
+expect_err "--ri-margin" "names the option"
+
+finish
