@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # hfr-train throughput against Python PyTorch on this machine, one run:
 # training images/s at batch 128 (16 identities x 4 images x 2 modalities)
-# for the dlib ResNet (fine-tuning), MobileFaceNet and IResNet-18 (from
-# scratch), 2 threads, CosFace + ID-MMD, SGD, gradient clipping.
+# for the dlib ResNet (fine-tuning), MobileFaceNet, IResNet-18, LightCNN-9 and
+# LightCNN-29 (from scratch), 2 threads, CosFace + ID-MMD, SGD, gradient clipping.
 #  - hfr-train: the real tool on the demo's rendered VIS/NIR crops (images
 #    decoded and aligned by its loader while the previous step runs; the
 #    metrics give the loader wait per step);
@@ -14,6 +14,7 @@
 # Each side: median over the timed steps after one warm-up step.
 # Usage: bench/run_train.sh [BUILD_DIR] [STEPS]   (writes bench/results-train.md;
 #        needs the demo's images: make demo, or DEMO_IMAGES=images.jsonl)
+#        MODELS="lightcnn9 ..." times only those; BENCH_OUT=FILE writes the table there instead.
 set -euo pipefail
 B=${1:-build}
 STEPS=${2:-4}
@@ -24,7 +25,8 @@ IMAGES=${DEMO_IMAGES:-$SRC/build/demo/flow/images.jsonl}
 PY=/usr/bin/python3
 W=$(mktemp -d /tmp/hfr-bench-train.XXXXXX)
 trap 'rm -rf "$W"' EXIT
-OUT="$SRC/bench/results-train.md"
+OUT=${BENCH_OUT:-$SRC/bench/results-train.md}
+MODELS=${MODELS:-dlib mobilefacenet iresnet18 lightcnn9 lightcnn29}
 THREADS=2
 subjects=$(grep -o '"subject":"[^"]*"' "$IMAGES" | sort -u | wc -l)
 
@@ -58,7 +60,7 @@ py() { # model [--channels-last] -> images/s
   echo
   echo "| model | hfr-train images/s | loader wait per step (ms) | hfr-train peak MB | Python images/s (channels-last) | Python images/s (default layout) | hfr-train / best Python |"
   echo "|---|---|---|---|---|---|---|"
-  for m in dlib mobilefacenet iresnet18; do
+  for m in $MODELS; do
     read -r c wait mb < <(cpp "$m")
     p1=$(py "$m" --channels-last)
     p2=$(py "$m")

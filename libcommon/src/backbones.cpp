@@ -59,6 +59,24 @@ class Builder {
     std::string y = node("MatMul", {x, normal("fc", {in, out}, std::sqrt(2.0 / static_cast<double>(in)))});
     return bias ? node("BiasAdd", {y, fill("fc_bias", out, 0)}) : y;
   }
+  // LightCNN's mfm: a k x k convolution (stride 1, SAME) or a dense layer
+  // with bias to 2 * cout values, then MaxFeatureMap -> cout. MFM keeps the
+  // second moment of its input (E[max(a, b)^2] = E[a^2] for a, b i.i.d. and
+  // symmetric), where ReLU halves it: He's variance argument then gives
+  // N(0, 1 / fan_in) weights, not 2 / fan_in; biases 0.
+  std::string mfm_conv(const std::string& x, std::int64_t cin, std::int64_t cout, int k) {
+    const std::string w = normal("conv", {k, k, cin, 2 * cout}, std::sqrt(1.0 / static_cast<double>(k * k * cin)));
+    json attr = {{"strides", {1, 1, 1, 1}}, {"padding", "SAME"}, {"dilations", {1, 1, 1, 1}}};
+    std::string y = node("BiasAdd", {node("Conv2D", {x, w}, attr), fill("conv_bias", 2 * cout, 0)});
+    return node("MaxFeatureMap", {y});
+  }
+  std::string mfm_dense(const std::string& x, std::int64_t in, std::int64_t out) {
+    std::string y = node("MatMul", {x, normal("fc", {in, 2 * out}, std::sqrt(1.0 / static_cast<double>(in)))});
+    return node("MaxFeatureMap", {node("BiasAdd", {y, fill("fc_bias", 2 * out, 0)})});
+  }
+  std::string max_pool2(const std::string& x) {
+    return node("MaxPool", {x}, {{"ksize", {1, 2, 2, 1}}, {"strides", {1, 2, 2, 1}}, {"padding", "VALID"}});
+  }
   void name_last(const std::string& name) {
     // the output node gets a stable name
     nodes_.back().name = name;
@@ -165,6 +183,49 @@ Graph mobilefacenet(std::uint64_t seed) {
   return b.take();
 }
 
+// LightCNN (Wu et al. 2018): MFM everywhere, no batch normalisation. group =
+// 1x1 mfm (cin -> cin) then 3x3 mfm (cin -> cout); pools are 2x2 max pools of
+// stride 2 (128 -> 64 -> 32 -> 16 -> 8); the embedding is the fc mfm, 256-d.
+std::string lightcnn_group(Builder& b, const std::string& x, std::int64_t cin, std::int64_t cout) {
+  return b.mfm_conv(b.mfm_conv(x, cin, cin, 1), cin, cout, 3);
+}
+
+// flatten (NHWC order: h, w, c) -> fc mfm 8192 -> 256, the embedding
+void lightcnn_head(Builder& b, const std::string& x) {
+  b.mfm_dense(b.flatten(x, 8 * 8 * 128), 8 * 8 * 128, 256);
+  b.name_last("embedding");
+}
+
+Graph lightcnn9(std::uint64_t seed) {
+  Builder b(seed);
+  std::string x = b.input(128, 1);
+  x = b.max_pool2(b.mfm_conv(x, 1, 48, 5));
+  x = b.max_pool2(lightcnn_group(b, x, 48, 96));
+  x = b.max_pool2(lightcnn_group(b, x, 96, 192));
+  x = lightcnn_group(b, x, 192, 128);
+  x = b.max_pool2(lightcnn_group(b, x, 128, 128));
+  lightcnn_head(b, x);
+  return b.take();
+}
+
+// LightCNN-29 (v1): residual blocks of two 3x3 mfm (c -> c) with an identity
+// shortcut, [1, 2, 3, 4] of them before groups 1..4.
+Graph lightcnn29(std::uint64_t seed) {
+  Builder b(seed);
+  auto blocks = [&](std::string x, std::int64_t c, int n) {
+    for (int i = 0; i < n; ++i) x = b.add_(b.mfm_conv(b.mfm_conv(x, c, c, 3), c, c, 3), x);
+    return x;
+  };
+  std::string x = b.input(128, 1);
+  x = b.max_pool2(b.mfm_conv(x, 1, 48, 5));
+  x = b.max_pool2(lightcnn_group(b, blocks(x, 48, 1), 48, 96));
+  x = b.max_pool2(lightcnn_group(b, blocks(x, 96, 2), 96, 192));
+  x = lightcnn_group(b, blocks(x, 192, 3), 192, 128);
+  x = b.max_pool2(lightcnn_group(b, blocks(x, 128, 4), 128, 128));
+  lightcnn_head(b, x);
+  return b.take();
+}
+
 }  // namespace
 
 bool has_quality_head(const Model& m) { return m.outputs.count("quality") > 0; }
@@ -190,7 +251,8 @@ void add_quality_head(Model& m, std::uint64_t seed) {
 }
 
 const std::vector<std::string>& backbone_names() {
-  static const std::vector<std::string> names = {"iresnet18", "iresnet34", "iresnet50", "mobilefacenet"};
+  static const std::vector<std::string> names = {"iresnet18", "iresnet34", "iresnet50", "mobilefacenet", "lightcnn9",
+                                                 "lightcnn29"};
   return names;
 }
 
@@ -206,6 +268,8 @@ Model build_backbone(const std::string& name, std::uint64_t seed) {
   else if (name == "iresnet34") m.graph = iresnet({3, 4, 6, 3}, seed);
   else if (name == "iresnet50") m.graph = iresnet({3, 4, 14, 3}, seed);
   else if (name == "mobilefacenet") m.graph = mobilefacenet(seed);
+  else if (name == "lightcnn9") m.graph = lightcnn9(seed);
+  else if (name == "lightcnn29") m.graph = lightcnn29(seed);
   else {
     std::string known;
     for (const auto& n : backbone_names()) known += (known.empty() ? "" : ", ") + n;
@@ -215,11 +279,22 @@ Model build_backbone(const std::string& name, std::uint64_t seed) {
   m.task = "embedding";
   m.input = "input";
   m.outputs = {{"embedding", "embedding"}};
-  m.pre.size = 112;
-  m.pre.scale = {1 / 127.5f, 1 / 127.5f, 1 / 127.5f};
-  m.pre.offset = {-1, -1, -1};
-  m.pre.crop = "arcface-112";
-  m.dim = 512;
+  if (name.rfind("lightcnn", 0) == 0) {
+    // grey 128x128, pixel / 255, the ArcFace template scaled to 128 (embed
+    // and train align to pre.crop at pre.size)
+    m.pre.size = 128;
+    m.pre.grey = true;
+    m.pre.scale = {1 / 255.0f, 1 / 255.0f, 1 / 255.0f};
+    m.pre.offset = {0, 0, 0};
+    m.pre.crop = "arcface-112";
+    m.dim = 256;
+  } else {
+    m.pre.size = 112;
+    m.pre.scale = {1 / 127.5f, 1 / 127.5f, 1 / 127.5f};
+    m.pre.offset = {-1, -1, -1};
+    m.pre.crop = "arcface-112";
+    m.dim = 512;
+  }
   m.note = name + " trained by hfr-train (initialised from seed " + std::to_string(seed) + ")";
   m.provenance = {{"built_by", std::string("hfr ") + kVersion}, {"architecture", name}, {"init_seed", seed}};
   m.checksum = model_checksum(m);

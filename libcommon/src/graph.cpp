@@ -215,7 +215,14 @@ Tensor run_conv(const Conv& c, const std::vector<Tensor>& a) {
   } else {
     x = at::constant_pad_nd(x, {p[2], p[3], p[0], p[1]}, 0);
   }
-  Tensor y = at::conv2d(x, w, b, {c.sh, c.sw}, padding, {c.dh, c.dw}, c.groups);
+  // Conv2D as TensorFlow defines it: a filter [kh, kw, Cin / G, Cout] on an
+  // input of Cin channels is a grouped convolution of G = Cin / (filter's Cin)
+  // groups (each Cout / G outputs see their Cin / G inputs). The input's
+  // channels are known only now; LibTorch reports what does not divide.
+  std::int64_t groups = c.groups;
+  if (groups == 1 && x.dim() == 4 && w.size(1) > 0 && x.size(1) != w.size(1) && x.size(1) % w.size(1) == 0)
+    groups = x.size(1) / w.size(1);
+  Tensor y = at::conv2d(x, w, b, {c.sh, c.sw}, padding, {c.dh, c.dw}, groups);
   bool in_place = updatable(y);
   if (alpha.defined()) {
     y = at::prelu(y, alpha);
@@ -266,7 +273,7 @@ const std::vector<std::string> kOther = {"Const", "Placeholder", "Identity", "St
                                          "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MaxPool", "AvgPool", "Pad",
                                          "PadV2", "Mean", "Sum", "Max", "Min", "Softmax", "ConcatV2", "Reshape", "Squeeze",
                                          "Shape", "StridedSlice", "Pack", "DepthToSpace", "ResizeBilinear", "MatMul",
-                                         "_FusedMatMul", "FusedBatchNormV3"};
+                                         "_FusedMatMul", "FusedBatchNormV3", "MaxFeatureMap"};
 
 bool is_in(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
@@ -786,6 +793,7 @@ class Compiler {
     }
     if (op == "MatMul" || op == "_FusedMatMul") return lower_matmul(n);
     if (op == "FusedBatchNormV3") return lower_batch_norm(n);
+    if (op == "MaxFeatureMap") return lower_mfm(n);
     throw FormatError("op " + op + " is not supported by the importer");
   }
 
@@ -942,6 +950,24 @@ class Compiler {
       if (!(t.dim() == 2 || (t.dim() == 4 && image)) || t.size(1) != c)
         throw FormatError("needs an image or an [N, " + std::to_string(c) + "] input");
       return at::batch_norm(t, a[1], a[2], a[3], a[4], at::GradMode::is_enabled(), momentum, eps, true);
+    });
+  }
+
+  // hfr's own op (no TensorFlow counterpart): LightCNN's Max-Feature-Map.
+  // The last axis (channels, NHWC) of 2C values is split into halves [0, C)
+  // and [C, 2C) and their elementwise maximum is taken: [..., 2C] -> [..., C],
+  // as LightCNN's mfm (torch.split(x, C, 1), torch.max). One LibTorch op,
+  // out of place, so autograd sends the gradient to the larger half (split
+  // evenly on ties, as torch.max of two tensors does).
+  void lower_mfm(const Node& n) {
+    int x = in(n, 0);
+    bool c = nchw(x);
+    emit(n, {x}, c, [c](std::vector<Tensor>& a) {
+      const Tensor& t = a[0];
+      const std::int64_t axis = c ? 1 : t.dim() - 1;
+      if (t.dim() < 1 || t.size(axis) % 2) throw FormatError("needs an even number of channels");
+      const std::int64_t half = t.size(axis) / 2;
+      return at::maximum(t.narrow(axis, 0, half), t.narrow(axis, half, half));
     });
   }
 

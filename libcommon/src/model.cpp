@@ -103,7 +103,7 @@ std::string exe_dir() {
 }  // namespace
 
 json Preprocess::to_json() const {
-  return {{"size", size}, {"scale", scale}, {"offset", offset}, {"channels", bgr ? "bgr" : "rgb"}, {"crop", crop}};
+  return {{"size", size}, {"scale", scale}, {"offset", offset}, {"channels", grey ? "grey" : bgr ? "bgr" : "rgb"}, {"crop", crop}};
 }
 
 Preprocess Preprocess::from_json(const json& j, const std::string& ctx) {
@@ -115,8 +115,9 @@ Preprocess Preprocess::from_json(const json& j, const std::string& ctx) {
   p.scale = floats3(j, "scale", ctx);
   p.offset = floats3(j, "offset", ctx);
   std::string ch = j.value("channels", "rgb");
-  if (ch != "rgb" && ch != "bgr") throw FormatError(ctx + ": preprocess.channels must be rgb or bgr");
+  if (ch != "rgb" && ch != "bgr" && ch != "grey") throw FormatError(ctx + ": preprocess.channels must be rgb, bgr or grey");
   p.bgr = ch == "bgr";
+  p.grey = ch == "grey";
   if (j.contains("crop") && !j["crop"].is_string()) throw FormatError(ctx + ": preprocess.crop must be a string");
   p.crop = j.value("crop", "");
   return p;

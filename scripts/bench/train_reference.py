@@ -9,6 +9,8 @@ same as hfr's build), not a pyenv/pip torch:
     /usr/bin/python3 scripts/bench/train_reference.py --model iresnet18 --batch 128 --threads 2
     /usr/bin/python3 scripts/bench/train_reference.py --model dlib --json
     /usr/bin/python3 scripts/bench/train_reference.py --model mobilefacenet --check-losses   # vs losses_reference.py
+    /usr/bin/python3 scripts/bench/train_reference.py --model lightcnn9 --count               # parameters
+    /usr/bin/python3 scripts/bench/train_reference.py --model lightcnn9 --parity DIR          # see parity()
 
 One step, timed with time.perf_counter around all of it:
     zero_grad -> forward -> L2-normalise the embeddings -> CosFace (s 64, m 0.40) against a
@@ -284,23 +286,107 @@ class MobileFaceNet(nn.Module):
         return self.gdc(self.layers(x))
 
 
+class MFM(nn.Module):
+    """LightCNN's Max-Feature-Map: conv (or linear) with bias to 2*cout, max of the two channel halves."""
+
+    def __init__(self, cin, cout, k=3, padding=1, linear=False):
+        super().__init__()
+        self.cout = cout
+        self.filter = nn.Linear(cin, 2 * cout) if linear else nn.Conv2d(cin, 2 * cout, k, 1, padding)
+
+    def forward(self, x):
+        a, b = torch.split(self.filter(x), self.cout, 1)
+        return torch.max(a, b)
+
+
+def mfm_group(cin, cout):
+    """LightCNN's group: 1x1 mfm (cin -> cin), 3x3 mfm (cin -> cout)."""
+    return nn.Sequential(MFM(cin, cin, 1, 0), MFM(cin, cout, 3, 1))
+
+
+class MFMResBlock(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = MFM(c, c, 3, 1)
+        self.conv2 = MFM(c, c, 3, 1)
+
+    def forward(self, x):
+        return self.conv2(self.conv1(x)) + x
+
+
+class LightCNN(nn.Module):
+    """LightCNN-9 (blocks None) or LightCNN-29 v1 (blocks [1, 2, 3, 4]): [N, 1, 128, 128] -> [N, 256], the fc mfm
+    (the classifier fc2 and the dropout before it are the training head, not part of the embedding)."""
+
+    def __init__(self, blocks=None):
+        super().__init__()
+        pool = lambda: nn.MaxPool2d(2, 2, ceil_mode=True)
+        res = lambda c, n: [MFMResBlock(c) for _ in range(n)] if blocks else []
+        n = blocks or [0, 0, 0, 0]
+        self.features = nn.Sequential(
+            MFM(1, 48, 5, 2), pool(),
+            *res(48, n[0]), mfm_group(48, 96), pool(),
+            *res(96, n[1]), mfm_group(96, 192), pool(),
+            *res(192, n[2]), mfm_group(192, 128),
+            *res(128, n[3]), mfm_group(128, 128), pool())
+        self.fc = MFM(8 * 8 * 128, 256, linear=True)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.features(x), 1))
+
+
 def build(name, stem_groups):
+    """-> (model, input side, embedding size, input channels)"""
     if name == "dlib":
-        return DlibResNet(), 150, 128
+        return DlibResNet(), 150, 128, 3
     if name == "iresnet18":
-        return IResNet([2, 2, 2, 2]), 112, 512
+        return IResNet([2, 2, 2, 2]), 112, 512, 3
     if name == "iresnet50":
-        return IResNet([3, 4, 14, 3]), 112, 512
+        return IResNet([3, 4, 14, 3]), 112, 512, 3
     if name == "mobilefacenet":
-        return MobileFaceNet(stem_groups=stem_groups), 112, 512
+        return MobileFaceNet(stem_groups=stem_groups), 112, 512, 3
+    if name == "lightcnn9":
+        return LightCNN(), 128, 256, 1
+    if name == "lightcnn29":
+        return LightCNN([1, 2, 3, 4]), 128, 256, 1
     raise ValueError(name)
+
+
+def parity(name, directory):
+    """Forward parity with hfr's graph (tests/unit/test_backbones.cpp): DIR/manifest.json lists hfr's parameters
+    in graph order (name, shape, raw float32 file) and the input; they are loaded into this torch.nn model in
+    module order (HWIO filters -> OIHW, [in, out] matrices -> [out, in], the fc's rows from hfr's NHWC flatten
+    order to PyTorch's NCHW one), the forward pass runs in float32 and DIR/output.bin gets the result."""
+    import numpy as np
+    man = json.load(open(os.path.join(directory, "manifest.json")))
+    model = build(name, 128)[0].eval()
+    load = lambda e: torch.from_numpy(np.fromfile(os.path.join(directory, e["file"]), dtype="<f4").reshape(e["shape"]))
+    params = list(model.parameters())
+    if len(params) != len(man["params"]):
+        raise SystemExit(f"{len(man['params'])} hfr parameters for {len(params)} torch.nn ones")
+    with torch.no_grad():
+        for p, e in zip(params, man["params"]):
+            t = load(e)
+            if t.dim() == 4:                                     # HWIO -> OIHW
+                t = t.permute(3, 2, 0, 1)
+            elif t.dim() == 2:                                   # [in, out] -> [out, in]; rows (h, w, c) -> (c, h, w)
+                side, c = 8, t.shape[0] // 64
+                t = t.reshape(side, side, c, -1).permute(3, 2, 0, 1).reshape(t.shape[1], -1)
+            if tuple(t.shape) != tuple(p.shape):
+                raise SystemExit(f"{e['name']}: {tuple(t.shape)} for {tuple(p.shape)}")
+            p.copy_(t)
+        y = model(load(man["input"]))
+    y.numpy().astype("<f4").tofile(os.path.join(directory, "output.bin"))
+    print(f"{name}: {sum(p.numel() for p in params)} parameters, output {list(y.shape)}")
+    return 0
 
 
 # ---- the benchmark -----------------------------------------------------------------------------
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", required=True, choices=["dlib", "iresnet18", "iresnet50", "mobilefacenet"])
+    ap.add_argument("--model", required=True,
+                    choices=["dlib", "iresnet18", "iresnet50", "mobilefacenet", "lightcnn9", "lightcnn29"])
     ap.add_argument("--batch", type=int, default=128, help="images per step, a multiple of 8 (K = batch/8, P = 4)")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (interop threads: 1)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps")
@@ -315,7 +401,14 @@ def main():
     ap.add_argument("--check-losses", action="store_true",
                     help="first compare the losses with scripts/golden/losses_reference.py (float64)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress on stderr)")
+    ap.add_argument("--count", action="store_true", help="print the backbone's parameter count and exit")
+    ap.add_argument("--parity", metavar="DIR", help="forward hfr's exported weights and input (see parity()), no timing")
     a = ap.parse_args()
+    if a.parity:
+        return parity(a.model, a.parity)
+    if a.count:
+        print(sum(p.numel() for p in build(a.model, a.mbf_stem_groups)[0].parameters()))
+        return 0
     if a.batch < 16 or a.batch % 8:
         ap.error("--batch must be a multiple of 8, at least 16 (K = batch/8 >= 2 identities)")
     if a.steps < 1 or a.warmup < 0 or a.threads < 1:
@@ -330,10 +423,10 @@ def main():
     linear = a.idmmd_kind == "linear"
 
     torch.manual_seed(0)
-    model, size, D = build(a.model, a.mbf_stem_groups)
+    model, size, D, channels = build(a.model, a.mbf_stem_groups)
     model.train()
     head = nn.Parameter(torch.randn(a.classes, D) * 0.01)
-    x = torch.randn(a.batch, 3, size, size)
+    x = torch.randn(a.batch, channels, size, size)
     if a.channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)

@@ -6,8 +6,9 @@
 # are complete; a resumed run ends exactly where an uninterrupted one does; SIGTERM
 # leaves a state to resume from; bad records, too few subjects, a diverging
 # loss and a state of another model give clear errors. A MobileFaceNet trained
-# from scratch with AdamW resumes exactly and hfr-embed runs it. Needs the fetched npm
-# models; runs with face-mesh identities when the ICT FaceKit is absent.
+# from scratch with AdamW resumes exactly and hfr-embed runs it, as it runs a
+# LightCNN-9 (grey input) trained from scratch. Needs the fetched npm models; runs
+# with face-mesh identities when the ICT FaceKit is absent.
 . "$(dirname "$0")/lib.sh"
 
 unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
@@ -83,6 +84,24 @@ assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)" 2>"$T/py.out" && pa
 run hfr-train -t 1 -m mobilefacenet --lr 0.001 --ids 4 --per-modality 2 --seed 5 --steps 6 --resume "$T/sc2.hft.state" -o "$T/sc3.hft" "$T/w/images.jsonl"
 expect_rc 1 "a state of another optimizer is refused"
 expect_err "--optimizer adamw" "names the optimizer the state needs"
+
+# ---------------------------------------------------------------------------
+# 2b'. From scratch: LightCNN-9 (MFM, no batch norm; one grey 128x128 channel
+# from the RGB crops); hfr-embed runs the result on crops (256-d).
+run hfr-train -t 1 -m lightcnn9 --optimizer adamw --lr 0.001 --ids 4 --per-modality 2 --seed 5 --steps 2 \
+  -o "$T/lc.hft" "$T/w/images.jsonl"
+expect_rc 0 "LightCNN-9 from scratch"
+hfr-tensor info --json "$T/lc.hft" | grep -q '"channels":"grey"' && pass "LightCNN-9 model file takes grey input" ||
+  fail "no grey preprocessing in the LightCNN-9 model file"
+run hfr-embed -q --aligned -m "$T/lc.hft" -o "$T/el.hft" -r "$T/el.jsonl" "$T/w/few.jsonl"
+expect_rc 0 "hfr-embed runs LightCNN-9"
+hfr-tensor export --tensor embeddings -o "$T/el.npy" "$T/el.hft"
+$PY -c "
+import numpy as np
+a = np.load('$T/el.npy')
+assert a.shape == (4, 256) and np.isfinite(a).all(), a.shape
+assert np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-4)" 2>"$T/py.out" && pass "256-d unit LightCNN-9 embeddings" ||
+  fail "LightCNN-9 embeddings: $(cat "$T/py.out")"
 
 # ---------------------------------------------------------------------------
 # 2c. Augmentation: reproducible from the seed, and it changes the training.

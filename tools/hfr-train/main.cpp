@@ -20,12 +20,15 @@ hfr::cli::ToolSpec spec() {
       "with SGD (momentum, weight decay) or AdamW (--optimizer), a step learning-rate decay and gradient clipping.",
       "Training from scratch: --model iresnet18, iresnet34, iresnet50 or mobilefacenet builds that backbone (insightface's "
       "IResNet, arcface_torch's MobileFaceNet; 112x112 ArcFace-aligned crops, (pixel - 127.5) / 127.5, 512-d) with weights "
-      "drawn from --seed; its batch normalisation learns from batch statistics and keeps running ones for inference. Such "
-      "networks need far more data and steps than fine-tuning (typically --lr 0.1 with SGD, or --optimizer adamw --lr 1e-3).",
+      "drawn from --seed; its batch normalisation learns from batch statistics and keeps running ones for inference. "
+      "--model lightcnn9 or lightcnn29 builds LightCNN-9 or -29 (Max-Feature-Map activations, no batch normalisation; "
+      "128x128 grey crops aligned to the ArcFace template scaled to 128, pixel / 255, RGB converted to BT.601 luma; 256-d). "
+      "Such networks need far more data and steps than fine-tuning (typically --lr 0.1 with SGD, or --optimizer adamw "
+      "--lr 1e-3).",
       "Each batch holds --ids subjects with --per-modality images of each modality, drawn from --seed and the step number "
       "only: a run resumed from its state file (--resume) draws the same batches and ends where an uninterrupted run ends. "
       "Images are aligned to the model's crop from the records' five landmarks (hfr-render and hfr-embed write them), "
-      "else resized; grey images are replicated to three channels. Batches are loaded on --threads threads while the "
+      "else resized; grey images are replicated to three channels (one-channel models take their luma). Batches are loaded on --threads threads while the "
       "previous step runs. Besides flips, --jitter, --color, --blur and --low-res augment each image (after alignment), "
       "every draw from --seed, the step and the row, so batches and resumed runs stay reproducible.",
       "Very-low-resolution faces (methods.md §5): --ri adds a recognisability-index head, trained to predict hfr's index "
@@ -56,7 +59,7 @@ hfr::cli::ToolSpec spec() {
   s.options = {
       {"output", 'o', "FILE", "The fine-tuned model file (required).", "", {}, Complete::file},
       {"model", 'm', "NAME", "Base model: dlib, faceres, an hfr model file, or a backbone to train from scratch (iresnet18, "
-       "iresnet34, iresnet50, mobilefacenet).", "dlib", {}, Complete::file},
+       "iresnet34, iresnet50, mobilefacenet, lightcnn9, lightcnn29).", "dlib", {}, Complete::file},
       {"validation", 0, "FILE", "Validation records: probe-modality images matched against gallery-modality images.", "", {},
        Complete::file},
       {"modalities", 0, "G,P", "The gallery and the probe modality, as named in the records.", "VIS,NIR", {}, Complete::none},

@@ -12,7 +12,25 @@
 // Input: 112x112 RGB aligned to the ArcFace 5-point template (arcface-112),
 // value = (pixel - 127.5) / 127.5; output: the 512-d embedding.
 //
-// Batch normalisation is FusedBatchNormV3 (epsilon 1e-5, momentum 0.1):
+//   lightcnn9, lightcnn29  LightCNN (Wu et al., "A Light CNN for Deep Face
+//       Representation with Noisy Labels"), the usual NIR-VIS backbones:
+//       Max-Feature-Map activations (MaxFeatureMap: a convolution or dense
+//       layer with bias to 2C values, the elementwise max of the two halves),
+//       no batch normalisation. -9: mfm 5x5 48, pool, groups (1x1 mfm then
+//       3x3 mfm) 96, pool, 192, pool, 128, 128, pool, fc mfm 8192 -> 256.
+//       -29 (v1): the same with residual blocks (two 3x3 mfm + identity)
+//       [1, 2, 3, 4] before groups 1..4. Pools 2x2 max, stride 2.
+//       Input: 128x128 grey (one channel; RGB crops are converted to BT.601
+//       luma, crops.hpp), value = pixel / 255, aligned to the ArcFace
+//       template scaled to 128 (arcface-112 at size 128: the original aligns
+//       five points to its own 128x128 framing, which hfr does not have);
+//       output: the 256-d fc mfm (the classifier fc2 and its dropout are
+//       hfr-train's margin head). The flatten runs in NHWC order (h, w, c),
+//       PyTorch's view in (c, h, w): the fc rows are a permutation of the
+//       original's. Weights N(0, 1 / fan_in) (He's argument for MFM, which
+//       keeps the second moment where ReLU halves it), biases 0.
+//
+// Batch normalisation (iresnet, mobilefacenet) is FusedBatchNormV3 (epsilon 1e-5, momentum 0.1):
 // batch statistics while training, running statistics in inference
 // (graph.hpp). Initialisation: convolutions and the FC He-normal
 // (std sqrt(2 / fan_in)), BN scale 1 offset 0, PReLU slopes 0.25; every value

@@ -6,7 +6,10 @@
 // one executor runs every imported network.
 //
 // Semantics follow TensorFlow (NHWC, "SAME" padding with the extra row/column
-// at the bottom/right, DepthToSpace in DCR order, ...). Internally 4-D
+// at the bottom/right, DepthToSpace in DCR order, Conv2D with a filter of
+// Cin / G input channels grouped into G groups, ...). One op is hfr's own:
+// MaxFeatureMap (LightCNN's MFM: the last axis of 2C values split into
+// halves, their elementwise maximum, C values). Internally 4-D
 // activations are kept in NCHW, LibTorch's fast layout: the layout of every
 // value is decided once, when the graph is compiled, and constants that meet
 // NCHW values are converted then. Program::run takes an NCHW input and returns

@@ -33,6 +33,11 @@ struct Preprocess {
   std::array<float, 3> scale{1, 1, 1};           // per input channel: value = pixel(0..255) * scale + offset
   std::array<float, 3> offset{0, 0, 0};
   bool bgr = false;                              // channel order fed to the network
+  // One input channel (LightCNN): the grey value, RGB crops converted with
+  // the BT.601 luma weights (crops.hpp); scale[0] and offset[0] apply.
+  // Stored as "channels": "grey" (else "rgb" or "bgr").
+  bool grey = false;
+  int channels() const { return grey ? 1 : 3; }
   std::string crop;                              // face template the crops are aligned to ("" for detectors)
 
   nlohmann::json to_json() const;
