@@ -213,6 +213,13 @@ void check_material(const Material& material, const std::string& what, bool full
     else if (t && (t->width <= 0 || t->height <= 0 || t->channels <= 0 ||
                    t->data.size() != static_cast<std::size_t>(t->width) * t->height * t->channels))
       throw Error(what + ": texture size does not match its data");
+  if (material.albedo && (material.albedo_channel < 0 || material.albedo_channels < 0 ||
+                          material.albedo_channel + std::max(1, material.albedo_channels) > material.albedo->channels))
+    throw Error(what + ": albedo channels outside the texture's");
+  if (material.specular && (material.specular_channel < 0 || material.specular_channel >= material.specular->channels))
+    throw Error(what + ": specular channel outside the texture's");
+  if (material.roughness && (material.roughness_channel < 0 || material.roughness_channel >= material.roughness->channels))
+    throw Error(what + ": roughness channel outside the texture's");
   if (!std::isfinite(material.albedo_scale) || !std::isfinite(material.specular_value) ||
       !std::isfinite(material.specular_scale) ||
       !std::isfinite(material.roughness_value))
@@ -377,63 +384,74 @@ struct OccRay {
   float e[3], s[3];
 };
 
-// Bilinear lookups of one surface point, kept while the bands that share a
-// texture (the specular and roughness maps) look it up again; textures of
-// one size share the texel footprint (the same arithmetic as Texture::sample).
+// Bilinear lookups of one surface point, kept while the bands look up the
+// same texture again (a texture holding several maps, or the specular and
+// roughness maps both bands use): the first kChannels channels of a texture
+// are interpolated at once. Textures of one size share the texel footprint
+// (the same arithmetic as Texture::sample).
 struct TexCache {
-  const Texture* tex[8];
-  float val[8][3];
+  static constexpr int kSlots = 4, kChannels = 16;
+  const Texture* tex[kSlots];
+  float val[kSlots][kChannels];
   int n = 0;
   int fw = 0, fh = 0;  // the footprint's texture size (0: none yet)
-  std::size_t idx[4];
-  float wt[4];
-  const float* get(const Texture* t, double u, double v) {
-    for (int i = 0; i < n; ++i)
-      if (tex[i] == t) return val[i];
-    if (t->width != fw || t->height != fh) {
-      fw = t->width;
-      fh = t->height;
-      if (!std::isfinite(u)) u = 0;
-      if (!std::isfinite(v)) v = 0;
-      double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
-      x = std::clamp(x, 0.0, double(fw - 1));
-      y = std::clamp(y, 0.0, double(fh - 1));
-      const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
-      const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
-      const double fx = x - x0, fy = y - y0;
-      idx[0] = static_cast<std::size_t>(y0) * fw + x0;
-      idx[1] = static_cast<std::size_t>(y0) * fw + x1;
-      idx[2] = static_cast<std::size_t>(y1) * fw + x0;
-      idx[3] = static_cast<std::size_t>(y1) * fw + x1;
-      wt[0] = static_cast<float>((1 - fy) * (1 - fx));
-      wt[1] = static_cast<float>((1 - fy) * fx);
-      wt[2] = static_cast<float>(fy * (1 - fx));
-      wt[3] = static_cast<float>(fy * fx);
-    }
-    const int slot = n < 8 ? n++ : 7;
-    tex[slot] = t;
+  std::size_t idx[4] = {0, 0, 0, 0};
+  float wt[4] = {0, 0, 0, 0};
+  void footprint(const Texture* t, double u, double v) {
+    if (t->width == fw && t->height == fh) return;
+    fw = t->width;
+    fh = t->height;
+    if (!std::isfinite(u)) u = 0;
+    if (!std::isfinite(v)) v = 0;
+    double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
+    x = std::clamp(x, 0.0, double(fw - 1));
+    y = std::clamp(y, 0.0, double(fh - 1));
+    const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
+    const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
+    const double fx = x - x0, fy = y - y0;
+    idx[0] = static_cast<std::size_t>(y0) * fw + x0;
+    idx[1] = static_cast<std::size_t>(y0) * fw + x1;
+    idx[2] = static_cast<std::size_t>(y1) * fw + x0;
+    idx[3] = static_cast<std::size_t>(y1) * fw + x1;
+    wt[0] = static_cast<float>((1 - fy) * (1 - fx));
+    wt[1] = static_cast<float>((1 - fy) * fx);
+    wt[2] = static_cast<float>(fy * (1 - fx));
+    wt[3] = static_cast<float>(fy * fx);
+  }
+  float lerp(const Texture* t, int k) const {
     const int C = t->channels;
     const float* d = t->data.data();
-    for (int c = 0; c < 3; ++c) {
-      const int k = std::min(c, C - 1);
-      val[slot][c] = wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] +
-                     wt[3] * d[idx[3] * C + k];
+    return wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] + wt[3] * d[idx[3] * C + k];
+  }
+  // Channel k of texture t at (u, v).
+  float get(const Texture* t, double u, double v, int k) {
+    if (k >= kChannels) {
+      footprint(t, u, v);
+      return lerp(t, k);
     }
-    return val[slot];
+    for (int i = 0; i < n; ++i)
+      if (tex[i] == t) return val[i][k];
+    footprint(t, u, v);
+    const int slot = n < kSlots ? n++ : kSlots - 1;
+    tex[slot] = t;
+    const int C = std::min(t->channels, kChannels);
+    for (int c = 0; c < C; ++c) val[slot][c] = lerp(t, c);
+    return val[slot][k];
   }
 };
 
 SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
   SurfaceSample out;
   if (m.albedo) {
-    const float* a = cache.get(m.albedo, h.uv[0], h.uv[1]);
-    for (int c = 0; c < 3; ++c) out.albedo[c] = a[m.albedo->channels == 1 ? 0 : c];
+    const int first = m.albedo_channel;
+    const int count = m.albedo_channels > 0 ? m.albedo_channels : m.albedo->channels - first;
+    for (int c = 0; c < 3; ++c) out.albedo[c] = cache.get(m.albedo, h.uv[0], h.uv[1], first + (count == 1 ? 0 : std::min(c, count - 1)));
   } else {
     out.albedo = m.albedo_value;
   }
   for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
-  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1])[0] : m.specular_value;
-  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1])[0] : m.roughness_value;
+  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1], m.specular_channel) : m.specular_value;
+  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1], m.roughness_channel) : m.roughness_value;
   out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
   out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
   return out;

@@ -58,8 +58,12 @@ struct Identity {
   std::vector<Part> parts;  // what is rendered, by material
   mesh::TriMesh rendered;   // the parts' triangles in one mesh (vertices filled per job)
   std::vector<std::uint8_t> part_of;  // per rendered triangle: its part
-  render::Texture albedo_vis, specular, roughness;
-  std::map<int, render::Texture> albedo_nir;
+  // The face's maps in one texture, so that one bilinear lookup per hit
+  // serves both bands of a pair: the VIS albedo (albedo_channels: 1 or 3),
+  // specular, roughness, then each NIR band's albedo (nir_channel).
+  render::Texture maps;
+  int albedo_channels = 3, specular_channel = 3, roughness_channel = 4;
+  std::map<int, int> nir_channel;
   std::map<int, double> specular_scale;
   std::array<float, 3> skin_vis{0.5f, 0.35f, 0.3f}, iris_vis{0.1f, 0.06f, 0.04f};
   std::map<int, float> skin_nir;
@@ -67,8 +71,22 @@ struct Identity {
   std::vector<morph::SurfacePoint> landmarks;  // 468 face-mesh points on the mesh (ICT); empty: the vertices are them
 };
 
+// Whether a scene built for one identity can hold another by updating its
+// vertices (and refitting the BVH): the same rendered triangles, texture
+// coordinates and parts (ICT FaceKit identities whose eyes split alike).
+bool same_topology(const Identity& a, const Identity& b) {
+  if (a.parts.size() != b.parts.size()) return false;
+  for (std::size_t k = 0; k < a.parts.size(); ++k)
+    if (a.parts[k].name != b.parts[k].name) return false;
+  return a.part_of == b.part_of &&
+         a.rendered.triangles == b.rendered.triangles && a.rendered.uv_triangles == b.rendered.uv_triangles &&
+         a.rendered.uvs == b.rendered.uvs && a.vertices.size() == b.vertices.size();
+}
+
 // Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
-// bilinear lookups at UV island borders do not mix in zeros.
+// bilinear lookups at UV island borders do not mix in zeros (each channel on
+// its own, up to kMaxPadChannels).
+constexpr int kMaxPadChannels = 32;
 void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, int passes) {
   std::vector<std::uint8_t> valid = valid_in;
   const int W = t.width, H = t.height, C = t.channels;
@@ -78,7 +96,7 @@ void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, 
       for (int x = 0; x < W; ++x) {
         const std::size_t i = static_cast<std::size_t>(y) * W + x;
         if (valid[i]) continue;
-        float sum[4] = {0, 0, 0, 0};
+        float sum[kMaxPadChannels] = {};
         int n = 0;
         const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
         for (const auto& d : nb) {
@@ -86,11 +104,11 @@ void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, 
           if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
           const std::size_t j = static_cast<std::size_t>(yy) * W + xx;
           if (!valid[j]) continue;
-          for (int c = 0; c < C && c < 4; ++c) sum[c] += t.data[j * C + c];
+          for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
           ++n;
         }
         if (!n) continue;
-        for (int c = 0; c < C && c < 4; ++c) t.data[i * C + c] = sum[c] / n;
+        for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
         next[i] = 1;
       }
     valid.swap(next);
@@ -189,13 +207,15 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   std::vector<std::uint8_t> valid(source.size());
   for (std::size_t i = 0; i < source.size(); ++i) valid[i] = source[i] != 0;
   constexpr int kPad = 4;
-  d.albedo_vis = texture(read_floats(r, "albedo", path), S, C);
-  d.specular = texture(read_floats(r, "specular", path), S, 1);
-  d.roughness = texture(read_floats(r, "roughness", path), S, 1);
-  for (auto* t : {&d.albedo_vis, &d.specular, &d.roughness}) {
-    t->validate(path.c_str());
-    pad_texture(*t, valid, kPad);
-  }
+  // the maps, validated, then interleaved into one texture and padded
+  std::vector<render::Texture> maps;
+  maps.push_back(texture(read_floats(r, "albedo", path), S, C));
+  maps.push_back(texture(read_floats(r, "specular", path), S, 1));
+  maps.push_back(texture(read_floats(r, "roughness", path), S, 1));
+  for (const auto& t : maps) t.validate(path.c_str());
+  d.albedo_channels = C;
+  d.specular_channel = C;
+  d.roughness_channel = C + 1;
   const json bands = d.meta.value("nir_bands", json::array());
   if (!bands.is_array()) throw FormatError(path + ": nir_bands is not a list");
   for (const auto& b : bands) {
@@ -213,10 +233,27 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     if (skin.empty()) skin = t.data;
     std::nth_element(skin.begin(), skin.begin() + static_cast<std::ptrdiff_t>(skin.size() / 2), skin.end());
     d.skin_nir[nm] = skin[skin.size() / 2];
-    pad_texture(t, valid, kPad);
-    d.albedo_nir[nm] = std::move(t);
+    d.nir_channel[nm] = C + 2 + static_cast<int>(maps.size()) - 3;
+    maps.push_back(std::move(t));
     const double ss = b.value("specular_scale", 1.0);
     d.specular_scale[nm] = std::isfinite(ss) && ss >= 0 && ss <= 4 ? ss : 1.0;
+  }
+  int CT = 0;
+  for (const auto& t : maps) CT += t.channels;
+  if (CT > kMaxPadChannels) throw FormatError(path + ": too many NIR bands");
+  {
+    const std::size_t n = static_cast<std::size_t>(S) * S;
+    std::vector<float> packed(n * static_cast<std::size_t>(CT));
+    int first = 0;
+    for (const auto& t : maps) {
+      const int tc = t.channels;
+      for (std::size_t i = 0; i < n; ++i)
+        for (int c = 0; c < tc; ++c) packed[i * CT + first + c] = t.data[i * tc + c];
+      first += tc;
+    }
+    maps.clear();
+    d.maps = texture(std::move(packed), S, CT);
+    pad_texture(d.maps, valid, kPad);
   }
   if (d.meta.contains("median_skin_rgb") && d.meta["median_skin_rgb"].is_array() && d.meta["median_skin_rgb"].size() == 3)
     for (int c = 0; c < 3; ++c) {
@@ -505,9 +542,11 @@ render::Material material_for(const Identity& d, const std::string& part, const 
   const double sscale = nir && d.specular_scale.count(j.band) ? d.specular_scale.at(j.band) : 1.0;
   auto grey = [](float v) { return std::array<float, 3>{v, v, v}; };
   if (part == "face") {
-    m.albedo = nir ? &d.albedo_nir.at(j.band) : &d.albedo_vis;
-    m.specular = &d.specular;
-    m.roughness = &d.roughness;
+    m.albedo = m.specular = m.roughness = &d.maps;
+    m.albedo_channel = nir ? d.nir_channel.at(j.band) : 0;
+    m.albedo_channels = nir ? 1 : d.albedo_channels;
+    m.specular_channel = d.specular_channel;
+    m.roughness_channel = d.roughness_channel;
     m.subsurface = true;
   } else if (part == "skin") {
     m.albedo_value = nir ? grey(skin_nir) : d.skin_vis;
@@ -721,7 +760,9 @@ struct SceneCache {
 
 // Embree scenes in model space, one per worker at a time: the next pair of
 // the same identity only updates the vertices (expression) and refits the
-// BVH; the pose moves the camera, not the mesh.
+// BVH; the pose moves the camera, not the mesh. Identities of one topology
+// (ICT FaceKit heads) share scenes the same way: another identity is another
+// set of vertices, a refit rather than a build.
 struct ModelScene {
   std::shared_ptr<const Identity> identity;
   std::unique_ptr<render::Scene> scene;
@@ -734,17 +775,16 @@ class ScenePool {
  public:
   std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = free_.begin(); it != free_.end(); ++it)
-      if ((*it)->identity == d) {
-        auto s = std::move(*it);
-        free_.erase(it);
-        return s;
-      }
-    if (free_.size() >= 4) {  // reuse the oldest scene object
-      auto s = std::move(free_.front());
-      free_.erase(free_.begin());
+    auto take = [&](std::size_t k) {
+      auto s = std::move(free_[k]);
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(k));
       return s;
-    }
+    };
+    for (std::size_t k = 0; k < free_.size(); ++k)
+      if (free_[k]->identity == d) return take(k);
+    for (std::size_t k = free_.size(); k-- > 0;)  // the most recent of the same topology
+      if (free_[k]->identity && same_topology(*free_[k]->identity, *d)) return take(k);
+    if (free_.size() >= 4) return take(0);  // reuse the oldest scene object
     return std::make_unique<ModelScene>();
   }
   void release(std::unique_ptr<ModelScene> s) {
@@ -762,13 +802,20 @@ void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, con
                    const render::Device& device, const Job& j) {
   constexpr int kMaxRefits = 32;  // then rebuild, so that the BVH does not degrade
   if (ms.scene && ms.identity == d && ms.shape == shape) return;
-  if (ms.scene && ms.identity == d && ms.refits < kMaxRefits) {
+  const bool same = ms.scene && (ms.identity == d || same_topology(*ms.identity, *d));
+  if (same && ms.refits < kMaxRefits) {
+    if (ms.identity != d) {  // the scene's own materials: this identity's (each band brings its own anyway)
+      for (std::size_t k = 0; k < d->parts.size(); ++k)
+        ms.scene->set_material(ms.geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
+      ms.identity = d;
+    }
     ms.scene->update(ms.geometry, p.model, &p.normals);
     ms.scene->commit();
     ms.shape = shape;
     ++ms.refits;
     return;
   }
+  if (std::getenv("HFR_DEBUG_BUILDS")) std::fprintf(stderr, "build %s (refits %d)\n", d->id.c_str(), ms.refits);
   ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
   ms.identity = d;
   mesh::TriMesh m = d->rendered;
@@ -807,7 +854,7 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
   pj.j = &j;
   pj.d = d;
   const std::string w = j.where + " (" + j.id + ")";
-  if (j.nir && !d->albedo_nir.count(j.band))
+  if (j.nir && !d->nir_channel.count(j.band))
     throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
   const bool reuse = cache.identity && cache.key == j.geometry_key && cache.identity == d;
   if (!reuse) {

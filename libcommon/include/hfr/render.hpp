@@ -75,6 +75,13 @@ struct Material {
   float roughness_value = 0.5f;
   double albedo_scale = 1;  // multiplies the albedo
   double specular_scale = 1;  // multiplies F0 (e.g. the specular change from VIS to a NIR band)
+  // The textures' channels to use, so that one texture can hold several maps
+  // (a face's albedo in each band, specular and roughness: one lookup per hit
+  // then serves every band): the albedo's first channel and count (0: the
+  // rest of the texture's; 1: one value for every output channel), the
+  // specular's and the roughness's channel.
+  int albedo_channel = 0, albedo_channels = 0;
+  int specular_channel = 0, roughness_channel = 0;
   // Skin: with RenderLayers requested, the diffuse term goes to the layers
   // (irradiance and albedo kept apart, for subsurface::scatter) instead of
   // the image; the specular term stays in the image.
