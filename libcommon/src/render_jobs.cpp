@@ -474,8 +474,9 @@ Job parse_job(const json& r, const std::string& where, const std::string& base, 
 
 // ---- the scene of one job ------------------------------------------------------
 
-struct Model {  // the ICT FaceKit, for expressions (loaded once, by the reading thread)
-  bool tried = false;
+struct Model {  // the ICT FaceKit, for expressions (loaded once, alongside the first identities)
+  bool tried = false, warned = false;
+  std::string error;  // why it could not be loaded
   std::string dir;
   std::unique_ptr<morph::MorphableModel> ict;
 };
@@ -815,7 +816,6 @@ void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, con
     ++ms.refits;
     return;
   }
-  if (std::getenv("HFR_DEBUG_BUILDS")) std::fprintf(stderr, "build %s (refits %d)\n", d->id.c_str(), ms.refits);
   ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
   ms.identity = d;
   mesh::TriMesh m = d->rendered;
@@ -1139,7 +1139,22 @@ int run(const Options& o) {
       }
       std::vector<std::shared_ptr<const Identity>> loaded(to_load.size());
       std::vector<std::string> load_errors(to_load.size());
-      parallel_for(to_load.size(), threads, [&](std::size_t k) {
+      // the ICT FaceKit (the longest load) alongside the identities, as soon as a job has an expression
+      bool load_ict = false;
+      if (!model.tried && !model.dir.empty())
+        for (std::size_t i = 0; i < jobs.size() && !load_ict; ++i) load_ict = parse_errors[i].empty() && !jobs[i].expression.empty();
+      const std::size_t first = load_ict ? 1 : 0;
+      parallel_for(to_load.size() + first, threads, [&](std::size_t k) {
+        if (k < first) {
+          model.tried = true;
+          try {
+            model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
+          } catch (const std::exception& e) {
+            model.error = brief(e);
+          }
+          return;
+        }
+        k -= first;
         try {
           loaded[k] = load_identity(to_load[k]);
         } catch (const std::exception& e) {
@@ -1163,15 +1178,9 @@ int run(const Options& o) {
           continue;
         }
         ids[i] = identities.at(f);
-        if (!jobs[i].expression.empty() && ids[i]->model == "ict-facekit" && !model.tried) {
-          model.tried = true;
-          if (!model.dir.empty()) {
-            try {
-              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
-            } catch (const std::exception& e) {
-              log::warn("cannot load the ICT FaceKit for expressions: " + brief(e));
-            }
-          }
+        if (!jobs[i].expression.empty() && ids[i]->model == "ict-facekit" && !model.warned) {
+          model.warned = true;
+          if (!model.error.empty()) log::warn("cannot load the ICT FaceKit for expressions: " + model.error);
         }
       }
       // the cache keeps the identities of this chunk and at most 16 older ones
