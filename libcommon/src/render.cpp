@@ -251,6 +251,18 @@ void Scene::set_material(int id, int index, const Material& material) {
   g.materials[static_cast<std::size_t>(index)] = material;
 }
 
+void Scene::set_triangle_materials(int id, const std::vector<std::uint8_t>& triangle_material) {
+  if (id < 0 || static_cast<std::size_t>(id) >= impl_->geometries.size()) throw Error("render: no geometry " + std::to_string(id));
+  auto& g = impl_->geometries[static_cast<std::size_t>(id)];
+  const std::string what = "render: mesh " + std::to_string(id);
+  if (!triangle_material.empty() && triangle_material.size() * 3 != g.triangles.size())
+    throw Error(what + ": triangle_material has " + std::to_string(triangle_material.size()) + " entries for " +
+                std::to_string(g.triangles.size() / 3) + " triangles");
+  for (std::uint8_t k : triangle_material)
+    if (k >= g.materials.size()) throw Error(what + ": material index " + std::to_string(k) + " out of range");
+  g.triangle_material = triangle_material;
+}
+
 void Scene::update(int id, const std::vector<float>& positions, const std::vector<float>* normals) {
   if (id < 0 || static_cast<std::size_t>(id) >= impl_->geometries.size()) throw Error("render: no geometry " + std::to_string(id));
   auto& g = impl_->geometries[static_cast<std::size_t>(id)];

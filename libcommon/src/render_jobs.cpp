@@ -49,6 +49,18 @@ struct Part {
   std::vector<std::int32_t> triangles, uv_triangles;
 };
 
+// The ICT FaceKit's eyes in an order and layout every identity shares (so a
+// scene refits from one identity to another, see same_topology): every
+// triangle of the eyeballs, in the mesh's order; the outer shell's on
+// vertices of their own (copies appended after the mesh's), so that the
+// cornea an identity drops is a triangle collapsed to a point (never hit)
+// rather than another set of triangles. part: "sclera", "iris" or "pupil".
+struct EyeLayout {
+  std::vector<std::int32_t> triangles, uv_triangles;
+  std::vector<const char*> part;               // per triangle
+  std::vector<std::int32_t> source;            // per appended vertex: the mesh vertex it copies
+};
+
 struct Identity {
   std::string path, id;
   json meta;
@@ -58,6 +70,8 @@ struct Identity {
   std::vector<Part> parts;  // what is rendered, by material
   mesh::TriMesh rendered;   // the parts' triangles in one mesh (vertices filled per job)
   std::vector<std::uint8_t> part_of;  // per rendered triangle: its part
+  std::vector<std::int32_t> normal_triangles;  // the visible triangles on the mesh's own vertices (vertex normals)
+  std::vector<std::int32_t> extra_source;      // per rendered vertex after the mesh's: the mesh vertex it copies
   // The face's maps in one texture, so that one bilinear lookup per hit
   // serves both bands of a pair: the VIS albedo (albedo_channels: 1 or 3),
   // specular, roughness, then each NIR band's albedo (nir_channel).
@@ -73,14 +87,15 @@ struct Identity {
 
 // Whether a scene built for one identity can hold another by updating its
 // vertices (and refitting the BVH): the same rendered triangles, texture
-// coordinates and parts (ICT FaceKit identities whose eyes split alike).
+// coordinates and parts (ICT FaceKit identities; each brings its own split
+// of the eyes as the triangles' parts and collapsed cornea vertices).
 bool same_topology(const Identity& a, const Identity& b) {
   if (a.parts.size() != b.parts.size()) return false;
   for (std::size_t k = 0; k < a.parts.size(); ++k)
     if (a.parts[k].name != b.parts[k].name) return false;
-  return a.part_of == b.part_of &&
+  return a.vertices.size() == b.vertices.size() && a.extra_source.size() == b.extra_source.size() &&
          a.rendered.triangles == b.rendered.triangles && a.rendered.uv_triangles == b.rendered.uv_triangles &&
-         a.rendered.uvs == b.rendered.uvs && a.vertices.size() == b.vertices.size();
+         a.rendered.uvs == b.rendered.uvs;
 }
 
 // Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
@@ -130,8 +145,22 @@ render::Texture texture(std::vector<float> data, int S, int C) {
 // the shell's bounding-box centre: the shell's cornea (< 32 degrees) is
 // dropped; the inner ball becomes pupil (< 12), iris (< 29: an 11.7 mm iris
 // on a 12 mm eyeball) and sclera.
-void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& ranges) {
+void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& ranges, EyeLayout& eyes) {
   Part sclera{"sclera", {}, {}}, iris{"iris", {}, {}}, pupil{"pupil", {}, {}};
+  const std::int32_t V = static_cast<std::int32_t>(d.vertices.size() / 3);
+  auto lay = [&](std::int64_t t, const char* part, bool own, bool dropped) {
+    for (int k = 0; k < 3; ++k) {
+      const std::int32_t v = d.triangles[static_cast<std::size_t>(3 * t + k)];
+      if (own) {
+        eyes.triangles.push_back(V + static_cast<std::int32_t>(eyes.source.size()));
+        eyes.source.push_back(dropped ? d.triangles[static_cast<std::size_t>(3 * t)] : v);
+      } else {
+        eyes.triangles.push_back(v);
+      }
+      eyes.uv_triangles.push_back(d.uv_triangles[static_cast<std::size_t>(3 * t + k)]);
+    }
+    eyes.part.push_back(part);
+  };
   auto vertex = [&](std::int64_t t, int k) {
     const std::size_t v = static_cast<std::size_t>(d.triangles[static_cast<std::size_t>(3 * t + k)]);
     return Eigen::Vector3d(d.vertices[3 * v], d.vertices[3 * v + 1], d.vertices[3 * v + 2]);
@@ -153,12 +182,17 @@ void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t,
       const Eigen::Vector3d m = (vertex(t, 0) + vertex(t, 1) + vertex(t, 2)) / 3 - c;
       return std::acos(std::clamp(m.z() / std::max(m.norm(), 1e-12), -1.0, 1.0)) * 180 / kPi;
     };
-    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t)
-      if (angle(t) > 32) push(sclera, t);
+    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t) {
+      const bool kept = angle(t) > 32;
+      if (kept) push(sclera, t);
+      lay(t, "sclera", true, !kept);
+    }
     if (inner == ranges.end()) continue;
     for (std::int64_t t = inner->second.first; t < inner->second.second; ++t) {
       const double a = angle(t);
-      push(a < 12 ? pupil : a < 29 ? iris : sclera, t);
+      Part& p = a < 12 ? pupil : a < 29 ? iris : sclera;
+      push(p, t);
+      lay(t, p.name == "pupil" ? "pupil" : p.name == "iris" ? "iris" : "sclera", false, false);
     }
   }
   for (Part* p : {&sclera, &iris, &pupil})
@@ -289,6 +323,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
                           std::to_string(t1) + ") outside the mesh's " + std::to_string(T));
       ranges[g["name"].get<std::string>()] = {t0, t1};
     }
+  EyeLayout eyes;
   auto add_part = [&](const std::string& name, std::initializer_list<const char*> regions) {
     Part p;
     p.name = name;
@@ -306,7 +341,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   if (ranges.count("face") && ranges.size() > 1) {
     add_part("face", {"face"});
     add_part("skin", {"head_neck"});
-    split_eyes(d, ranges);
+    split_eyes(d, ranges, eyes);
     if (!ranges.count("sclera_left")) add_part("sclera", {"eyeball_left", "eyeball_right"});
     add_part("teeth", {"teeth"});
     add_part("mouth", {"mouth_socket", "gums_tongue"});
@@ -315,11 +350,27 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     Part p{"face", d.triangles, d.uv_triangles};
     d.parts.push_back(std::move(p));
   }
+  // the rendered mesh: the parts in order, the split eyes (if any) in their shared layout at the end
+  auto part_index = [&](const std::string& name) {
+    for (std::size_t k = 0; k < d.parts.size(); ++k)
+      if (d.parts[k].name == name) return static_cast<int>(k);
+    return -1;
+  };
+  bool layout = !eyes.part.empty();
+  for (const char* n : {"sclera", "iris", "pupil"}) layout = layout && part_index(n) >= 0;
   for (std::size_t k = 0; k < d.parts.size(); ++k) {
     const Part& p = d.parts[k];
+    d.normal_triangles.insert(d.normal_triangles.end(), p.triangles.begin(), p.triangles.end());
+    if (layout && (p.name == "sclera" || p.name == "iris" || p.name == "pupil")) continue;
     d.rendered.triangles.insert(d.rendered.triangles.end(), p.triangles.begin(), p.triangles.end());
     d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), p.uv_triangles.begin(), p.uv_triangles.end());
     d.part_of.insert(d.part_of.end(), p.triangles.size() / 3, static_cast<std::uint8_t>(k));
+  }
+  if (layout) {
+    d.rendered.triangles.insert(d.rendered.triangles.end(), eyes.triangles.begin(), eyes.triangles.end());
+    d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), eyes.uv_triangles.begin(), eyes.uv_triangles.end());
+    for (const char* n : eyes.part) d.part_of.push_back(static_cast<std::uint8_t>(part_index(n)));
+    d.extra_source = std::move(eyes.source);
   }
   d.rendered.uvs = d.uvs;
   if (d.model == "ict-facekit") {
@@ -522,8 +573,17 @@ Posed pose_face(const Identity& d, const Job& j, const morph::MorphableModel* ic
   out.pose = pose;
   out.centre = {0, 0, j.distance};
   out.camera = {j.focal, j.focal, 0.5 * j.width, 0.5 * j.height};
-  out.normals = mesh::vertex_normals(v, d.rendered.triangles);
+  out.normals = mesh::vertex_normals(v, d.normal_triangles);
   out.model = std::move(v);
+  // the rendered mesh's own copies of vertices (the eyes' shared layout)
+  const std::size_t V = out.model.size();
+  out.model.resize(V + 3 * d.extra_source.size());
+  out.normals.resize(out.model.size());
+  for (std::size_t e = 0; e < d.extra_source.size(); ++e)
+    for (int k = 0; k < 3; ++k) {
+      out.model[V + 3 * e + k] = out.model[3 * static_cast<std::size_t>(d.extra_source[e]) + k];
+      out.normals[V + 3 * e + k] = out.normals[3 * static_cast<std::size_t>(d.extra_source[e]) + k];
+    }
   std::vector<cv::Point3d> img;
   for (const auto& p : lm) {
     double q[3];
@@ -805,9 +865,10 @@ void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, con
   if (ms.scene && ms.identity == d && ms.shape == shape) return;
   const bool same = ms.scene && (ms.identity == d || same_topology(*ms.identity, *d));
   if (same && ms.refits < kMaxRefits) {
-    if (ms.identity != d) {  // the scene's own materials: this identity's (each band brings its own anyway)
+    if (ms.identity != d) {  // this identity's parts and materials (each band brings its own materials anyway)
       for (std::size_t k = 0; k < d->parts.size(); ++k)
         ms.scene->set_material(ms.geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
+      ms.scene->set_triangle_materials(ms.geometry, d->part_of);
       ms.identity = d;
     }
     ms.scene->update(ms.geometry, p.model, &p.normals);

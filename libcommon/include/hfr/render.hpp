@@ -154,6 +154,9 @@ class Scene {
   // Replaces a geometry's material (no rebuild: one scene, several spectra).
   void set_material(int id, const Material& material);
   void set_material(int id, int index, const Material& material);
+  // Which of its materials each triangle of a geometry uses (as add()'s
+  // triangle_material; no rebuild).
+  void set_triangle_materials(int id, const std::vector<std::uint8_t>& triangle_material);
   // New vertex positions (and normals) for a geometry, same triangles; needs
   // commit() again (a refit for BuildQuality::refit scenes, else a rebuild).
   void update(int id, const std::vector<float>& positions, const std::vector<float>* normals = nullptr);
