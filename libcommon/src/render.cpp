@@ -126,6 +126,36 @@ void brdf_parts(const SurfaceSample& s, const double n[3], const double wo[3], c
     spec = D * V * F;
   }
 }
+
+// brdf_parts for several lights at one surface point: what does not depend
+// on the light's direction, computed once (the same arithmetic).
+struct Lobe {
+  double nv, f0, kd = 0, a2 = 0, gv = 0;  // gv: the Smith term's view half
+  Lobe(const SurfaceSample& s, const double n[3], const double wo[3]) : nv(dot3(n, wo)), f0(std::clamp<double>(s.f0, 0, 1)) {
+    if (nv <= 0) return;
+    kd = (1 - fresnel(f0, nv)) / kPi;
+    const double a = std::max<double>(s.alpha, 1e-3);
+    a2 = a * a;
+    gv = std::sqrt(nv * nv * (1 - a2) + a2);
+  }
+  inline __attribute__((always_inline)) void parts(const double n[3], const double wo[3], const double wi[3], double& kd_out,
+                                                   double& spec) const {
+    kd_out = spec = 0;
+    const double nl = dot3(n, wi);
+    if (nl <= 0 || nv <= 0) return;
+    kd_out = kd;
+    if (f0 > 0) {
+      double h[3] = {wi[0] + wo[0], wi[1] + wo[1], wi[2] + wo[2]};
+      normalize3(h);
+      const double nh = std::max(0.0, dot3(n, h)), vh = std::max(0.0, dot3(wo, h));
+      const double dd = nh * nh * (a2 - 1) + 1;
+      const double D = a2 / (kPi * dd * dd);
+      const double V = 0.5 / (nl * gv + nv * std::sqrt(nl * nl * (1 - a2) + a2));
+      const double F = fresnel(f0, vh);
+      spec = D * V * F;
+    }
+  }
+};
 }  // namespace
 
 std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
@@ -481,8 +511,10 @@ SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
 
 class Tracer {
  public:
-  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds)
+  // samples: the most camera samples shaded before a flush()
+  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds, std::size_t samples)
       : s_(s), bands_(bands), o_(o), queues_(static_cast<std::size_t>(kinds)) {
+    for (auto& q : queues_) q.reserve(samples);
     ao_far_ = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
     for (const auto& b : bands) ao_ = ao_ || (o.ambient_occlusion && b.ambient);
     rtcInitIntersectContext(&occ_ctx_);
@@ -557,6 +589,7 @@ class Tracer {
       const BandState& band = bands_[bi];
       const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
       const SurfaceSample sf = surface(m, h, cache);
+      const Lobe lobe(sf, h.n, h.wo);
       BandShade& bs = out[bi];
       for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
       for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
@@ -579,7 +612,7 @@ class Tracer {
           const double cosn = dot3(h.n, wi);
           if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
           double kd, spec;
-          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          lobe.parts(h.n, h.wo, wi, kd, spec);
           double e[3], sp[3];
           for (int c = 0; c < 3; ++c) {
             const double ec = cosn * pl->rgb[c] / d2;
@@ -612,7 +645,7 @@ class Tracer {
           const double b = d * cos_t;
           const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
           double kd, spec;
-          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          lobe.parts(h.n, h.wo, wi, kd, spec);
           const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
           const double Le = 1.0 / (kPi * r2);
           double e[3], sp[3];
@@ -821,10 +854,10 @@ std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vect
   const int group = std::max(1, 8 / spp);
   parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
     const DenormalsOff ftz;
-    Tracer tracer{s, bands, o, kinds};
+    const std::size_t nmax = static_cast<std::size_t>(group * spp);
+    Tracer tracer{s, bands, o, kinds, nmax};
     std::vector<int> perm(spp);
     std::uint64_t rays = 0;
-    const std::size_t nmax = static_cast<std::size_t>(group * spp);
     std::vector<std::array<double, 3>> dirs(nmax);
     std::vector<SampleGeo> geo(nmax);
     std::vector<BandShade> shades(nmax * nb);
