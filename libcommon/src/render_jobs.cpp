@@ -58,7 +58,8 @@ struct Part {
 struct EyeLayout {
   std::vector<std::int32_t> triangles, uv_triangles;
   std::vector<const char*> part;               // per triangle
-  std::vector<std::int32_t> source;            // per appended vertex: the mesh vertex it copies
+  std::vector<std::int32_t> source;            // per appended vertex: the mesh vertex it takes its position from
+  std::vector<std::int32_t> vertex;            // per appended vertex: the mesh vertex it is a copy of
 };
 
 struct Identity {
@@ -72,6 +73,7 @@ struct Identity {
   std::vector<std::uint8_t> part_of;  // per rendered triangle: its part
   std::vector<std::int32_t> normal_triangles;  // the visible triangles on the mesh's own vertices (vertex normals)
   std::vector<std::int32_t> extra_source;      // per rendered vertex after the mesh's: the mesh vertex it copies
+  std::vector<std::int32_t> extra_vertex;      // ... the same, no cornea dropped (the layout every identity shares)
   // The face's maps in one texture, so that one bilinear lookup per hit
   // serves both bands of a pair: the VIS albedo (albedo_channels: 1 or 3),
   // specular, roughness, then each NIR band's albedo (nir_channel).
@@ -93,7 +95,7 @@ bool same_topology(const Identity& a, const Identity& b) {
   if (a.parts.size() != b.parts.size()) return false;
   for (std::size_t k = 0; k < a.parts.size(); ++k)
     if (a.parts[k].name != b.parts[k].name) return false;
-  return a.vertices.size() == b.vertices.size() && a.extra_source.size() == b.extra_source.size() &&
+  return a.model == b.model && a.vertices.size() == b.vertices.size() && a.extra_vertex == b.extra_vertex &&
          a.rendered.triangles == b.rendered.triangles && a.rendered.uv_triangles == b.rendered.uv_triangles &&
          a.rendered.uvs == b.rendered.uvs;
 }
@@ -154,6 +156,7 @@ void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t,
       if (own) {
         eyes.triangles.push_back(V + static_cast<std::int32_t>(eyes.source.size()));
         eyes.source.push_back(dropped ? d.triangles[static_cast<std::size_t>(3 * t)] : v);
+        eyes.vertex.push_back(v);
       } else {
         eyes.triangles.push_back(v);
       }
@@ -371,6 +374,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), eyes.uv_triangles.begin(), eyes.uv_triangles.end());
     for (const char* n : eyes.part) d.part_of.push_back(static_cast<std::uint8_t>(part_index(n)));
     d.extra_source = std::move(eyes.source);
+    d.extra_vertex = std::move(eyes.vertex);
   }
   d.rendered.uvs = d.uvs;
   if (d.model == "ict-facekit") {
@@ -829,12 +833,13 @@ struct ModelScene {
   std::unique_ptr<render::Scene> scene;
   int geometry = -1;
   std::string shape;  // identity file + expression of the vertices in the scene
-  int refits = 0;
+  bool shared = false;  // built on the ICT FaceKit's neutral (else on the identity's own neutral)
 };
 
 class ScenePool {
  public:
-  std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d) {
+  // shared: scenes may pass between identities of one topology
+  std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d, bool shared) {
     std::lock_guard<std::mutex> lock(mutex_);
     auto take = [&](std::size_t k) {
       auto s = std::move(free_[k]);
@@ -843,8 +848,8 @@ class ScenePool {
     };
     for (std::size_t k = 0; k < free_.size(); ++k)
       if (free_[k]->identity == d) return take(k);
-    for (std::size_t k = free_.size(); k-- > 0;)  // the most recent of the same topology
-      if (free_[k]->identity && same_topology(*free_[k]->identity, *d)) return take(k);
+    for (std::size_t k = free_.size(); shared && k-- > 0;)  // the most recent of the same topology
+      if (free_[k]->shared && free_[k]->identity && same_topology(*free_[k]->identity, *d)) return take(k);
     if (free_.size() >= 4) return take(0);  // reuse the oldest scene object
     return std::make_unique<ModelScene>();
   }
@@ -858,35 +863,46 @@ class ScenePool {
   std::vector<std::unique_ptr<ModelScene>> free_;
 };
 
+// The rendered mesh's vertices for a mesh's vertices (the eyes' copies, no cornea dropped).
+std::vector<float> layout_positions(const Identity& d, const std::vector<float>& base) {
+  std::vector<float> out = base;
+  out.reserve(base.size() + 3 * d.extra_vertex.size());
+  for (std::int32_t v : d.extra_vertex)
+    for (int k = 0; k < 3; ++k) out.push_back(base[3 * static_cast<std::size_t>(v) + k]);
+  return out;
+}
+
 // Makes `ms` hold the identity's mesh with the posed (expression) vertices.
+// The BVH is always built on one fixed shape, then refitted to the pose's:
+// the ICT FaceKit's neutral head for ICT identities when it is loaded (so
+// one scene serves every identity), else the identity's own neutral. Its
+// structure (which decides between two triangles hit at the same distance,
+// on a shared edge) then does not depend on which jobs came before, nor on
+// the thread count, and refits do not accumulate: no rebuilds.
 void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, const Posed& p, const std::string& shape,
-                   const render::Device& device, const Job& j) {
-  constexpr int kMaxRefits = 32;  // then rebuild, so that the BVH does not degrade
+                   const render::Device& device, const Job& j, const morph::MorphableModel* ict) {
   if (ms.scene && ms.identity == d && ms.shape == shape) return;
-  const bool same = ms.scene && (ms.identity == d || same_topology(*ms.identity, *d));
-  if (same && ms.refits < kMaxRefits) {
-    if (ms.identity != d) {  // this identity's parts and materials (each band brings its own materials anyway)
-      for (std::size_t k = 0; k < d->parts.size(); ++k)
-        ms.scene->set_material(ms.geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
-      ms.scene->set_triangle_materials(ms.geometry, d->part_of);
-      ms.identity = d;
-    }
-    ms.scene->update(ms.geometry, p.model, &p.normals);
+  const bool shared = ict && d->model == "ict-facekit" && ict->neutral.positions.size() == d->vertices.size();
+  const bool reuse = ms.scene && (ms.identity == d || (shared && ms.shared && same_topology(*ms.identity, *d)));
+  if (!reuse) {
+    ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
+    ms.identity = d;
+    ms.shared = shared;
+    mesh::TriMesh m = d->rendered;
+    m.positions = layout_positions(*d, shared ? ict->neutral.positions : d->vertices);
+    std::vector<render::Material> materials;
+    for (const auto& part : d->parts) materials.push_back(material_for(*d, part.name, j));
+    ms.geometry = ms.scene->add(m, materials, d->part_of, &p.normals);
     ms.scene->commit();
-    ms.shape = shape;
-    ++ms.refits;
-    return;
+  } else if (ms.identity != d) {  // this identity's parts and materials (each band brings its own materials anyway)
+    for (std::size_t k = 0; k < d->parts.size(); ++k)
+      ms.scene->set_material(ms.geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
+    ms.scene->set_triangle_materials(ms.geometry, d->part_of);
+    ms.identity = d;
   }
-  ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
-  ms.identity = d;
-  mesh::TriMesh m = d->rendered;
-  m.positions = p.model;
-  std::vector<render::Material> materials;
-  for (const auto& part : d->parts) materials.push_back(material_for(*d, part.name, j));
-  ms.geometry = ms.scene->add(m, materials, d->part_of, &p.normals);
+  ms.scene->update(ms.geometry, p.model, &p.normals);
   ms.scene->commit();
   ms.shape = shape;
-  ms.refits = 0;
 }
 
 std::string frame_path(const std::string& output) {
@@ -1065,7 +1081,7 @@ Rendered error_result(const Job& j, const std::string& message) {
 // VIS and NIR) with one scene and one trace, a band per job. The traced
 // grid is the same for all: the widest blur margin of the jobs.
 void render_group(std::vector<Pending>& group, ScenePool& pool, const render::Device& device, const Options& o,
-                  std::vector<Rendered>& results) {
+                  const morph::MorphableModel* ict, std::vector<Rendered>& results) {
   if (group.empty()) return;
   try {
     const Pending& f = group[0];
@@ -1082,8 +1098,8 @@ void render_group(std::vector<Pending>& group, ScenePool& pool, const render::De
       ScenePool& pool;
       std::unique_ptr<ModelScene> ms;
       ~Lease() { pool.release(std::move(ms)); }
-    } lease{pool, pool.acquire(f.d)};
-    prepare_scene(*lease.ms, f.d, *f.p, f.j->shape_key, device, *f.j);
+    } lease{pool, pool.acquire(f.d, ict != nullptr)};
+    prepare_scene(*lease.ms, f.d, *f.p, f.j->shape_key, device, *f.j, ict);
     if (lease.ms->geometry != 0) throw Error("render: unexpected scene layout");
     const render::Scene& scene = *lease.ms->scene;
     std::vector<Linear> lins = trace(scene, *f.d, *f.p, g, o, js);
@@ -1268,13 +1284,13 @@ int run(const Options& o) {
             pj.index = i;
             if (!prepare_job(jobs[i], ids[i], model.ict.get(), cache, o, tmpl, pj, results[i])) continue;
             if (!group.empty() && (group[0].d != pj.d || group[0].j->geometry_key != pj.j->geometry_key))
-              render_group(group, pool, device, o, results);
+              render_group(group, pool, device, o, model.ict.get(), results);
             group.push_back(std::move(pj));
           } catch (const std::exception& e) {
             results[i] = error_result(jobs[i], brief(e));
           }
         }
-        render_group(group, pool, device, o, results);
+        render_group(group, pool, device, o, model.ict.get(), results);
         for (std::size_t i = units[u].first; i < units[u].second; ++i) progress.add();
       });
       for (std::size_t i = 0; i < jobs.size(); ++i) {
