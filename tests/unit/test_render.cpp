@@ -423,7 +423,7 @@ TEST_CASE("render: albedo textures are looked up through the uvs", "[render]") {
   CHECK(img[(32 * 64 + 32) * 3] == Approx(0.25).epsilon(0.05));
 }
 
-TEST_CASE("render: materials pick their channels of a shared texture; triangle materials switch without a rebuild", "[render]") {
+TEST_CASE("render: materials pick their channels of a shared texture, triangle materials switch without a rebuild", "[render]") {
   // one texture holding an rgb albedo (0-2), a grey albedo (3), specular (4) and roughness (5)
   const int S = 4;
   render::Texture packed{S, S, 6, {}}, rgb{S, S, 3, {}}, grey{S, S, 1, {}}, spec{S, S, 1, {}}, rough{S, S, 1, {}};
