@@ -281,7 +281,7 @@ TEST_CASE("render: a sphere light casts a soft shadow: the penumbra falls monoto
   CHECK(col[40] > amb + 0.05 * lit);
 }
 
-TEST_CASE("render: GGX highlight at the mirror direction; F0 = 0 gives none", "[render]") {
+TEST_CASE("render: GGX highlight at the mirror direction, F0 = 0 gives none", "[render]") {
   render::Material m;
   m.albedo_value = {0, 0, 0};
   m.specular_value = 0.04f;
@@ -368,7 +368,7 @@ TEST_CASE("render: the BRDF reflects no more than it receives (white furnace)", 
       }
 }
 
-TEST_CASE("render: same seed gives the same image for any thread count; another seed other noise", "[render]") {
+TEST_CASE("render: same seed gives the same image for any thread count, another seed other noise", "[render]") {
   SphereScene s;
   const std::vector<render::Light> lights = {render::SphereLight{{60, -60, 40}, 15, {5e4f, 5e4f, 5e4f}},
                                              render::AmbientLight{{0.1f, 0.1f, 0.1f}}};
@@ -533,7 +533,7 @@ TEST_CASE("render: pixel_to_image renders a window or a zoom of the camera image
   CHECK_THROWS_AS(render::render(s.scene, lights, win), hfr::Error);
 }
 
-TEST_CASE("render: subsurface layers split the diffuse term off; materials switch without a rebuild", "[render]") {
+TEST_CASE("render: subsurface layers split the diffuse term off, materials switch without a rebuild", "[render]") {
   render::Material skin = lambert({0.8f, 0.5f, 0.4f});
   skin.specular_value = 0.03f;
   skin.roughness_value = 0.35f;
