@@ -1,6 +1,8 @@
 #include "hfr/render.hpp"
 
 #include <embree3/rtcore.h>
+#include <pmmintrin.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <atomic>
@@ -26,6 +28,14 @@ inline void normalize3(double a[3]) {
   if (l > 0)
     for (int k = 0; k < 3; ++k) a[k] /= l;
 }
+
+// Flush-to-zero and denormals-are-zero while tracing (as Embree asks: its
+// traversal slows down on denormals), restored afterwards.
+struct DenormalsOff {
+  unsigned saved = _mm_getcsr();
+  DenormalsOff() { _mm_setcsr(saved | 0x8040u); }
+  ~DenormalsOff() { _mm_setcsr(saved); }
+};
 
 // splitmix64: a small, well-mixed generator; one per pixel.
 struct Rng {
@@ -116,6 +126,36 @@ void brdf_parts(const SurfaceSample& s, const double n[3], const double wo[3], c
     spec = D * V * F;
   }
 }
+
+// brdf_parts for several lights at one surface point: what does not depend
+// on the light's direction, computed once (the same arithmetic).
+struct Lobe {
+  double nv, f0, kd = 0, a2 = 0, gv = 0;  // gv: the Smith term's view half
+  Lobe(const SurfaceSample& s, const double n[3], const double wo[3]) : nv(dot3(n, wo)), f0(std::clamp<double>(s.f0, 0, 1)) {
+    if (nv <= 0) return;
+    kd = (1 - fresnel(f0, nv)) / kPi;
+    const double a = std::max<double>(s.alpha, 1e-3);
+    a2 = a * a;
+    gv = std::sqrt(nv * nv * (1 - a2) + a2);
+  }
+  inline __attribute__((always_inline)) void parts(const double n[3], const double wo[3], const double wi[3], double& kd_out,
+                                                   double& spec) const {
+    kd_out = spec = 0;
+    const double nl = dot3(n, wi);
+    if (nl <= 0 || nv <= 0) return;
+    kd_out = kd;
+    if (f0 > 0) {
+      double h[3] = {wi[0] + wo[0], wi[1] + wo[1], wi[2] + wo[2]};
+      normalize3(h);
+      const double nh = std::max(0.0, dot3(n, h)), vh = std::max(0.0, dot3(wo, h));
+      const double dd = nh * nh * (a2 - 1) + 1;
+      const double D = a2 / (kPi * dd * dd);
+      const double V = 0.5 / (nl * gv + nv * std::sqrt(nl * nl * (1 - a2) + a2));
+      const double F = fresnel(f0, vh);
+      spec = D * V * F;
+    }
+  }
+};
 }  // namespace
 
 std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
@@ -213,6 +253,13 @@ void check_material(const Material& material, const std::string& what, bool full
     else if (t && (t->width <= 0 || t->height <= 0 || t->channels <= 0 ||
                    t->data.size() != static_cast<std::size_t>(t->width) * t->height * t->channels))
       throw Error(what + ": texture size does not match its data");
+  if (material.albedo && (material.albedo_channel < 0 || material.albedo_channels < 0 ||
+                          material.albedo_channel + std::max(1, material.albedo_channels) > material.albedo->channels))
+    throw Error(what + ": albedo channels outside the texture's");
+  if (material.specular && (material.specular_channel < 0 || material.specular_channel >= material.specular->channels))
+    throw Error(what + ": specular channel outside the texture's");
+  if (material.roughness && (material.roughness_channel < 0 || material.roughness_channel >= material.roughness->channels))
+    throw Error(what + ": roughness channel outside the texture's");
   if (!std::isfinite(material.albedo_scale) || !std::isfinite(material.specular_value) ||
       !std::isfinite(material.specular_scale) ||
       !std::isfinite(material.roughness_value))
@@ -232,6 +279,18 @@ void Scene::set_material(int id, int index, const Material& material) {
   if ((material.albedo || material.specular || material.roughness) && g.uv_triangles.empty())
     throw Error(what + ": textured material needs uvs");
   g.materials[static_cast<std::size_t>(index)] = material;
+}
+
+void Scene::set_triangle_materials(int id, const std::vector<std::uint8_t>& triangle_material) {
+  if (id < 0 || static_cast<std::size_t>(id) >= impl_->geometries.size()) throw Error("render: no geometry " + std::to_string(id));
+  auto& g = impl_->geometries[static_cast<std::size_t>(id)];
+  const std::string what = "render: mesh " + std::to_string(id);
+  if (!triangle_material.empty() && triangle_material.size() * 3 != g.triangles.size())
+    throw Error(what + ": triangle_material has " + std::to_string(triangle_material.size()) + " entries for " +
+                std::to_string(g.triangles.size() / 3) + " triangles");
+  for (std::uint8_t k : triangle_material)
+    if (k >= g.materials.size()) throw Error(what + ": material index " + std::to_string(k) + " out of range");
+  g.triangle_material = triangle_material;
 }
 
 void Scene::update(int id, const std::vector<float>& positions, const std::vector<float>* normals) {
@@ -377,63 +436,74 @@ struct OccRay {
   float e[3], s[3];
 };
 
-// Bilinear lookups of one surface point, kept while the bands that share a
-// texture (the specular and roughness maps) look it up again; textures of
-// one size share the texel footprint (the same arithmetic as Texture::sample).
+// Bilinear lookups of one surface point, kept while the bands look up the
+// same texture again (a texture holding several maps, or the specular and
+// roughness maps both bands use): the first kChannels channels of a texture
+// are interpolated at once. Textures of one size share the texel footprint
+// (the same arithmetic as Texture::sample).
 struct TexCache {
-  const Texture* tex[8];
-  float val[8][3];
+  static constexpr int kSlots = 4, kChannels = 16;
+  const Texture* tex[kSlots];
+  float val[kSlots][kChannels];
   int n = 0;
   int fw = 0, fh = 0;  // the footprint's texture size (0: none yet)
-  std::size_t idx[4];
-  float wt[4];
-  const float* get(const Texture* t, double u, double v) {
-    for (int i = 0; i < n; ++i)
-      if (tex[i] == t) return val[i];
-    if (t->width != fw || t->height != fh) {
-      fw = t->width;
-      fh = t->height;
-      if (!std::isfinite(u)) u = 0;
-      if (!std::isfinite(v)) v = 0;
-      double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
-      x = std::clamp(x, 0.0, double(fw - 1));
-      y = std::clamp(y, 0.0, double(fh - 1));
-      const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
-      const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
-      const double fx = x - x0, fy = y - y0;
-      idx[0] = static_cast<std::size_t>(y0) * fw + x0;
-      idx[1] = static_cast<std::size_t>(y0) * fw + x1;
-      idx[2] = static_cast<std::size_t>(y1) * fw + x0;
-      idx[3] = static_cast<std::size_t>(y1) * fw + x1;
-      wt[0] = static_cast<float>((1 - fy) * (1 - fx));
-      wt[1] = static_cast<float>((1 - fy) * fx);
-      wt[2] = static_cast<float>(fy * (1 - fx));
-      wt[3] = static_cast<float>(fy * fx);
-    }
-    const int slot = n < 8 ? n++ : 7;
-    tex[slot] = t;
+  std::size_t idx[4] = {0, 0, 0, 0};
+  float wt[4] = {0, 0, 0, 0};
+  void footprint(const Texture* t, double u, double v) {
+    if (t->width == fw && t->height == fh) return;
+    fw = t->width;
+    fh = t->height;
+    if (!std::isfinite(u)) u = 0;
+    if (!std::isfinite(v)) v = 0;
+    double x = u * fw - 0.5, y = (1.0 - v) * fh - 0.5;
+    x = std::clamp(x, 0.0, double(fw - 1));
+    y = std::clamp(y, 0.0, double(fh - 1));
+    const int x0 = static_cast<int>(x), y0 = static_cast<int>(y);
+    const int x1 = std::min(x0 + 1, fw - 1), y1 = std::min(y0 + 1, fh - 1);
+    const double fx = x - x0, fy = y - y0;
+    idx[0] = static_cast<std::size_t>(y0) * fw + x0;
+    idx[1] = static_cast<std::size_t>(y0) * fw + x1;
+    idx[2] = static_cast<std::size_t>(y1) * fw + x0;
+    idx[3] = static_cast<std::size_t>(y1) * fw + x1;
+    wt[0] = static_cast<float>((1 - fy) * (1 - fx));
+    wt[1] = static_cast<float>((1 - fy) * fx);
+    wt[2] = static_cast<float>(fy * (1 - fx));
+    wt[3] = static_cast<float>(fy * fx);
+  }
+  float lerp(const Texture* t, int k) const {
     const int C = t->channels;
     const float* d = t->data.data();
-    for (int c = 0; c < 3; ++c) {
-      const int k = std::min(c, C - 1);
-      val[slot][c] = wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] +
-                     wt[3] * d[idx[3] * C + k];
+    return wt[0] * d[idx[0] * C + k] + wt[1] * d[idx[1] * C + k] + wt[2] * d[idx[2] * C + k] + wt[3] * d[idx[3] * C + k];
+  }
+  // Channel k of texture t at (u, v).
+  float get(const Texture* t, double u, double v, int k) {
+    if (k >= kChannels) {
+      footprint(t, u, v);
+      return lerp(t, k);
     }
-    return val[slot];
+    for (int i = 0; i < n; ++i)
+      if (tex[i] == t) return val[i][k];
+    footprint(t, u, v);
+    const int slot = n < kSlots ? n++ : kSlots - 1;
+    tex[slot] = t;
+    const int C = std::min(t->channels, kChannels);
+    for (int c = 0; c < C; ++c) val[slot][c] = lerp(t, c);
+    return val[slot][k];
   }
 };
 
 SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
   SurfaceSample out;
   if (m.albedo) {
-    const float* a = cache.get(m.albedo, h.uv[0], h.uv[1]);
-    for (int c = 0; c < 3; ++c) out.albedo[c] = a[m.albedo->channels == 1 ? 0 : c];
+    const int first = m.albedo_channel;
+    const int count = m.albedo_channels > 0 ? m.albedo_channels : m.albedo->channels - first;
+    for (int c = 0; c < 3; ++c) out.albedo[c] = cache.get(m.albedo, h.uv[0], h.uv[1], first + (count == 1 ? 0 : std::min(c, count - 1)));
   } else {
     out.albedo = m.albedo_value;
   }
   for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
-  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1])[0] : m.specular_value;
-  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1])[0] : m.roughness_value;
+  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1], m.specular_channel) : m.specular_value;
+  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1], m.roughness_channel) : m.roughness_value;
   out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
   out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
   return out;
@@ -441,8 +511,10 @@ SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
 
 class Tracer {
  public:
-  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds)
+  // samples: the most camera samples shaded before a flush()
+  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds, std::size_t samples)
       : s_(s), bands_(bands), o_(o), queues_(static_cast<std::size_t>(kinds)) {
+    for (auto& q : queues_) q.reserve(samples);
     ao_far_ = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
     for (const auto& b : bands) ao_ = ao_ || (o.ambient_occlusion && b.ambient);
     rtcInitIntersectContext(&occ_ctx_);
@@ -517,6 +589,7 @@ class Tracer {
       const BandState& band = bands_[bi];
       const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
       const SurfaceSample sf = surface(m, h, cache);
+      const Lobe lobe(sf, h.n, h.wo);
       BandShade& bs = out[bi];
       for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
       for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
@@ -539,7 +612,7 @@ class Tracer {
           const double cosn = dot3(h.n, wi);
           if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
           double kd, spec;
-          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          lobe.parts(h.n, h.wo, wi, kd, spec);
           double e[3], sp[3];
           for (int c = 0; c < 3; ++c) {
             const double ec = cosn * pl->rgb[c] / d2;
@@ -572,7 +645,7 @@ class Tracer {
           const double b = d * cos_t;
           const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
           double kd, spec;
-          brdf_parts(sf, h.n, h.wo, wi, kd, spec);
+          lobe.parts(h.n, h.wo, wi, kd, spec);
           const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
           const double Le = 1.0 / (kPi * r2);
           double e[3], sp[3];
@@ -780,10 +853,11 @@ std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vect
   // or the thread count.
   const int group = std::max(1, 8 / spp);
   parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
-    Tracer tracer{s, bands, o, kinds};
+    const DenormalsOff ftz;
+    const std::size_t nmax = static_cast<std::size_t>(group * spp);
+    Tracer tracer{s, bands, o, kinds, nmax};
     std::vector<int> perm(spp);
     std::uint64_t rays = 0;
-    const std::size_t nmax = static_cast<std::size_t>(group * spp);
     std::vector<std::array<double, 3>> dirs(nmax);
     std::vector<SampleGeo> geo(nmax);
     std::vector<BandShade> shades(nmax * nb);

@@ -49,6 +49,19 @@ struct Part {
   std::vector<std::int32_t> triangles, uv_triangles;
 };
 
+// The ICT FaceKit's eyes in an order and layout every identity shares (so a
+// scene refits from one identity to another, see same_topology): every
+// triangle of the eyeballs, in the mesh's order; the outer shell's on
+// vertices of their own (copies appended after the mesh's), so that the
+// cornea an identity drops is a triangle collapsed to a point (never hit)
+// rather than another set of triangles. part: "sclera", "iris" or "pupil".
+struct EyeLayout {
+  std::vector<std::int32_t> triangles, uv_triangles;
+  std::vector<const char*> part;               // per triangle
+  std::vector<std::int32_t> source;            // per appended vertex: the mesh vertex it takes its position from
+  std::vector<std::int32_t> vertex;            // per appended vertex: the mesh vertex it is a copy of
+};
+
 struct Identity {
   std::string path, id;
   json meta;
@@ -58,8 +71,15 @@ struct Identity {
   std::vector<Part> parts;  // what is rendered, by material
   mesh::TriMesh rendered;   // the parts' triangles in one mesh (vertices filled per job)
   std::vector<std::uint8_t> part_of;  // per rendered triangle: its part
-  render::Texture albedo_vis, specular, roughness;
-  std::map<int, render::Texture> albedo_nir;
+  std::vector<std::int32_t> normal_triangles;  // the visible triangles on the mesh's own vertices (vertex normals)
+  std::vector<std::int32_t> extra_source;      // per rendered vertex after the mesh's: the mesh vertex it copies
+  std::vector<std::int32_t> extra_vertex;      // ... the same, no cornea dropped (the layout every identity shares)
+  // The face's maps in one texture, so that one bilinear lookup per hit
+  // serves both bands of a pair: the VIS albedo (albedo_channels: 1 or 3),
+  // specular, roughness, then each NIR band's albedo (nir_channel).
+  render::Texture maps;
+  int albedo_channels = 3, specular_channel = 3, roughness_channel = 4;
+  std::map<int, int> nir_channel;
   std::map<int, double> specular_scale;
   std::array<float, 3> skin_vis{0.5f, 0.35f, 0.3f}, iris_vis{0.1f, 0.06f, 0.04f};
   std::map<int, float> skin_nir;
@@ -67,8 +87,23 @@ struct Identity {
   std::vector<morph::SurfacePoint> landmarks;  // 468 face-mesh points on the mesh (ICT); empty: the vertices are them
 };
 
+// Whether a scene built for one identity can hold another by updating its
+// vertices (and refitting the BVH): the same rendered triangles, texture
+// coordinates and parts (ICT FaceKit identities; each brings its own split
+// of the eyes as the triangles' parts and collapsed cornea vertices).
+bool same_topology(const Identity& a, const Identity& b) {
+  if (a.parts.size() != b.parts.size()) return false;
+  for (std::size_t k = 0; k < a.parts.size(); ++k)
+    if (a.parts[k].name != b.parts[k].name) return false;
+  return a.model == b.model && a.vertices.size() == b.vertices.size() && a.extra_vertex == b.extra_vertex &&
+         a.rendered.triangles == b.rendered.triangles && a.rendered.uv_triangles == b.rendered.uv_triangles &&
+         a.rendered.uvs == b.rendered.uvs;
+}
+
 // Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
-// bilinear lookups at UV island borders do not mix in zeros.
+// bilinear lookups at UV island borders do not mix in zeros (each channel on
+// its own, up to kMaxPadChannels).
+constexpr int kMaxPadChannels = 32;
 void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, int passes) {
   std::vector<std::uint8_t> valid = valid_in;
   const int W = t.width, H = t.height, C = t.channels;
@@ -78,7 +113,7 @@ void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, 
       for (int x = 0; x < W; ++x) {
         const std::size_t i = static_cast<std::size_t>(y) * W + x;
         if (valid[i]) continue;
-        float sum[4] = {0, 0, 0, 0};
+        float sum[kMaxPadChannels] = {};
         int n = 0;
         const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
         for (const auto& d : nb) {
@@ -86,11 +121,11 @@ void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, 
           if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
           const std::size_t j = static_cast<std::size_t>(yy) * W + xx;
           if (!valid[j]) continue;
-          for (int c = 0; c < C && c < 4; ++c) sum[c] += t.data[j * C + c];
+          for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
           ++n;
         }
         if (!n) continue;
-        for (int c = 0; c < C && c < 4; ++c) t.data[i * C + c] = sum[c] / n;
+        for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
         next[i] = 1;
       }
     valid.swap(next);
@@ -112,8 +147,23 @@ render::Texture texture(std::vector<float> data, int S, int C) {
 // the shell's bounding-box centre: the shell's cornea (< 32 degrees) is
 // dropped; the inner ball becomes pupil (< 12), iris (< 29: an 11.7 mm iris
 // on a 12 mm eyeball) and sclera.
-void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& ranges) {
+void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t, std::int64_t>>& ranges, EyeLayout& eyes) {
   Part sclera{"sclera", {}, {}}, iris{"iris", {}, {}}, pupil{"pupil", {}, {}};
+  const std::int32_t V = static_cast<std::int32_t>(d.vertices.size() / 3);
+  auto lay = [&](std::int64_t t, const char* part, bool own, bool dropped) {
+    for (int k = 0; k < 3; ++k) {
+      const std::int32_t v = d.triangles[static_cast<std::size_t>(3 * t + k)];
+      if (own) {
+        eyes.triangles.push_back(V + static_cast<std::int32_t>(eyes.source.size()));
+        eyes.source.push_back(dropped ? d.triangles[static_cast<std::size_t>(3 * t)] : v);
+        eyes.vertex.push_back(v);
+      } else {
+        eyes.triangles.push_back(v);
+      }
+      eyes.uv_triangles.push_back(d.uv_triangles[static_cast<std::size_t>(3 * t + k)]);
+    }
+    eyes.part.push_back(part);
+  };
   auto vertex = [&](std::int64_t t, int k) {
     const std::size_t v = static_cast<std::size_t>(d.triangles[static_cast<std::size_t>(3 * t + k)]);
     return Eigen::Vector3d(d.vertices[3 * v], d.vertices[3 * v + 1], d.vertices[3 * v + 2]);
@@ -135,12 +185,17 @@ void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t,
       const Eigen::Vector3d m = (vertex(t, 0) + vertex(t, 1) + vertex(t, 2)) / 3 - c;
       return std::acos(std::clamp(m.z() / std::max(m.norm(), 1e-12), -1.0, 1.0)) * 180 / kPi;
     };
-    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t)
-      if (angle(t) > 32) push(sclera, t);
+    for (std::int64_t t = outer->second.first; t < outer->second.second; ++t) {
+      const bool kept = angle(t) > 32;
+      if (kept) push(sclera, t);
+      lay(t, "sclera", true, !kept);
+    }
     if (inner == ranges.end()) continue;
     for (std::int64_t t = inner->second.first; t < inner->second.second; ++t) {
       const double a = angle(t);
-      push(a < 12 ? pupil : a < 29 ? iris : sclera, t);
+      Part& p = a < 12 ? pupil : a < 29 ? iris : sclera;
+      push(p, t);
+      lay(t, p.name == "pupil" ? "pupil" : p.name == "iris" ? "iris" : "sclera", false, false);
     }
   }
   for (Part* p : {&sclera, &iris, &pupil})
@@ -189,13 +244,15 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   std::vector<std::uint8_t> valid(source.size());
   for (std::size_t i = 0; i < source.size(); ++i) valid[i] = source[i] != 0;
   constexpr int kPad = 4;
-  d.albedo_vis = texture(read_floats(r, "albedo", path), S, C);
-  d.specular = texture(read_floats(r, "specular", path), S, 1);
-  d.roughness = texture(read_floats(r, "roughness", path), S, 1);
-  for (auto* t : {&d.albedo_vis, &d.specular, &d.roughness}) {
-    t->validate(path.c_str());
-    pad_texture(*t, valid, kPad);
-  }
+  // the maps, validated, then interleaved into one texture and padded
+  std::vector<render::Texture> maps;
+  maps.push_back(texture(read_floats(r, "albedo", path), S, C));
+  maps.push_back(texture(read_floats(r, "specular", path), S, 1));
+  maps.push_back(texture(read_floats(r, "roughness", path), S, 1));
+  for (const auto& t : maps) t.validate(path.c_str());
+  d.albedo_channels = C;
+  d.specular_channel = C;
+  d.roughness_channel = C + 1;
   const json bands = d.meta.value("nir_bands", json::array());
   if (!bands.is_array()) throw FormatError(path + ": nir_bands is not a list");
   for (const auto& b : bands) {
@@ -213,10 +270,27 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     if (skin.empty()) skin = t.data;
     std::nth_element(skin.begin(), skin.begin() + static_cast<std::ptrdiff_t>(skin.size() / 2), skin.end());
     d.skin_nir[nm] = skin[skin.size() / 2];
-    pad_texture(t, valid, kPad);
-    d.albedo_nir[nm] = std::move(t);
+    d.nir_channel[nm] = C + 2 + static_cast<int>(maps.size()) - 3;
+    maps.push_back(std::move(t));
     const double ss = b.value("specular_scale", 1.0);
     d.specular_scale[nm] = std::isfinite(ss) && ss >= 0 && ss <= 4 ? ss : 1.0;
+  }
+  int CT = 0;
+  for (const auto& t : maps) CT += t.channels;
+  if (CT > kMaxPadChannels) throw FormatError(path + ": too many NIR bands");
+  {
+    const std::size_t n = static_cast<std::size_t>(S) * S;
+    std::vector<float> packed(n * static_cast<std::size_t>(CT));
+    int first = 0;
+    for (const auto& t : maps) {
+      const int tc = t.channels;
+      for (std::size_t i = 0; i < n; ++i)
+        for (int c = 0; c < tc; ++c) packed[i * CT + first + c] = t.data[i * tc + c];
+      first += tc;
+    }
+    maps.clear();
+    d.maps = texture(std::move(packed), S, CT);
+    pad_texture(d.maps, valid, kPad);
   }
   if (d.meta.contains("median_skin_rgb") && d.meta["median_skin_rgb"].is_array() && d.meta["median_skin_rgb"].size() == 3)
     for (int c = 0; c < 3; ++c) {
@@ -252,6 +326,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
                           std::to_string(t1) + ") outside the mesh's " + std::to_string(T));
       ranges[g["name"].get<std::string>()] = {t0, t1};
     }
+  EyeLayout eyes;
   auto add_part = [&](const std::string& name, std::initializer_list<const char*> regions) {
     Part p;
     p.name = name;
@@ -269,7 +344,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   if (ranges.count("face") && ranges.size() > 1) {
     add_part("face", {"face"});
     add_part("skin", {"head_neck"});
-    split_eyes(d, ranges);
+    split_eyes(d, ranges, eyes);
     if (!ranges.count("sclera_left")) add_part("sclera", {"eyeball_left", "eyeball_right"});
     add_part("teeth", {"teeth"});
     add_part("mouth", {"mouth_socket", "gums_tongue"});
@@ -278,11 +353,28 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     Part p{"face", d.triangles, d.uv_triangles};
     d.parts.push_back(std::move(p));
   }
+  // the rendered mesh: the parts in order, the split eyes (if any) in their shared layout at the end
+  auto part_index = [&](const std::string& name) {
+    for (std::size_t k = 0; k < d.parts.size(); ++k)
+      if (d.parts[k].name == name) return static_cast<int>(k);
+    return -1;
+  };
+  bool layout = !eyes.part.empty();
+  for (const char* n : {"sclera", "iris", "pupil"}) layout = layout && part_index(n) >= 0;
   for (std::size_t k = 0; k < d.parts.size(); ++k) {
     const Part& p = d.parts[k];
+    d.normal_triangles.insert(d.normal_triangles.end(), p.triangles.begin(), p.triangles.end());
+    if (layout && (p.name == "sclera" || p.name == "iris" || p.name == "pupil")) continue;
     d.rendered.triangles.insert(d.rendered.triangles.end(), p.triangles.begin(), p.triangles.end());
     d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), p.uv_triangles.begin(), p.uv_triangles.end());
     d.part_of.insert(d.part_of.end(), p.triangles.size() / 3, static_cast<std::uint8_t>(k));
+  }
+  if (layout) {
+    d.rendered.triangles.insert(d.rendered.triangles.end(), eyes.triangles.begin(), eyes.triangles.end());
+    d.rendered.uv_triangles.insert(d.rendered.uv_triangles.end(), eyes.uv_triangles.begin(), eyes.uv_triangles.end());
+    for (const char* n : eyes.part) d.part_of.push_back(static_cast<std::uint8_t>(part_index(n)));
+    d.extra_source = std::move(eyes.source);
+    d.extra_vertex = std::move(eyes.vertex);
   }
   d.rendered.uvs = d.uvs;
   if (d.model == "ict-facekit") {
@@ -437,8 +529,9 @@ Job parse_job(const json& r, const std::string& where, const std::string& base, 
 
 // ---- the scene of one job ------------------------------------------------------
 
-struct Model {  // the ICT FaceKit, for expressions (loaded once, by the reading thread)
-  bool tried = false;
+struct Model {  // the ICT FaceKit, for expressions (loaded once, alongside the first identities)
+  bool tried = false, warned = false;
+  std::string error;  // why it could not be loaded
   std::string dir;
   std::unique_ptr<morph::MorphableModel> ict;
 };
@@ -484,8 +577,17 @@ Posed pose_face(const Identity& d, const Job& j, const morph::MorphableModel* ic
   out.pose = pose;
   out.centre = {0, 0, j.distance};
   out.camera = {j.focal, j.focal, 0.5 * j.width, 0.5 * j.height};
-  out.normals = mesh::vertex_normals(v, d.rendered.triangles);
+  out.normals = mesh::vertex_normals(v, d.normal_triangles);
   out.model = std::move(v);
+  // the rendered mesh's own copies of vertices (the eyes' shared layout)
+  const std::size_t V = out.model.size();
+  out.model.resize(V + 3 * d.extra_source.size());
+  out.normals.resize(out.model.size());
+  for (std::size_t e = 0; e < d.extra_source.size(); ++e)
+    for (int k = 0; k < 3; ++k) {
+      out.model[V + 3 * e + k] = out.model[3 * static_cast<std::size_t>(d.extra_source[e]) + k];
+      out.normals[V + 3 * e + k] = out.normals[3 * static_cast<std::size_t>(d.extra_source[e]) + k];
+    }
   std::vector<cv::Point3d> img;
   for (const auto& p : lm) {
     double q[3];
@@ -505,9 +607,11 @@ render::Material material_for(const Identity& d, const std::string& part, const 
   const double sscale = nir && d.specular_scale.count(j.band) ? d.specular_scale.at(j.band) : 1.0;
   auto grey = [](float v) { return std::array<float, 3>{v, v, v}; };
   if (part == "face") {
-    m.albedo = nir ? &d.albedo_nir.at(j.band) : &d.albedo_vis;
-    m.specular = &d.specular;
-    m.roughness = &d.roughness;
+    m.albedo = m.specular = m.roughness = &d.maps;
+    m.albedo_channel = nir ? d.nir_channel.at(j.band) : 0;
+    m.albedo_channels = nir ? 1 : d.albedo_channels;
+    m.specular_channel = d.specular_channel;
+    m.roughness_channel = d.roughness_channel;
     m.subsurface = true;
   } else if (part == "skin") {
     m.albedo_value = nir ? grey(skin_nir) : d.skin_vis;
@@ -721,30 +825,32 @@ struct SceneCache {
 
 // Embree scenes in model space, one per worker at a time: the next pair of
 // the same identity only updates the vertices (expression) and refits the
-// BVH; the pose moves the camera, not the mesh.
+// BVH; the pose moves the camera, not the mesh. Identities of one topology
+// (ICT FaceKit heads) share scenes the same way: another identity is another
+// set of vertices, a refit rather than a build.
 struct ModelScene {
   std::shared_ptr<const Identity> identity;
   std::unique_ptr<render::Scene> scene;
   int geometry = -1;
   std::string shape;  // identity file + expression of the vertices in the scene
-  int refits = 0;
+  bool shared = false;  // built on the ICT FaceKit's neutral (else on the identity's own neutral)
 };
 
 class ScenePool {
  public:
-  std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d) {
+  // shared: scenes may pass between identities of one topology
+  std::unique_ptr<ModelScene> acquire(const std::shared_ptr<const Identity>& d, bool shared) {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto it = free_.begin(); it != free_.end(); ++it)
-      if ((*it)->identity == d) {
-        auto s = std::move(*it);
-        free_.erase(it);
-        return s;
-      }
-    if (free_.size() >= 4) {  // reuse the oldest scene object
-      auto s = std::move(free_.front());
-      free_.erase(free_.begin());
+    auto take = [&](std::size_t k) {
+      auto s = std::move(free_[k]);
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(k));
       return s;
-    }
+    };
+    for (std::size_t k = 0; k < free_.size(); ++k)
+      if (free_[k]->identity == d) return take(k);
+    for (std::size_t k = free_.size(); shared && k-- > 0;)  // the most recent of the same topology
+      if (free_[k]->shared && free_[k]->identity && same_topology(*free_[k]->identity, *d)) return take(k);
+    if (free_.size() >= 4) return take(0);  // reuse the oldest scene object
     return std::make_unique<ModelScene>();
   }
   void release(std::unique_ptr<ModelScene> s) {
@@ -757,28 +863,46 @@ class ScenePool {
   std::vector<std::unique_ptr<ModelScene>> free_;
 };
 
+// The rendered mesh's vertices for a mesh's vertices (the eyes' copies, no cornea dropped).
+std::vector<float> layout_positions(const Identity& d, const std::vector<float>& base) {
+  std::vector<float> out = base;
+  out.reserve(base.size() + 3 * d.extra_vertex.size());
+  for (std::int32_t v : d.extra_vertex)
+    for (int k = 0; k < 3; ++k) out.push_back(base[3 * static_cast<std::size_t>(v) + k]);
+  return out;
+}
+
 // Makes `ms` hold the identity's mesh with the posed (expression) vertices.
+// The BVH is always built on one fixed shape, then refitted to the pose's:
+// the ICT FaceKit's neutral head for ICT identities when it is loaded (so
+// one scene serves every identity), else the identity's own neutral. Its
+// structure (which decides between two triangles hit at the same distance,
+// on a shared edge) then does not depend on which jobs came before, nor on
+// the thread count, and refits do not accumulate: no rebuilds.
 void prepare_scene(ModelScene& ms, const std::shared_ptr<const Identity>& d, const Posed& p, const std::string& shape,
-                   const render::Device& device, const Job& j) {
-  constexpr int kMaxRefits = 32;  // then rebuild, so that the BVH does not degrade
+                   const render::Device& device, const Job& j, const morph::MorphableModel* ict) {
   if (ms.scene && ms.identity == d && ms.shape == shape) return;
-  if (ms.scene && ms.identity == d && ms.refits < kMaxRefits) {
-    ms.scene->update(ms.geometry, p.model, &p.normals);
+  const bool shared = ict && d->model == "ict-facekit" && ict->neutral.positions.size() == d->vertices.size();
+  const bool reuse = ms.scene && (ms.identity == d || (shared && ms.shared && same_topology(*ms.identity, *d)));
+  if (!reuse) {
+    ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
+    ms.identity = d;
+    ms.shared = shared;
+    mesh::TriMesh m = d->rendered;
+    m.positions = layout_positions(*d, shared ? ict->neutral.positions : d->vertices);
+    std::vector<render::Material> materials;
+    for (const auto& part : d->parts) materials.push_back(material_for(*d, part.name, j));
+    ms.geometry = ms.scene->add(m, materials, d->part_of, &p.normals);
     ms.scene->commit();
-    ms.shape = shape;
-    ++ms.refits;
-    return;
+  } else if (ms.identity != d) {  // this identity's parts and materials (each band brings its own materials anyway)
+    for (std::size_t k = 0; k < d->parts.size(); ++k)
+      ms.scene->set_material(ms.geometry, static_cast<int>(k), material_for(*d, d->parts[k].name, j));
+    ms.scene->set_triangle_materials(ms.geometry, d->part_of);
+    ms.identity = d;
   }
-  ms.scene = std::make_unique<render::Scene>(device, render::BuildQuality::refit);
-  ms.identity = d;
-  mesh::TriMesh m = d->rendered;
-  m.positions = p.model;
-  std::vector<render::Material> materials;
-  for (const auto& part : d->parts) materials.push_back(material_for(*d, part.name, j));
-  ms.geometry = ms.scene->add(m, materials, d->part_of, &p.normals);
+  ms.scene->update(ms.geometry, p.model, &p.normals);
   ms.scene->commit();
   ms.shape = shape;
-  ms.refits = 0;
 }
 
 std::string frame_path(const std::string& output) {
@@ -807,7 +931,7 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
   pj.j = &j;
   pj.d = d;
   const std::string w = j.where + " (" + j.id + ")";
-  if (j.nir && !d->albedo_nir.count(j.band))
+  if (j.nir && !d->nir_channel.count(j.band))
     throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
   const bool reuse = cache.identity && cache.key == j.geometry_key && cache.identity == d;
   if (!reuse) {
@@ -957,7 +1081,7 @@ Rendered error_result(const Job& j, const std::string& message) {
 // VIS and NIR) with one scene and one trace, a band per job. The traced
 // grid is the same for all: the widest blur margin of the jobs.
 void render_group(std::vector<Pending>& group, ScenePool& pool, const render::Device& device, const Options& o,
-                  std::vector<Rendered>& results) {
+                  const morph::MorphableModel* ict, std::vector<Rendered>& results) {
   if (group.empty()) return;
   try {
     const Pending& f = group[0];
@@ -974,8 +1098,8 @@ void render_group(std::vector<Pending>& group, ScenePool& pool, const render::De
       ScenePool& pool;
       std::unique_ptr<ModelScene> ms;
       ~Lease() { pool.release(std::move(ms)); }
-    } lease{pool, pool.acquire(f.d)};
-    prepare_scene(*lease.ms, f.d, *f.p, f.j->shape_key, device, *f.j);
+    } lease{pool, pool.acquire(f.d, ict != nullptr)};
+    prepare_scene(*lease.ms, f.d, *f.p, f.j->shape_key, device, *f.j, ict);
     if (lease.ms->geometry != 0) throw Error("render: unexpected scene layout");
     const render::Scene& scene = *lease.ms->scene;
     std::vector<Linear> lins = trace(scene, *f.d, *f.p, g, o, js);
@@ -1092,7 +1216,22 @@ int run(const Options& o) {
       }
       std::vector<std::shared_ptr<const Identity>> loaded(to_load.size());
       std::vector<std::string> load_errors(to_load.size());
-      parallel_for(to_load.size(), threads, [&](std::size_t k) {
+      // the ICT FaceKit (the longest load) alongside the identities, as soon as a job has an expression
+      bool load_ict = false;
+      if (!model.tried && !model.dir.empty())
+        for (std::size_t i = 0; i < jobs.size() && !load_ict; ++i) load_ict = parse_errors[i].empty() && !jobs[i].expression.empty();
+      const std::size_t first = load_ict ? 1 : 0;
+      parallel_for(to_load.size() + first, threads, [&](std::size_t k) {
+        if (k < first) {
+          model.tried = true;
+          try {
+            model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
+          } catch (const std::exception& e) {
+            model.error = brief(e);
+          }
+          return;
+        }
+        k -= first;
         try {
           loaded[k] = load_identity(to_load[k]);
         } catch (const std::exception& e) {
@@ -1116,15 +1255,9 @@ int run(const Options& o) {
           continue;
         }
         ids[i] = identities.at(f);
-        if (!jobs[i].expression.empty() && ids[i]->model == "ict-facekit" && !model.tried) {
-          model.tried = true;
-          if (!model.dir.empty()) {
-            try {
-              model.ict = std::make_unique<morph::MorphableModel>(morph::load_ict_facekit(model.dir, {false, false}));
-            } catch (const std::exception& e) {
-              log::warn("cannot load the ICT FaceKit for expressions: " + brief(e));
-            }
-          }
+        if (!jobs[i].expression.empty() && ids[i]->model == "ict-facekit" && !model.warned) {
+          model.warned = true;
+          if (!model.error.empty()) log::warn("cannot load the ICT FaceKit for expressions: " + model.error);
         }
       }
       // the cache keeps the identities of this chunk and at most 16 older ones
@@ -1151,13 +1284,13 @@ int run(const Options& o) {
             pj.index = i;
             if (!prepare_job(jobs[i], ids[i], model.ict.get(), cache, o, tmpl, pj, results[i])) continue;
             if (!group.empty() && (group[0].d != pj.d || group[0].j->geometry_key != pj.j->geometry_key))
-              render_group(group, pool, device, o, results);
+              render_group(group, pool, device, o, model.ict.get(), results);
             group.push_back(std::move(pj));
           } catch (const std::exception& e) {
             results[i] = error_result(jobs[i], brief(e));
           }
         }
-        render_group(group, pool, device, o, results);
+        render_group(group, pool, device, o, model.ict.get(), results);
         for (std::size_t i = units[u].first; i < units[u].second; ++i) progress.add();
       });
       for (std::size_t i = 0; i < jobs.size(); ++i) {

@@ -281,7 +281,7 @@ TEST_CASE("render: a sphere light casts a soft shadow: the penumbra falls monoto
   CHECK(col[40] > amb + 0.05 * lit);
 }
 
-TEST_CASE("render: GGX highlight at the mirror direction; F0 = 0 gives none", "[render]") {
+TEST_CASE("render: GGX highlight at the mirror direction, F0 = 0 gives none", "[render]") {
   render::Material m;
   m.albedo_value = {0, 0, 0};
   m.specular_value = 0.04f;
@@ -368,7 +368,7 @@ TEST_CASE("render: the BRDF reflects no more than it receives (white furnace)", 
       }
 }
 
-TEST_CASE("render: same seed gives the same image for any thread count; another seed other noise", "[render]") {
+TEST_CASE("render: same seed gives the same image for any thread count, another seed other noise", "[render]") {
   SphereScene s;
   const std::vector<render::Light> lights = {render::SphereLight{{60, -60, 40}, 15, {5e4f, 5e4f, 5e4f}},
                                              render::AmbientLight{{0.1f, 0.1f, 0.1f}}};
@@ -421,6 +421,62 @@ TEST_CASE("render: albedo textures are looked up through the uvs", "[render]") {
   CHECK(img[(32 * 64 + 4) * 3] == Approx(0.1).epsilon(1e-5));
   CHECK(img[(32 * 64 + 60) * 3 + 2] == Approx(0.4).epsilon(1e-5));
   CHECK(img[(32 * 64 + 32) * 3] == Approx(0.25).epsilon(0.05));
+}
+
+TEST_CASE("render: materials pick their channels of a shared texture, triangle materials switch without a rebuild", "[render]") {
+  // one texture holding an rgb albedo (0-2), a grey albedo (3), specular (4) and roughness (5)
+  const int S = 4;
+  render::Texture packed{S, S, 6, {}}, rgb{S, S, 3, {}}, grey{S, S, 1, {}}, spec{S, S, 1, {}}, rough{S, S, 1, {}};
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<float> u(0.05f, 0.9f);
+  for (int i = 0; i < S * S; ++i)
+    for (int c = 0; c < 6; ++c) {
+      const float v = c == 4 ? 0.02f + 0.05f * u(gen) : u(gen);
+      packed.data.push_back(v);
+      (c < 3 ? rgb.data : c == 3 ? grey.data : c == 4 ? spec.data : rough.data).push_back(v);
+    }
+  render::Material a, b;  // a: separate textures; b: the packed one
+  a.albedo = &rgb, a.specular = &spec, a.roughness = &rough;
+  b.albedo = b.specular = b.roughness = &packed;
+  b.albedo_channels = 3, b.specular_channel = 4, b.roughness_channel = 5;
+  const std::vector<render::Light> lights = {render::SphereLight{{40, -40, 0}, 10, {3e4f, 3e4f, 3e4f}},
+                                             render::AmbientLight{{0.2f, 0.2f, 0.2f}}};
+  const auto o = options(32, 32, 160, 16, 16, 4);
+  TriMesh ball = uv_sphere(30, 60, 10, {0, 0, 100});  // uvs: longitude, latitude
+  for (int r = 0; r <= 30; ++r)
+    for (int k = 0; k < 60; ++k) ball.uvs.insert(ball.uvs.end(), {k / 60.0f, 1 - r / 30.0f});
+  ball.uv_triangles = ball.triangles;
+  auto image = [&](const render::Material& m) {
+    render::Scene scene;
+    scene.add(ball, m);
+    scene.commit();
+    return render::render(scene, lights, o);
+  };
+  CHECK(image(a) == image(b));
+  a.albedo = &grey;
+  b.albedo_channel = 3, b.albedo_channels = 1;
+  CHECK(image(a) == image(b));
+  b.albedo_channel = 5, b.albedo_channels = 3;  // past the texture's channels
+  render::Scene bad;
+  CHECK_THROWS_AS(bad.add(ball, b), hfr::Error);
+  // set_triangle_materials: the same image as a scene built with those triangle materials
+  const auto sphere = uv_sphere(30, 60, 10, {0, 0, 100});
+  const std::size_t nt = sphere.triangles.size() / 3;
+  std::vector<std::uint8_t> first(nt, 0), halves(nt);
+  for (std::size_t t = 0; t < nt; ++t) halves[t] = t < nt / 2 ? 0 : 1;
+  const std::vector<render::Material> two = {lambert({0.8f, 0.2f, 0.2f}), lambert({0.2f, 0.2f, 0.8f})};
+  render::Scene switched, fresh;
+  const int id = switched.add(sphere, two, first);
+  switched.commit();
+  const auto before = render::render(switched, lights, o);
+  switched.set_triangle_materials(id, halves);
+  fresh.add(sphere, two, halves);
+  fresh.commit();
+  const auto after = render::render(switched, lights, o);
+  CHECK(after == render::render(fresh, lights, o));
+  CHECK(after != before);
+  CHECK_THROWS_AS(switched.set_triangle_materials(id, std::vector<std::uint8_t>(nt, 2)), hfr::Error);
+  CHECK_THROWS_AS(switched.set_triangle_materials(id, std::vector<std::uint8_t>(nt + 1, 0)), hfr::Error);
 }
 
 TEST_CASE("render: inverted winding renders the same (normals face the viewer)", "[render]") {
@@ -477,7 +533,7 @@ TEST_CASE("render: pixel_to_image renders a window or a zoom of the camera image
   CHECK_THROWS_AS(render::render(s.scene, lights, win), hfr::Error);
 }
 
-TEST_CASE("render: subsurface layers split the diffuse term off; materials switch without a rebuild", "[render]") {
+TEST_CASE("render: subsurface layers split the diffuse term off, materials switch without a rebuild", "[render]") {
   render::Material skin = lambert({0.8f, 0.5f, 0.4f});
   skin.specular_value = 0.03f;
   skin.roughness_value = 0.35f;

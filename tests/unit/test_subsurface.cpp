@@ -282,7 +282,7 @@ TEST_CASE("subsurface: no light across depth discontinuities", "[subsurface]") {
   }
 }
 
-TEST_CASE("subsurface: coverage 0 neither gives nor receives; no NaN", "[subsurface]") {
+TEST_CASE("subsurface: coverage 0 neither gives nor receives, no NaN", "[subsurface]") {
   const auto vis = sss::skin_visible();
   sss::Layers L = random_face(50, 40, 3, 3);
   // garbage where nothing was hit

@@ -1,4 +1,6 @@
 // hfr-render: ray-trace aligned VIS and NIR face crops from hfr-synth's render jobs.
+#include <malloc.h>
+
 #include "hfr/cli.hpp"
 #include "hfr/error.hpp"
 #include "hfr/render_jobs.hpp"
@@ -62,6 +64,11 @@ hfr::cli::ToolSpec spec() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Each pair allocates and frees buffers of 0.1-10 MB (images, layers, the
+  // identities' maps): keep freed memory for the next ones rather than give
+  // it back and fault fresh zeroed pages in each time.
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);
+  mallopt(M_TRIM_THRESHOLD, 256 << 20);
   return hfr::cli::run(spec(), argc, argv, [](const hfr::cli::Args& a) {
     hfr::render_jobs::Options o;
     o.inputs = a.positionals();

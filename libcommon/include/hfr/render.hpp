@@ -75,6 +75,13 @@ struct Material {
   float roughness_value = 0.5f;
   double albedo_scale = 1;  // multiplies the albedo
   double specular_scale = 1;  // multiplies F0 (e.g. the specular change from VIS to a NIR band)
+  // The textures' channels to use, so that one texture can hold several maps
+  // (a face's albedo in each band, specular and roughness: one lookup per hit
+  // then serves every band): the albedo's first channel and count (0: the
+  // rest of the texture's; 1: one value for every output channel), the
+  // specular's and the roughness's channel.
+  int albedo_channel = 0, albedo_channels = 0;
+  int specular_channel = 0, roughness_channel = 0;
   // Skin: with RenderLayers requested, the diffuse term goes to the layers
   // (irradiance and albedo kept apart, for subsurface::scatter) instead of
   // the image; the specular term stays in the image.
@@ -147,6 +154,9 @@ class Scene {
   // Replaces a geometry's material (no rebuild: one scene, several spectra).
   void set_material(int id, const Material& material);
   void set_material(int id, int index, const Material& material);
+  // Which of its materials each triangle of a geometry uses (as add()'s
+  // triangle_material; no rebuild).
+  void set_triangle_materials(int id, const std::vector<std::uint8_t>& triangle_material);
   // New vertex positions (and normals) for a geometry, same triangles; needs
   // commit() again (a refit for BuildQuality::refit scenes, else a rebuild).
   void update(int id, const std::vector<float>& positions, const std::vector<float>* normals = nullptr);
