@@ -65,7 +65,7 @@ torch::Tensor manual_bn(const torch::Tensor& x, const torch::Tensor& g, const to
 
 }  // namespace
 
-TEST_CASE("batch norm: forward uses batch statistics and updates the running ones; run uses the running ones",
+TEST_CASE("batch norm: forward uses batch statistics and updates the running ones, run uses the running ones",
           "[graph][train][batchnorm]") {
   Graph g = bn_graph();
   nn::CompileOptions co;

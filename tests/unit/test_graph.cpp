@@ -158,7 +158,7 @@ TEST_CASE("graph: sizes a model controls are bounded at compile time", "[graph]"
   CHECK_THROWS_AS(nn::Program(c, "x", {"y"}, "m"), FormatError);
 }
 
-TEST_CASE("graph: reductions follow TF for empty and duplicate axes; outputs never alias the program", "[graph]") {
+TEST_CASE("graph: reductions follow TF for empty and duplicate axes, outputs never alias the program", "[graph]") {
   Graph g = with_input();
   add_const(g, "none", torch::zeros({0}, at::kLong));
   g.nodes.push_back({"m", "Mean", {"x", "none"}, {{"keep_dims", false}}});

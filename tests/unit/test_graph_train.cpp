@@ -230,7 +230,7 @@ TEST_CASE("graph train: every built-in model trains: forward matches inference, 
   }
 }
 
-TEST_CASE("graph train: SGD on dlib lowers a loss; the saved fine-tuned model reproduces the trained outputs",
+TEST_CASE("graph train: SGD on dlib lowers a loss, the saved fine-tuned model reproduces the trained outputs",
           "[graph][train][model]") {
   if (!test::have_model_file(kDlibFile)) return;
   TempDir tmp;

@@ -7,7 +7,7 @@
 
 using namespace hfr;
 
-TEST_CASE("npy: header is aligned and parseable; data round-trips", "[npy]") {
+TEST_CASE("npy: header is aligned and parseable, data round-trips", "[npy]") {
   for (DType t : {DType::f32, DType::f16, DType::u8, DType::i32, DType::i64}) {
     TensorInfo info{"x", t, {3, 4}};
     std::vector<unsigned char> data(info.nbytes());

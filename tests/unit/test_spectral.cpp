@@ -72,7 +72,7 @@ TEST_CASE("spectral: refitting on the NIST data reproduces the shipped constants
   CHECK(m.scatter == Approx(b.scatter).epsilon(0.05));
 }
 
-TEST_CASE("spectral: the physics reproduces the NIST means; the transform its NIR means", "[spectral]") {
+TEST_CASE("spectral: the physics reproduces the NIST means, the transform its NIR means", "[spectral]") {
   if (!have_nist()) return;
   const auto d = nist();
   std::array<double, 5> data{}, model{};
@@ -171,7 +171,7 @@ TEST_CASE("spectral: outputs are bounded and finite for any input", "[spectral]"
   CHECK(sp::exposure_scale({nan, 0.3, 0.2}) == 1.0);
 }
 
-TEST_CASE("spectral: monotone in melanin; inversion recovers the parameters", "[spectral]") {
+TEST_CASE("spectral: monotone in melanin, inversion recovers the parameters", "[spectral]") {
   double prev451 = 1, prev850 = 1;
   for (double mel = 0.0; mel <= 0.5; mel += 0.05) {
     const auto r = sp::skin_reflectance({mel, 0.02});
