@@ -660,17 +660,14 @@ int run(const Options& o) {
       // one collective per step: the gradients, the batch-norm statistics and
       // the status (loss terms, failures, signals) of every rank, summed
       std::vector<torch::Tensor> sync;
-      if (!head_only)
-        for (auto& t : backbone) {
-          if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
-          sync.push_back(t.grad());
-        }
-      if (!head.grad().defined()) head.mutable_grad() = torch::zeros_like(head);
-      sync.push_back(head.grad());
-      for (auto& t : quality_head) {
+      auto add_grad = [&](torch::Tensor& t) {  // a parameter this rank's loss did not reach contributes zeros
         if (!t.grad().defined()) t.mutable_grad() = torch::zeros_like(t);
         sync.push_back(t.grad());
-      }
+      };
+      if (!head_only)
+        for (auto& t : backbone) add_grad(t);
+      add_grad(head);
+      for (auto& t : quality_head) add_grad(t);
       for (const auto& [name, t] : buffers) sync.push_back(t);
       if (ui_centre.defined()) sync.push_back(ui_centre);
       torch::Tensor status = torch::tensor({ok ? loss_v : 0.0, ok ? ce_v : 0.0, ok ? mmd_v : 0.0, ok ? ct_v : 0.0,

@@ -76,3 +76,6 @@ render_training_pairs() {
   run hfr-render ${SX[@]+"${SX[@]}"} -q -t 2 --spp 1 --template dlib-150 --size 150 -r "$T/w/images.jsonl" "$T/w/jobs.jsonl"
   [ "$RC" -eq 0 ] || { fail "set-up: hfr-render exit $RC: $(head -c 300 "$T/err")"; finish; }
 }
+
+# The checksum an hfr model file's metadata records (training runs compare them).
+model_checksum() { hfr-tensor info --json "$1" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])'; }

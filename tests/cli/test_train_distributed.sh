@@ -28,7 +28,6 @@ run2() {
   wait $p1; RC1=$?
 }
 weights() { sed -n 's/.*rank [0-9] of 2: weights \([0-9a-f]*\).*/\1/p' "$1"; }
-checksum() { hfr-tensor info --json "$1" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])'; }
 embed() { # model out.npy
   hfr-embed -q --aligned -m "$1" -o "$T/emb.hft" "$T/w/few.jsonl" >/dev/null 2>"$T/emb.err" &&
     hfr-tensor export --tensor embeddings -o "$2" "$T/emb.hft"
@@ -128,7 +127,7 @@ if [ -f "$T/sig.hft.state" ]; then
   [ "$RC0" -eq 0 ] && [ "$RC1" -eq 0 ] && grep -q "resuming at step $STEP" "$T/err0" && pass "resumed at step $STEP on 2 processes" ||
     fail "resume: exit $RC0/$RC1: $(tail -c 300 "$T/err0")"
   run2 "${TR[@]}" --steps $END -o "$T/straight.hft" "$T/w/images.jsonl"
-  C1=$(checksum "$T/sig.hft") C2=$(checksum "$T/straight.hft")
+  C1=$(model_checksum "$T/sig.hft") C2=$(model_checksum "$T/straight.hft")
   [ -n "$C1" ] && [ "$C1" = "$C2" ] && pass "interrupted + resumed == uninterrupted, $END steps (checksum $C1)" ||
     fail "resume differs: $C1 vs $C2"
 else

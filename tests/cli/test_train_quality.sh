@@ -9,7 +9,6 @@
 unset WORLD_SIZE RANK LOCAL_RANK MASTER_ADDR MASTER_PORT
 render_training_pairs
 grep '"spectrum":"nir850"' "$T/w/images.jsonl" | head -6 >"$T/w/few.jsonl"
-checksum() { hfr-tensor info --json "$1" | $PY -c 'import json,sys; print(json.loads(sys.stdin.readline())["metadata"]["checksum"])'; }
 RI=(hfr-train -t 1 --ids 4 --per-modality 2 --seed 3 --ri 1 --ri-diversion 0.1 --low-res 0.5 --low-res-min 8)
 
 run "${RI[@]}" --steps 4 --log-every 1 --metrics "$T/m.jsonl" -o "$T/ri.hft" "$T/w/images.jsonl"
@@ -51,7 +50,7 @@ run hfr-embed -q --aligned -m dlib -o "$T/e0.hft" -r "$T/e0.jsonl" "$T/w/few.jso
 run "${RI[@]}" --steps 2 -o "$T/half.hft" "$T/w/images.jsonl"
 run "${RI[@]}" --steps 4 --resume "$T/half.hft.state" -o "$T/half.hft" "$T/w/images.jsonl"
 expect_rc 0 "resumed to 4 steps"
-C1=$(checksum "$T/ri.hft") C2=$(checksum "$T/half.hft")
+C1=$(model_checksum "$T/ri.hft") C2=$(model_checksum "$T/half.hft")
 [ -n "$C1" ] && [ "$C1" = "$C2" ] && pass "resumed --ri run equals the uninterrupted one ($C1)" || fail "resume differs: $C1 vs $C2"
 
 # fine-tuning a model that has a head keeps it (and trains it further)
