@@ -1,7 +1,11 @@
 #include "hfr/backbones.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
+#include <map>
 #include <random>
+#include <set>
 
 #include <ATen/ATen.h>
 
@@ -76,6 +80,17 @@ class Builder {
   }
   std::string max_pool2(const std::string& x) {
     return node("MaxPool", {x}, {{"ksize", {1, 2, 2, 1}}, {"strides", {1, 2, 2, 1}}, {"padding", "VALID"}});
+  }
+  // A switch style modulation block on x (C channels, E experts): the router
+  // (weights N(0, 0.01), bias 0: near-uniform probabilities at the start) and
+  // the experts' scale and shift (zeros: the block starts as the identity).
+  // Returns {router, block output}.
+  std::pair<std::string, std::string> switch_modulation(const std::string& x, std::int64_t c, std::int64_t e) {
+    const std::string router = node("SwitchRouter", {x, normal("router_weights", {2 * c, e}, 0.01), fill("router_bias", e, 0)},
+                                     {{"epsilon", 1e-5}});
+    const std::string gamma = constant("gamma", at::zeros({e, c}, at::kFloat));
+    const std::string beta = constant("beta", at::zeros({e, c}, at::kFloat));
+    return {router, node("SwitchStyleModulation", {x, router, gamma, beta}, {{"epsilon", 1e-5}})};
   }
   void name_last(const std::string& name) {
     // the output node gets a stable name
@@ -247,6 +262,124 @@ void add_quality_head(Model& m, std::uint64_t seed) {
   m.outputs["quality"] = m.graph.nodes.back().name;
   m.provenance["quality_head"] = {{"what", "recognisability index regressor (hfr-train --ri), sigmoid output in [0, 1]"},
                                   {"hidden", kQualityHidden}, {"init_seed", seed}};
+  m.checksum = model_checksum(m);
+}
+
+// ---- switch style modulation ------------------------------------------------------
+
+namespace {
+
+// The nodes the output depends on, inputs before their consumers.
+std::vector<const Node*> topological(const Graph& g, const std::string& output) {
+  std::map<std::string, const Node*> by_name;
+  for (const auto& n : g.nodes) by_name[n.name] = &n;
+  std::vector<const Node*> order;
+  std::set<std::string> seen;
+  std::function<void(const std::string&)> visit = [&](const std::string& raw) {
+    std::string name = raw[0] == '^' ? raw.substr(1) : raw;
+    if (const auto colon = name.rfind(':'); colon != std::string::npos) name = name.substr(0, colon);
+    if (!seen.insert(name).second) return;
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return;
+    for (const auto& in : it->second->inputs) visit(in);
+    order.push_back(it->second);
+  };
+  visit(output);
+  return order;
+}
+
+// NHWC shapes of the 4-D values the embedding depends on, in execution order,
+// from one forward pass of a zero image.
+std::vector<std::pair<std::string, std::vector<std::int64_t>>> image_values(const Model& m) {
+  std::vector<std::string> names;
+  for (const Node* n : topological(m.graph, m.outputs.at("embedding")))
+    if (n->op != "Const" && n->op != "Placeholder" && n->op != "Shape" && n->name != m.input) names.push_back(n->name);
+  CompileOptions co;
+  co.fuse = false;
+  co.channels_last = false;
+  Program p(m.graph, m.input, names, m.name, co);
+  at::NoGradGuard ng;
+  const auto outs = p.run(at::zeros({1, m.pre.channels(), m.pre.size, m.pre.size}, at::kFloat));
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> v;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (outs[i].dim() == 4 && outs[i].is_floating_point())
+      v.push_back({names[i], std::vector<std::int64_t>(outs[i].sizes().begin(), outs[i].sizes().end())});
+  return v;
+}
+
+}  // namespace
+
+bool has_switch_modulation(const Model& m) { return m.outputs.count("router_1") > 0; }
+
+std::vector<std::string> router_roles(const Model& m) {
+  std::vector<std::string> roles;
+  for (int k = 1; m.outputs.count("router_" + std::to_string(k)); ++k) roles.push_back("router_" + std::to_string(k));
+  return roles;
+}
+
+std::vector<std::string> default_modulation_points(const Model& m, int blocks) {
+  if (m.task != "embedding" || !m.outputs.count("embedding") || m.pre.size <= 0)
+    throw Error(m.name + ": switch style modulation needs an embedding model");
+  const auto values = image_values(m);
+  // the distinct spatial sizes in order of appearance, the input's excluded
+  std::vector<std::int64_t> sizes;
+  for (const auto& [name, s] : values)
+    if (s[1] != m.pre.size && std::find(sizes.begin(), sizes.end(), s[1]) == sizes.end()) sizes.push_back(s[1]);
+  std::vector<std::string> points;
+  for (std::size_t k = 1; k < sizes.size() && static_cast<int>(points.size()) < blocks; ++k) {
+    std::string last_add, last;
+    for (const auto& [name, s] : values)
+      if (s[1] == sizes[k]) {
+        last = name;
+        const Node* n = m.graph.find(name);
+        if (n && (n->op == "Add" || n->op == "AddV2")) last_add = name;
+      }
+    points.push_back(last_add.empty() ? last : last_add);
+  }
+  if (static_cast<int>(points.size()) < blocks)
+    throw Error(m.name + ": found only " + std::to_string(points.size()) + " stages for " + std::to_string(blocks) +
+                " switch style modulation blocks (name the nodes with --ssm-at)");
+  return points;
+}
+
+void add_switch_modulation(Model& m, int experts, const std::vector<std::string>& at, std::uint64_t seed) {
+  if (has_switch_modulation(m)) throw Error(m.name + ": the model already has switch style modulation blocks");
+  if (experts < 2 || experts > 64) throw UsageError("switch style modulation needs 2..64 experts, got " + std::to_string(experts));
+  if (at.empty()) throw UsageError("switch style modulation needs at least one insertion point");
+  for (const auto& n : m.graph.nodes)
+    if (n.name.rfind("ssm_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
+  std::map<std::string, std::int64_t> channels;
+  for (const auto& [name, s] : image_values(m)) channels[name] = s[3];
+  Builder b(seed ^ 0x73736dULL, "ssm_");
+  std::map<std::string, std::string> replace;  // node -> its modulated value
+  std::vector<std::pair<std::string, std::string>> routers;
+  for (const auto& x : at) {
+    if (replace.count(x)) throw UsageError("switch style modulation: node " + x + " given twice");
+    auto it = channels.find(x);
+    if (it == channels.end())
+      throw UsageError(m.name + ": node '" + x + "' is not an image-shaped value the embedding depends on");
+    auto [router, out] = b.switch_modulation(x, it->second, experts);
+    replace[x] = out;
+    routers.push_back({router, x});
+  }
+  Graph blocks = b.take();
+  for (auto& n : m.graph.nodes)
+    for (auto& in : n.inputs) {
+      std::string name = in;
+      if (const auto colon = name.rfind(":0"); colon != std::string::npos && colon + 2 == name.size()) name = name.substr(0, colon);
+      if (auto r = replace.find(name); r != replace.end()) in = r->second;
+    }
+  for (auto& n : blocks.nodes) m.graph.nodes.push_back(std::move(n));
+  for (auto& [k, v] : blocks.consts) m.graph.consts[k] = std::move(v);
+  json where = json::array();
+  for (std::size_t k = 0; k < routers.size(); ++k) {
+    m.outputs["router_" + std::to_string(k + 1)] = routers[k].first;
+    where.push_back(routers[k].second);
+  }
+  m.provenance["switch_modulation"] = {
+      {"what", "switch style modulation blocks (hfr-train --ssm): x + p_k (gamma_k IN(x) + beta_k), top-1 router on the "
+               "feature map's per-channel mean and standard deviation"},
+      {"experts", experts}, {"after", where}, {"init_seed", seed}};
   m.checksum = model_checksum(m);
 }
 

@@ -273,7 +273,8 @@ const std::vector<std::string> kOther = {"Const", "Placeholder", "Identity", "St
                                          "DepthwiseConv2dNative", "FusedDepthwiseConv2dNative", "MaxPool", "AvgPool", "Pad",
                                          "PadV2", "Mean", "Sum", "Max", "Min", "Softmax", "ConcatV2", "Reshape", "Squeeze",
                                          "Shape", "StridedSlice", "Pack", "DepthToSpace", "ResizeBilinear", "MatMul",
-                                         "_FusedMatMul", "FusedBatchNormV3", "MaxFeatureMap"};
+                                         "_FusedMatMul", "FusedBatchNormV3", "MaxFeatureMap", "SwitchRouter",
+                                         "SwitchStyleModulation"};
 
 bool is_in(const std::vector<std::string>& v, const std::string& s) { return std::find(v.begin(), v.end(), s) != v.end(); }
 
@@ -794,6 +795,8 @@ class Compiler {
     if (op == "MatMul" || op == "_FusedMatMul") return lower_matmul(n);
     if (op == "FusedBatchNormV3") return lower_batch_norm(n);
     if (op == "MaxFeatureMap") return lower_mfm(n);
+    if (op == "SwitchRouter") return lower_switch_router(n);
+    if (op == "SwitchStyleModulation") return lower_switch_modulation(n);
     throw FormatError("op " + op + " is not supported by the importer");
   }
 
@@ -968,6 +971,61 @@ class Compiler {
       if (t.dim() < 1 || t.size(axis) % 2) throw FormatError("needs an even number of channels");
       const std::int64_t half = t.size(axis) / 2;
       return at::maximum(t.narrow(axis, 0, half), t.narrow(axis, half, half));
+    });
+  }
+
+  // hfr's own ops for switch style modulation (methods.md §4, backbones.hpp).
+  // SwitchRouter: inputs x [N, H, W, C], weights [2C, E], bias [E]; the
+  // router sees the style of x, its per-channel mean and standard deviation
+  // over H and W (sqrt(variance + epsilon)), and returns the probabilities
+  // softmax([mean, std] . weights + bias), [N, E].
+  // SwitchStyleModulation: inputs x [N, H, W, C], probabilities [N, E], gamma
+  // [E, C], beta [E, C]; each sample goes to its most probable expert k (top-1,
+  // the first on ties): y = x + p_k (gamma_k IN(x) + beta_k), IN the instance
+  // normalisation of x over H and W. Gradients reach x, gamma_k, beta_k and,
+  // through p_k, the router. Attribute epsilon (default 1e-5) for both.
+  void lower_switch_router(const Node& n) {
+    int x = in(n, 0);
+    Tensor w = const_in(n, 1, "weights"), b = const_in(n, 2, "bias");
+    if (w.dim() != 2 || b.dim() != 1 || !w.is_floating_point() || !b.is_floating_point() || w.size(0) % 2 ||
+        w.size(0) < 2 || w.size(1) != b.size(0) || b.size(0) < 1)
+      throw FormatError("weights must be a float [2C, E] matrix and bias a float [E] vector");
+    const std::int64_t C = w.size(0) / 2;
+    const double eps = attr_float(n, "epsilon", 1e-5);
+    if (!(eps > 0)) throw FormatError("epsilon must be > 0");
+    bool c = nchw(x);
+    emit(n, {x, in(n, 1), in(n, 2)}, false, [c, C, eps](std::vector<Tensor>& a) {
+      if (a[0].dim() != 4) throw FormatError("needs an image input");
+      Tensor t = c ? a[0] : to_nchw(a[0]);
+      if (t.size(1) != C) throw FormatError("the weights are for " + std::to_string(C) + " channels, the input has " + std::to_string(t.size(1)));
+      auto [var, mean] = at::var_mean(t, {2, 3}, /*unbiased=*/false, /*keepdim=*/false);
+      return at::softmax(at::addmm(a[2], at::cat({mean, (var + eps).sqrt()}, 1), a[1]), 1);
+    });
+  }
+
+  void lower_switch_modulation(const Node& n) {
+    int x = in(n, 0), p = in(n, 1);
+    Tensor gamma = const_in(n, 2, "gamma"), beta = const_in(n, 3, "beta");
+    if (gamma.dim() != 2 || !gamma.is_floating_point() || !beta.is_floating_point() || !beta.sizes().equals(gamma.sizes()))
+      throw FormatError("gamma and beta must be float [E, C] matrices of one shape");
+    const std::int64_t E = gamma.size(0), C = gamma.size(1);
+    const double eps = attr_float(n, "epsilon", 1e-5);
+    if (!(eps > 0)) throw FormatError("epsilon must be > 0");
+    bool c = nchw(x), pc = nchw(p);
+    emit(n, {x, p, in(n, 2), in(n, 3)}, true, [c, pc, E, C, eps](std::vector<Tensor>& a) {
+      if (a[0].dim() != 4) throw FormatError("needs an image input");
+      Tensor t = c ? a[0] : to_nchw(a[0]);
+      const Tensor& prob = pc ? to_nhwc(a[1]) : a[1];
+      const std::int64_t N = t.size(0);
+      if (t.size(1) != C) throw FormatError("gamma is for " + std::to_string(C) + " channels, the input has " + std::to_string(t.size(1)));
+      if (prob.dim() != 2 || prob.size(0) != N || prob.size(1) != E)
+        throw FormatError("the probabilities must be [" + std::to_string(N) + ", " + std::to_string(E) + "]");
+      const Tensor k = prob.argmax(1);
+      const Tensor gate = prob.gather(1, k.unsqueeze(1));  // [N, 1]
+      const Tensor g = (a[2].index_select(0, k) * gate).reshape({N, C, 1, 1});
+      const Tensor b = (a[3].index_select(0, k) * gate).reshape({N, C, 1, 1});
+      auto [var, mean] = at::var_mean(t, {2, 3}, /*unbiased=*/false, /*keepdim=*/true);
+      return t + (t - mean) * (var + eps).rsqrt() * g + b;
     });
   }
 

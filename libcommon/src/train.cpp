@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -46,7 +47,7 @@ extern "C" void on_signal(int sig) { g_signal = sig; }
 
 struct Sample {
   std::string path, subject, where;
-  int modality = 0;  // 0: the first (gallery) modality, 1: the second (probe)
+  int modality = 0;  // index in --modalities: 0 the gallery modality, 1.. the probe modalities
   bool has_landmarks = false;
   face::Points5 landmarks{};  // OpenCV pixel coordinates
 };
@@ -54,21 +55,34 @@ struct Sample {
 struct Dataset {
   std::vector<Sample> samples;
   std::vector<std::string> subjects;                       // sorted; label = index
-  std::vector<std::array<std::vector<std::size_t>, 2>> by_subject;  // sample indexes per modality
-  std::vector<int> paired;                                 // subjects with both modalities
+  std::vector<std::vector<std::vector<std::size_t>>> by_subject;  // sample indexes per subject and modality
+  std::vector<int> paired;                                 // subjects with every modality
 };
 
-std::pair<std::string, std::string> split_modalities(const std::string& s) {
-  const auto comma = s.find(',');
-  if (comma == std::string::npos || comma == 0 || comma + 1 >= s.size() || s.find(',', comma + 1) != std::string::npos)
-    throw UsageError("--modalities expects two names, GALLERY,PROBE (e.g. VIS,NIR), got '" + s + "'");
-  const std::string a = s.substr(0, comma), b = s.substr(comma + 1);
-  if (a == b) throw UsageError("--modalities: the two modalities must differ");
-  return {a, b};
+std::vector<std::string> split_modalities(const std::string& s) {
+  std::vector<std::string> mods;
+  std::size_t start = 0;
+  while (true) {
+    const auto comma = s.find(',', start);
+    mods.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (mods.size() < 2 || mods.size() > 16 || std::any_of(mods.begin(), mods.end(), [](const std::string& m) { return m.empty(); }))
+    throw UsageError("--modalities expects GALLERY,PROBE[,PROBE...] (2 to 16 names, e.g. VIS,NIR), got '" + s + "'");
+  for (std::size_t i = 0; i < mods.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (mods[i] == mods[j]) throw UsageError("--modalities: " + mods[i] + " is named twice");
+  return mods;
 }
 
-Dataset load_dataset(const std::vector<std::string>& inputs, const std::pair<std::string, std::string>& mods,
-                     const std::string& what) {
+std::string join(const std::vector<std::string>& v, const std::string& sep) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : sep) + x;
+  return out;
+}
+
+Dataset load_dataset(const std::vector<std::string>& inputs, const std::vector<std::string>& mods, const std::string& what) {
   Dataset d;
   std::map<std::string, std::uint64_t> other_modalities;
   std::uint64_t failed = 0;
@@ -97,12 +111,12 @@ Dataset load_dataset(const std::vector<std::string>& inputs, const std::pair<std
       if (!r.contains("modality") || !r["modality"].is_string())
         throw FormatError(where + ": a " + what + " record without a \"modality\" (e.g. \"VIS\", \"NIR\")");
       const std::string m = r["modality"].get<std::string>();
-      if (m == mods.first) s.modality = 0;
-      else if (m == mods.second) s.modality = 1;
-      else {
+      const auto known = std::find(mods.begin(), mods.end(), m);
+      if (known == mods.end()) {
         ++other_modalities[m];
         continue;
       }
+      s.modality = static_cast<int>(known - mods.begin());
       if (r.contains("landmarks") && r["landmarks"].is_array() && r["landmarks"].size() == 5) {
         bool ok = true;
         for (int k = 0; k < 5; ++k) {
@@ -122,31 +136,33 @@ Dataset load_dataset(const std::vector<std::string>& inputs, const std::pair<std
     }
   }
   for (const auto& [m, n] : other_modalities)
-    log::notice(std::to_string(n) + " " + what + " records of modality \"" + m + "\" not used (--modalities " + mods.first +
-                "," + mods.second + ")");
+    log::notice(std::to_string(n) + " " + what + " records of modality \"" + m + "\" not used (--modalities " + join(mods, ",") + ")");
   if (failed) log::notice(std::to_string(failed) + " " + what + " records with an error skipped");
   std::set<std::string> subj;
   for (const auto& s : d.samples) subj.insert(s.subject);
   d.subjects.assign(subj.begin(), subj.end());
   std::map<std::string, int> label;
   for (std::size_t i = 0; i < d.subjects.size(); ++i) label[d.subjects[i]] = static_cast<int>(i);
-  d.by_subject.resize(d.subjects.size());
+  d.by_subject.assign(d.subjects.size(), std::vector<std::vector<std::size_t>>(mods.size()));
   for (std::size_t i = 0; i < d.samples.size(); ++i)
     d.by_subject[static_cast<std::size_t>(label[d.samples[i].subject])][static_cast<std::size_t>(d.samples[i].modality)].push_back(i);
   std::uint64_t one_sided = 0;
   for (std::size_t k = 0; k < d.by_subject.size(); ++k) {
-    if (!d.by_subject[k][0].empty() && !d.by_subject[k][1].empty()) d.paired.push_back(static_cast<int>(k));
-    else ++one_sided;
+    if (std::all_of(d.by_subject[k].begin(), d.by_subject[k].end(), [](const auto& v) { return !v.empty(); }))
+      d.paired.push_back(static_cast<int>(k));
+    else
+      ++one_sided;
   }
   if (one_sided)
-    log::warn(std::to_string(one_sided) + " of " + std::to_string(d.subjects.size()) + " " + what +
-              " subjects have images of one modality only: they are classes of the margin loss, but batches (which need "
-              "both modalities) never draw them");
+    log::warn(std::to_string(one_sided) + " of " + std::to_string(d.subjects.size()) + " " + what + " subjects lack images of " +
+              (mods.size() == 2 ? "one modality" : "some of the modalities") +
+              ": they are classes of the margin loss, but batches (which need " + (mods.size() == 2 ? "both" : "every one") +
+              ") never draw them");
   return d;
 }
 
-// One batch: K subjects x P images per modality; rows [0, KP) the first
-// modality, [KP, 2KP) the second, row k*P + p of both halves subject k.
+// One batch: K subjects x P images per modality; rows [m KP, (m+1) KP) of
+// modality m, row m KP + k P + p of every modality subject k.
 struct Batch {
   std::vector<std::size_t> samples;
   std::vector<bool> flips;
@@ -159,17 +175,18 @@ Batch draw_batch(const Dataset& d, int K, int P, std::uint64_t seed, std::int64_
   std::shuffle(ids.begin(), ids.end(), rng);
   if (static_cast<int>(ids.size()) > K) ids.resize(static_cast<std::size_t>(K));
   Batch b;
-  b.samples.resize(2 * ids.size() * static_cast<std::size_t>(P));
+  const std::size_t M = d.by_subject.empty() ? 0 : d.by_subject[0].size();
+  b.samples.resize(M * ids.size() * static_cast<std::size_t>(P));
   b.labels.resize(b.samples.size());
   b.flips.resize(b.samples.size());
   const std::size_t half = ids.size() * static_cast<std::size_t>(P);
-  for (int m = 0; m < 2; ++m)
+  for (std::size_t m = 0; m < M; ++m)
     for (std::size_t k = 0; k < ids.size(); ++k) {
-      const auto& pool = d.by_subject[static_cast<std::size_t>(ids[k])][static_cast<std::size_t>(m)];
+      const auto& pool = d.by_subject[static_cast<std::size_t>(ids[k])][m];
       std::vector<std::size_t> pick = pool;
       std::shuffle(pick.begin(), pick.end(), rng);
       for (int p = 0; p < P; ++p) {
-        const std::size_t row = static_cast<std::size_t>(m) * half + k * static_cast<std::size_t>(P) + static_cast<std::size_t>(p);
+        const std::size_t row = m * half + k * static_cast<std::size_t>(P) + static_cast<std::size_t>(p);
         b.samples[row] = pick[static_cast<std::size_t>(p) % pick.size()];  // with replacement when fewer than P
         b.labels[row] = ids[k];
         b.flips[row] = flip && (rng() & 1);
@@ -179,15 +196,15 @@ Batch draw_batch(const Dataset& d, int K, int P, std::uint64_t seed, std::int64_
 }
 
 // This rank's share of a global batch: subjects [rank*n/W, (rank+1)*n/W) of
-// its n, with their rows of both modalities (the layout stays K_local x P per
-// modality). `rows` receives each kept row's index in the global batch.
-Batch local_share(const Batch& b, int P, int rank, int world, std::vector<std::size_t>& rows) {
-  const std::size_t n = b.samples.size() / 2 / static_cast<std::size_t>(P);
+// its n, with their rows of every one of the M modalities (the layout stays
+// K_local x P per modality). `rows` receives each kept row's index in the global batch.
+Batch local_share(const Batch& b, std::size_t M, int P, int rank, int world, std::vector<std::size_t>& rows) {
+  const std::size_t n = b.samples.size() / M / static_cast<std::size_t>(P);
   const std::size_t k0 = n * static_cast<std::size_t>(rank) / static_cast<std::size_t>(world);
   const std::size_t k1 = n * static_cast<std::size_t>(rank + 1) / static_cast<std::size_t>(world);
   Batch out;
   rows.clear();
-  for (std::size_t m = 0; m < 2; ++m)
+  for (std::size_t m = 0; m < M; ++m)
     for (std::size_t k = k0; k < k1; ++k)
       for (std::size_t p = 0; p < static_cast<std::size_t>(P); ++p) {
         const std::size_t row = m * n * static_cast<std::size_t>(P) + k * static_cast<std::size_t>(P) + p;
@@ -394,14 +411,16 @@ int run(const Options& o) {
   }
   if (!root && log::level() > log::Level::quiet) log::set_level(log::Level::quiet);  // rank 0 reports
 
+  const std::size_t M = mods.size();
   const Dataset data = load_dataset(o.inputs, mods, "training");
   if (data.paired.size() < 2)
-    throw Error("the training records have " + std::to_string(data.paired.size()) + " subjects with both " + mods.first +
-                " and " + mods.second + " images; at least 2 are needed");
+    throw Error("the training records have " + std::to_string(data.paired.size()) + " subjects with " +
+                (M == 2 ? "both " + mods[0] + " and " + mods[1] : "each of " + join(mods, ", ")) +
+                " images; at least 2 are needed");
   const std::size_t batch_ids = std::min<std::size_t>(static_cast<std::size_t>(o.ids_per_batch), data.paired.size());
   if (batch_ids % static_cast<std::size_t>(W) != 0)
     throw UsageError("a batch of " + std::to_string(batch_ids) + " subjects (--ids " + std::to_string(o.ids_per_batch) + ", " +
-                     std::to_string(data.paired.size()) + " with both modalities) cannot be split evenly over WORLD_SIZE=" +
+                     std::to_string(data.paired.size()) + " with every modality) cannot be split evenly over WORLD_SIZE=" +
                      std::to_string(W) + " processes");
   Dataset val;
   if (!o.validation.empty()) val = load_dataset({o.validation}, mods, "validation");
@@ -411,16 +430,47 @@ int run(const Options& o) {
   nn::Model model = from_scratch ? nn::build_backbone(o.model, o.seed) : nn::load_model(o.model);
   if (model.task != "embedding" || !model.outputs.count("embedding"))
     throw UsageError(o.model + " is not an embedding model (hfr-embed --list-models)");
+  // switch style modulation (methods.md §4): blocks inserted into the
+  // network (or already in it), trained with the rest of the network frozen;
+  // the teacher is a frozen copy of the starting network
+  const bool use_ssm = o.ssm_experts > 0 || nn::has_switch_modulation(model);
+  std::optional<nn::Program> teacher;
+  if (use_ssm && o.ssm_teacher > 0) teacher = nn::compile(model, {"embedding"});
+  json ssm_where = json::array();
+  if (o.ssm_experts > 0 && !nn::has_switch_modulation(model)) {
+    const std::vector<std::string> at = o.ssm_at.empty() ? nn::default_modulation_points(model, o.ssm_blocks) : o.ssm_at;
+    nn::add_switch_modulation(model, o.ssm_experts, at, o.seed);
+    for (const auto& x : at) ssm_where.push_back(x);
+    log::notice("switch style modulation: " + std::to_string(at.size()) + " blocks of " + std::to_string(o.ssm_experts) +
+                " experts after " + join(at, ", "));
+  } else if (use_ssm) {
+    const int have = model.provenance.contains("switch_modulation") ? model.provenance["switch_modulation"].value("experts", 0) : 0;
+    if (o.ssm_experts > 0 && have != o.ssm_experts)
+      throw UsageError(o.model + " already has switch style modulation blocks of " + std::to_string(have) + " experts, not " +
+                       std::to_string(o.ssm_experts));
+    if (!o.ssm_at.empty()) throw UsageError(o.model + " already has switch style modulation blocks: --ssm-at cannot move them");
+  }
+  const std::vector<std::string> routers = nn::router_roles(model);
   // the recognisability index (methods.md §5): a quality head on the embedding
   const bool use_ri = o.ri > 0 || o.ri_diversion > 0;
   if (use_ri) nn::add_quality_head(model, o.seed);
   nn::CompileOptions co;
   co.trainable = true;
-  nn::Program prog = nn::compile(model, use_ri ? std::vector<std::string>{"embedding", "quality"} : std::vector<std::string>{"embedding"}, co);
+  std::vector<std::string> roles{"embedding"};
+  if (use_ri) roles.push_back("quality");
+  const std::size_t router_out = roles.size();  // outs[router_out + b]: router b's probabilities
+  roles.insert(roles.end(), routers.begin(), routers.end());
+  nn::Program prog = nn::compile(model, roles, co);
   auto params = prog.parameters();
   const auto buffers = prog.buffers();  // batch-norm running statistics (backbones trained from scratch)
-  std::vector<torch::Tensor> backbone, quality_head;  // the quality head trains from the first step, at --head-lr
-  for (auto& [name, t] : params) (name.rfind("quality_", 0) == 0 ? quality_head : backbone).push_back(t);
+  // backbone: what trains at --lr (with --ssm, the blocks only); the quality
+  // head trains from the first step, at --ri-lr
+  std::vector<torch::Tensor> backbone, quality_head, frozen;
+  for (auto& [name, t] : params) {
+    if (name.rfind("quality_", 0) == 0) quality_head.push_back(t);
+    else if (use_ssm && name.rfind("ssm_", 0) != 0) frozen.push_back(t.requires_grad_(false));
+    else backbone.push_back(t);
+  }
   torch::Tensor ui_centre;  // the unrecognisable-identity centre: running mean embedding of crops blurred to 4x4
   // The quality head's weights in graph order (FC1, bias1, FC2, bias2; backbones.hpp), to score the
   // blurred crops too: they are unrecognisable by construction, index 0.
@@ -525,6 +575,7 @@ int run(const Options& o) {
   // every rank starts from rank 0's weights
   std::vector<torch::Tensor> replicated = backbone;
   replicated.insert(replicated.end(), quality_head.begin(), quality_head.end());
+  replicated.insert(replicated.end(), frozen.begin(), frozen.end());
   for (const auto& [name, t] : buffers) replicated.push_back(t);
   replicated.push_back(head);
   group.broadcast_from_root(replicated);
@@ -532,18 +583,22 @@ int run(const Options& o) {
   auto metrics_out = o.metrics.empty() || !root ? nullptr : io::open_output(o.metrics);
   std::unique_ptr<RecordWriter> mw = metrics_out ? std::make_unique<RecordWriter>(*metrics_out) : nullptr;
   const json state_meta = {{"base_model", o.model}, {"base_checksum", model.checksum}, {"seed", o.seed},
-                           {"subjects", C}, {"modalities", {mods.first, mods.second}}, {"optimizer", o.optimizer}};
+                           {"subjects", C}, {"modalities", mods}, {"optimizer", o.optimizer}};
   const int K = o.ids_per_batch, P = o.per_modality;
   const double margin = o.margin >= 0 ? o.margin : (o.loss == "cosface" ? 0.40 : 0.50);
   double best_rank1 = -1;
   auto save_model_file = [&](const std::string& path) {
-    const json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
+    json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
                           {"ri", o.ri}, {"ri_diversion", o.ri_diversion}, {"ri_margin", o.ri_margin},
                           {"optimizer", o.optimizer}, {"from_scratch", from_scratch},
                           {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
-                          {"modalities", {mods.first, mods.second}}, {"subjects", C}, {"seed", o.seed}};
+                          {"modalities", mods}, {"subjects", C}, {"seed", o.seed}};
+    if (use_ssm)
+      details["switch_modulation"] = {{"experts", model.provenance["switch_modulation"].value("experts", 0)},
+                                      {"inserted_after", ssm_where}, {"balance", o.ssm_balance}, {"teacher", o.ssm_teacher},
+                                      {"backbone", "frozen"}};
     Named all = params;
     all.insert(all.end(), buffers.begin(), buffers.end());
     nn::save_model(nn::with_parameters(model, all, details), path);
@@ -557,8 +612,9 @@ int run(const Options& o) {
     if (!root) return;
     const Validation v = validate(prog, val, model.pre, o.threads);
     char buf[256];
+    const std::string probes = join(std::vector<std::string>(mods.begin() + 1, mods.end()), "+");
     std::snprintf(buf, sizeof buf, "step %lld: validation %s probes vs %s gallery: Rank-1 %.2f%%, TAR@FAR 1e-2 %.2f%%, 1e-3 %.2f%%",
-                  static_cast<long long>(step), mods.second.c_str(), mods.first.c_str(), 100 * v.rank1, 100 * v.tar_1e2,
+                  static_cast<long long>(step), probes.c_str(), mods[0].c_str(), 100 * v.rank1, 100 * v.tar_1e2,
                   100 * v.tar_1e3);
     log::notice(buf);
     if (mw) {
@@ -587,7 +643,7 @@ int run(const Options& o) {
   progress.add(static_cast<std::uint64_t>(start));
   auto prepare = [&](std::int64_t step) {
     std::vector<std::size_t> rows;  // each row's index in the global batch
-    Batch b = local_share(draw_batch(data, K, P, o.seed, step, o.flip), P, rank, W, rows);
+    Batch b = local_share(draw_batch(data, K, P, o.seed, step, o.flip), M, P, rank, W, rows);
     std::vector<std::uint64_t> aug_seeds;
     if (o.augment.any())  // its own stream: batches are the same with and without augmentation
       for (const std::size_t r : rows)
@@ -637,12 +693,31 @@ int run(const Options& o) {
     const losses::MarginOptions mo =
         o.loss == "cosface" ? losses::MarginOptions::cosface(o.scale, margin) : losses::MarginOptions::arcface(o.scale, margin);
     torch::Tensor ce = losses::margin_loss(f, labels, head, mo);
-    const std::int64_t half = f.size(0) / 2;
-    const torch::Tensor fa = f.narrow(0, 0, half), fb = f.narrow(0, half, half);
+    // the gallery modality's rows against each probe modality's (averaged)
+    const std::int64_t half = f.size(0) / static_cast<std::int64_t>(M);
+    const torch::Tensor fa = f.narrow(0, 0, half);
     const torch::Tensor ids = labels.narrow(0, 0, half);
-    torch::Tensor mmd = o.idmmd > 0 ? losses::id_mmd(fa, ids, fb, ids) : torch::zeros({});
-    torch::Tensor ct = o.contrastive > 0 ? losses::dvg_contrastive(fb, fa, losses::random_derangement(half, splitmix64(o.seed ^ step)))
-                                          : torch::zeros({});
+    torch::Tensor mmd = torch::zeros({}), ct = torch::zeros({});
+    for (std::size_t m = 1; m < M; ++m) {
+      const torch::Tensor fb = f.narrow(0, static_cast<std::int64_t>(m) * half, half);
+      if (o.idmmd > 0) mmd = mmd + losses::id_mmd(fa, ids, fb, ids) / static_cast<double>(M - 1);
+      if (o.contrastive > 0)
+        ct = ct + losses::dvg_contrastive(fb, fa, losses::random_derangement(half, splitmix64(o.seed ^ static_cast<std::uint64_t>(step) ^ (static_cast<std::uint64_t>(m - 1) << 40)))) /
+                      static_cast<double>(M - 1);
+    }
+    // switch style modulation: the routers' load balance, the teacher on the gallery rows
+    torch::Tensor balance = torch::zeros({}), teach = torch::zeros({});
+    if (use_ssm) {
+      for (std::size_t b = 0; b < routers.size(); ++b) balance = balance + losses::switch_balance_loss(outs[router_out + b], o.ssm_balance);
+      if (teacher) {
+        torch::Tensor t;
+        {
+          torch::NoGradGuard ng;
+          t = teacher->run(x.narrow(0, 0, half))[0];
+        }
+        teach = losses::teacher_student_loss(emb.narrow(0, 0, half), t);
+      }
+    }
     torch::Tensor ri_loss = torch::zeros({}), div = torch::zeros({}), ri_t;
     if (use_ri && emb_ok) {
       ri_t = losses::recognisability_index(f, labels, head, ui_centre);
@@ -650,7 +725,7 @@ int run(const Options& o) {
                                                       torch::cat({ri_t, torch::zeros({blurred_emb.size(0)}, ri_t.options())}));
       if (o.ri_diversion > 0) div = losses::index_diversion_loss(f, ri_t, ui_centre, o.ri_margin);
     }
-    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div;
+    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div + balance + o.ssm_teacher * teach;
     double loss_v = total.item<double>(), ce_v = ce.item<double>(), mmd_v = mmd.item<double>(), ct_v = ct.item<double>();
     const bool ok = emb_ok && std::isfinite(loss_v);
     if (!ok && !group.active()) throw diverged("loss");
@@ -690,6 +765,9 @@ int run(const Options& o) {
     }
     if (o.clip > 0) {
       std::vector<torch::Tensor> all = backbone;
+      // switch style modulation blocks on their own too: the margin loss's
+      // gradients on the new classifier would scale theirs to nothing
+      if (use_ssm) torch::nn::utils::clip_grad_norm_(all, o.clip), all.clear();
       all.push_back(head);
       torch::nn::utils::clip_grad_norm_(all, o.clip);
       // on its own: the margin loss's large gradients would scale the quality head's to nothing
@@ -704,6 +782,25 @@ int run(const Options& o) {
                 {"images_per_s", static_cast<double>(x.size(0)) * W / (step_ms / 1000)}, {"loader_wait_ms", wait_ms},
                 {"step_ms", step_ms}};
       if (W > 1) m["processes"] = W;
+      if (use_ssm) {
+        // routing decisions: per block and modality, the fraction of this process's rows sent to each expert
+        m["ssm_balance"] = balance.item<double>();
+        m["ssm_teacher"] = teach.item<double>();
+        json routing = json::object();
+        for (std::size_t b = 0; b < routers.size(); ++b) {
+          const torch::Tensor k = outs[router_out + b].detach().argmax(1);
+          const std::int64_t E = outs[router_out + b].size(1);
+          json per = json::object();
+          for (std::size_t mm = 0; mm < M; ++mm) {
+            const torch::Tensor counts = torch::bincount(k.narrow(0, static_cast<std::int64_t>(mm) * half, half), {}, E).to(torch::kDouble);
+            std::vector<double> frac(static_cast<std::size_t>(E));
+            for (std::int64_t e = 0; e < E; ++e) frac[static_cast<std::size_t>(e)] = counts[e].item<double>() / static_cast<double>(half);
+            per[mods[mm]] = frac;
+          }
+          routing[routers[b]] = per;
+        }
+        m["routing"] = routing;
+      }
       if (use_ri) {
         m["ri_loss"] = ri_loss.item<double>();
         m["index_diversion"] = div.item<double>();

@@ -40,6 +40,16 @@ hfr::cli::ToolSpec spec() {
       "model and the training; hfr-embed -m MODEL.hft uses it. With --validation, the model with the best cross-modal "
       "Rank-1 is kept. A state file (OUTPUT.state) is written at --checkpoint-every steps, at the end and on SIGINT or "
       "SIGTERM. A non-finite loss stops the run with an error and leaves the last checkpoint as it was.",
+      "More than one probe modality (--modalities VIS,NIR,SWIR): batches hold every modality of each subject; ID-MMD and the "
+      "paired contrastive loss compare the gallery modality with each probe modality (averaged); validation matches all "
+      "probe modalities against the gallery.",
+      "Modality-agnostic models (methods.md §4): --ssm E inserts switch style modulation blocks (--ssm-blocks of them, or "
+      "after the nodes --ssm-at names): each sends a sample to one of E experts, chosen by a router from the feature map's "
+      "per-channel mean and standard deviation, and adds that expert's scale and shift of the instance-normalised features "
+      "(zero at the start: the model is unchanged). Only the blocks train; besides the losses above, --ssm-balance weighs "
+      "the routers' load-balancing loss and --ssm-teacher the teacher-student loss that keeps gallery-modality embeddings "
+      "where the frozen starting model puts them. The metrics log the routing decisions (the fraction of each modality's "
+      "images sent to each expert). hfr-embed runs the model without being told the probe's modality.",
       "Data-parallel training across processes and machines (torch.distributed, Gloo): start one hfr-train per process, "
       "with the same command line and the environment torchrun or a Slurm script sets: WORLD_SIZE (processes), RANK (0 to "
       "WORLD_SIZE-1), MASTER_ADDR and MASTER_PORT (rank 0's host and a free port; rank 0 listens there); "
@@ -62,7 +72,8 @@ hfr::cli::ToolSpec spec() {
        "iresnet34, iresnet50, mobilefacenet, lightcnn9, lightcnn29).", "dlib", {}, Complete::file},
       {"validation", 0, "FILE", "Validation records: probe-modality images matched against gallery-modality images.", "", {},
        Complete::file},
-      {"modalities", 0, "G,P", "The gallery and the probe modality, as named in the records.", "VIS,NIR", {}, Complete::none},
+      {"modalities", 0, "G,P[,P...]", "The gallery modality and the probe modality or modalities, as named in the records.",
+       "VIS,NIR", {}, Complete::none},
       {"steps", 0, "N", "Training steps (batches).", "200", {}, Complete::none},
       {"ids", 0, "K", "Subjects per batch.", "16", {}, Complete::none},
       {"per-modality", 0, "P", "Images per subject and modality in a batch.", "4", {}, Complete::none},
@@ -86,6 +97,14 @@ hfr::cli::ToolSpec spec() {
        "unrecognisable-identity centre (0: off).", "0", {}, Complete::none},
       {"ri-margin", 0, "COS", "The index diversion's cone around that centre, as a cosine.", "0.5", {}, Complete::none},
       {"ri-lr", 0, "LR", "Learning rate of the quality head (--ri).", "0.01", {}, Complete::none},
+      {"ssm", 0, "E", "Switch style modulation: insert blocks of E experts (2-64) with a top-1 router and train them alone, "
+       "the rest of the network frozen (0: off; a model that has blocks trains them whatever this says).", "0", {}, Complete::none},
+      {"ssm-blocks", 0, "N", "Number of blocks, at the ends of the network's 2nd, 3rd, ... resolution stages.", "2", {},
+       Complete::none},
+      {"ssm-at", 0, "NODES", "Insert the blocks after these graph nodes instead (comma-separated).", "", {}, Complete::none},
+      {"ssm-balance", 0, "A", "Weight alpha of the routers' load-balancing loss.", "0.01", {}, Complete::none},
+      {"ssm-teacher", 0, "W", "Weight of the teacher-student loss: 1 - cos(student, frozen starting model) on the gallery "
+       "modality (0: off).", "1", {}, Complete::none},
       {"no-flip", 0, "", "No random horizontal flips.", "", {}, Complete::none},
       {"jitter", 0, "PX", "Crop jitter: random shift, scale and rotation moving the crop border by up to PX pixels.", "0", {},
        Complete::none},
@@ -154,6 +173,20 @@ int main(int argc, char** argv) {
       if (!(v >= 0)) throw hfr::UsageError("--lr, --momentum, --weight-decay, --lr-decay, --clip, --scale, --idmmd and --contrastive must be >= 0");
     if (!(o.lr > 0)) throw hfr::UsageError("--lr must be > 0");
     if (o.margin != -1 && !(o.margin >= 0 && o.margin < 1.5)) throw hfr::UsageError("--margin must be within 0..1.5");
+    o.ssm_experts = static_cast<int>(a.integer("ssm", 0, 64));
+    if (o.ssm_experts == 1) throw hfr::UsageError("--ssm needs 2 or more experts (0: off)");
+    o.ssm_blocks = static_cast<int>(a.integer("ssm-blocks", 1, 16));
+    for (std::size_t start = 0, comma = 0; !a.str("ssm-at").empty() && comma != std::string::npos; start = comma + 1) {
+      const std::string all = a.str("ssm-at");
+      comma = all.find(',', start);
+      const std::string node = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (node.empty()) throw hfr::UsageError("--ssm-at: an empty node name in '" + all + "'");
+      o.ssm_at.push_back(node);
+    }
+    o.ssm_balance = a.number("ssm-balance");
+    o.ssm_teacher = a.number("ssm-teacher");
+    if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0)) throw hfr::UsageError("--ssm-balance and --ssm-teacher must be >= 0");
+    if (!o.ssm_at.empty() && o.ssm_experts == 0) throw hfr::UsageError("--ssm-at needs --ssm E");
     o.flip = !a.flag("no-flip");
     o.augment.jitter = a.number("jitter");
     o.augment.color = a.number("color");

@@ -60,4 +60,25 @@ constexpr std::int64_t kQualityHidden = 64;
 bool has_quality_head(const Model& m);
 void add_quality_head(Model& m, std::uint64_t seed);
 
+// Switch style modulation (hfr-train --ssm; methods.md §4, docs/train.md):
+// blocks inserted after the named nodes (4-D values the embedding depends
+// on), each y = x + p_k (gamma_k IN(x) + beta_k) with E experts (a per-channel
+// scale and shift of the instance-normalised feature map) and a top-1 router
+// on x's per-channel mean and standard deviation (ops SwitchRouter and
+// SwitchStyleModulation, graph.hpp). gamma and beta start at zero, so the
+// model computes exactly what it did; the router's weights are N(0, 0.01)
+// from the seed. Nodes are named ssm_*; the routers' probabilities ([N, E])
+// are the output roles router_1, router_2, ... in the order given. Every
+// consumer of a named node reads the block's output instead. UsageError for
+// an unknown node, a repeated one, or experts outside 2..64.
+bool has_switch_modulation(const Model& m);
+std::vector<std::string> router_roles(const Model& m);
+void add_switch_modulation(Model& m, int experts, const std::vector<std::string>& at, std::uint64_t seed);
+// The default insertion points, mid-level features: of the spatial sizes the
+// embedding's values take below the input's, in order, the 2nd to the
+// (blocks+1)-th; at each, the last residual sum (Add) of that size, or the
+// last value of it when there is none (dlib: after the 37x37 and 18x18
+// stages; IResNet: after the 28x28 and 14x14 stages).
+std::vector<std::string> default_modulation_points(const Model& m, int blocks = 2);
+
 }  // namespace hfr::nn

@@ -42,7 +42,7 @@ struct Options {
   std::string optimizer = "sgd";     // sgd | adamw
   std::string output;                // the fine-tuned model file (required)
   std::string validation;            // records for validation (optional)
-  std::string modalities = "VIS,NIR";  // gallery (anchor) modality, probe modality
+  std::string modalities = "VIS,NIR";  // gallery (anchor) modality, probe modality or modalities (comma-separated)
   std::string metrics = "";          // JSON lines per logged step ("" none, "-" stdout)
   std::string resume;                // training-state file written by a previous run
   std::string state;                 // where to write the training state ("" = OUTPUT.state)
@@ -63,6 +63,11 @@ struct Options {
   double ri_diversion = 0;           // weight of the index diversion loss (0: off)
   double ri_margin = 0.5;            // its cone around the UI centre, as a cosine
   double ri_lr = 0.01;               // the quality head's learning rate (it starts from random weights)
+  int ssm_experts = 0;               // switch style modulation: experts per block (0: off, unless the model has blocks)
+  int ssm_blocks = 2;                // blocks at the default places (nn::default_modulation_points)
+  std::vector<std::string> ssm_at;   // or after these nodes
+  double ssm_balance = 0.01;         // alpha of the routers' load-balancing loss
+  double ssm_teacher = 1;            // weight of the teacher-student loss on the gallery modality (0: off)
   bool flip = true;                  // random horizontal flips
   Augment augment;
   int log_every = 10;
