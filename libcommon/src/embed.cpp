@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 #include <opencv2/imgproc.hpp>
 
+#include "hfr/backbones.hpp"
 #include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
@@ -92,8 +93,13 @@ int run(const Options& o) {
   if (model.dim <= 0) throw FormatError(o.model + ": the model does not declare its embedding size");
   // models trained with hfr-train --ri also give a quality score (the recognisability index's regressor)
   const bool has_quality = model.outputs.count("quality") > 0;
-  nn::Program embedder =
-      nn::compile(model, has_quality ? std::vector<std::string>{"embedding", "quality"} : std::vector<std::string>{"embedding"});
+  // models with switch style modulation blocks (hfr-train --ssm): each face's expert per block
+  const std::vector<std::string> routers = nn::router_roles(model);
+  std::vector<std::string> roles{"embedding"};
+  if (has_quality) roles.push_back("quality");
+  const std::size_t router_out = roles.size();
+  roles.insert(roles.end(), routers.begin(), routers.end());
+  nn::Program embedder = nn::compile(model, roles);
   embedder.to(dev);
   const face::Template tmpl = face::scale_template(face::face_template(model.pre.crop.empty() ? "arcface-112" : model.pre.crop), model.pre.size);
 
@@ -218,10 +224,16 @@ int run(const Options& o) {
       for (std::size_t k = 0; k < nf; ++k) cv::flip(*crops[k], flipped[k], 1);
       for (auto& m : flipped) crops.push_back(&m);
     }
-    torch::Tensor emb, quality;
+    torch::Tensor emb, quality, experts;
     if (nf) {
       const auto outs = detect::run_sliced(embedder, nn::crops_to_input(crops, model.pre), o.net_batch, dev);
       emb = outs[0].to(at::kFloat);
+      if (!routers.empty()) {  // [faces, blocks]: the expert of the (unflipped) crop
+        std::vector<torch::Tensor> ks;
+        for (std::size_t b = 0; b < routers.size(); ++b)
+          ks.push_back(outs.at(router_out + b).to(torch::kCPU).argmax(1).slice(0, 0, static_cast<std::int64_t>(nf)));
+        experts = torch::stack(ks, 1).contiguous();
+      }
       if (has_quality) {
         quality = outs.at(1).to(torch::kCPU, at::kFloat).reshape({-1});
         if (quality.size(0) != emb.size(0)) throw Error("model " + model.name + ": the quality output has another number of rows");
@@ -273,6 +285,11 @@ int run(const Options& o) {
           r["crop"] = crop_path;
         }
         if (quality.defined()) r["quality"] = round_decimals(quality[k].item<double>(), 4);
+        if (experts.defined()) {
+          std::vector<std::int64_t> e(static_cast<std::size_t>(experts.size(1)));
+          for (std::size_t b = 0; b < e.size(); ++b) e[b] = experts[k][static_cast<std::int64_t>(b)].item<std::int64_t>();
+          r["experts"] = e;
+        }
         r["embeddings"] = ref;
         r["row"] = row++;
         r["model"] = model.name;

@@ -78,6 +78,15 @@ done <"$T/names"
 run hfr-embed -q --aligned -m "$T/ssm.hft" -o "$T/e.hft" -r "$T/e.jsonl" "$T/w/few.jsonl"
 expect_rc 0 "hfr-embed runs the model with the blocks (no modality given)"
 [ "$(grep -c '"embeddings"' "$T/e.jsonl")" -eq 6 ] && pass "an embedding for every face" || fail "records: $(head -c 300 "$T/e.jsonl")"
+$PY - "$T/e.jsonl" >"$T/py.out" 2>&1 <<'PY'
+import json, sys
+e = [json.loads(l)["experts"] for l in open(sys.argv[1])]
+assert len(e) == 6 and all(len(k) == 2 and all(0 <= v < 3 for v in k) for k in e), e
+print(e)
+PY
+[ $? -eq 0 ] && pass "each face's record names its expert per block: $(cat "$T/py.out")" || fail "experts: $(tail -c 300 "$T/py.out")"
+run hfr-embed -q --aligned -m dlib -o "$T/e0.hft" -r "$T/e0.jsonl" "$T/w/few.jsonl"
+! grep -q '"experts"' "$T/e0.jsonl" && pass "no experts from a model without blocks" || fail "dlib records have experts"
 
 # resume: 2 + 2 == 4
 run "${SSM[@]}" --steps 2 -o "$T/half.hft" "$T/w/mix.jsonl"

@@ -42,7 +42,8 @@ hfr::cli::ToolSpec spec() {
   s.reads = "images (JPEG, PNG, PNM, BMP, TIFF, WebP, GIF), folders of them, or JSON-lines records with a path field (- is stdin).";
   s.writes = "an embedding set as a tensor file (-o), and one JSON-lines record per face or failed image (--records, default stdout); "
              "with a model trained with hfr-train --ri, each face's record has a \"quality\" in [0, 1] (the recognisability "
-             "index's regressor; higher = more recognisable). Both are written atomically.";
+             "index's regressor; higher = more recognisable); with a model trained with hfr-train --ssm, \"experts\" lists the "
+             "expert each switch style modulation block's router chose for the face. Both are written atomically.";
   s.positionals = {{"INPUT", "Image, folder, records file, or - for records on stdin.", Complete::file, {}, false, true}};
   s.options = {
       {"output", 'o', "FILE", "Tensor file for the embeddings (required unless --save-model or --list-models).", "", {}, Complete::file},

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Study (e) of docs/results.md: switch style modulation on a mixture of
+# modalities. Data as in study.sh (data seed 1, the same held-out identities),
+# rendered in VIS and in two NIR bands, 850 and 940 nm; the training records
+# name the bands as two modalities (NIR850, NIR940), the test probes do not
+# say which band they are. Configurations, each trained on VIS + both bands:
+#   (a) the pretrained dlib ResNet, as is
+#   (m) fine-tuned: CosFace + ID-MMD, the whole network (study (c) on the mixture)
+#   (s) switch style modulation: --ssm 3 (two blocks, 3 experts, top-1 router),
+#       the network frozen, CosFace + ID-MMD + load balance + teacher
+# Cross-modal Rank-1, TAR@FAR and EER of each band's probes against the VIS
+# gallery, mean ± std over the training seeds, and the routing decisions.
+#
+# Usage: scripts/results/study_ssm.sh [BUILD_DIR] [OUT_DIR]
+#   env: SEEDS="1 2 3" CONFIGS="s m" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
+#        SSM_LR=0.01 (the blocks' learning rate; they start at zero)
+# Runs that have a report are not redone. Writes OUT_DIR/summary-ssm.md and OUT_DIR/runs-ssm.tsv.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+B=$(cd "${1:-build}" && pwd)
+OUT=${2:-$B/results}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SEEDS=${SEEDS:-1 2 3} CONFIGS=${CONFIGS:-s m}
+STEPS=${STEPS:-200} HEAD_STEPS=${HEAD_STEPS:-50} IDS=${IDS:-8} PER=${PER:-2} SSM_LR=${SSM_LR:-0.01}
+NEW_IDS=${NEW_IDS:-100} TEST_IDS=${TEST_IDS:-40} POSES=${POSES:-6} THREADS=${THREADS:-2}
+ICT=${HFR_ICT_FACEKIT:-$SRC/../shared/data/ict-facekit}
+[ -f "$ICT/neutral.obj" ] || { echo "study_ssm.sh: the ICT FaceKit is needed ($ICT)" >&2; exit 1; }
+PY=/usr/bin/python3
+
+[ -d "$OUT/bin-ssm" ] || cp -r "$B/bin" "$OUT/bin-ssm"  # a private copy of the binaries
+BIN=$OUT/bin-ssm/
+D=$OUT/data-mix
+make -s -f "$SRC/examples/Makefile" OUT="$D" PHOTOS="$SRC/models/face-api" BIN="$BIN" ICT="$ICT" POSES="$POSES" \
+  NEW_IDS="$NEW_IDS" TEST_IDS="$TEST_IDS" SEED=1 THREADS="$THREADS" BANDS=850,940 \
+  "$D/train.jsonl" "$D/test-vis.jsonl" "$D/test-nir.jsonl"
+# training records: each band its own modality; test probes: one file per band
+$PY - "$D" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+with open(os.path.join(d, "train-mix.jsonl.tmp"), "w") as out:
+    for line in open(os.path.join(d, "train.jsonl")):
+        r = json.loads(line)
+        if r.get("modality") == "NIR":
+            r["modality"] = r["spectrum"].upper()  # NIR850, NIR940
+        out.write(json.dumps(r) + "\n")
+os.replace(os.path.join(d, "train-mix.jsonl.tmp"), os.path.join(d, "train-mix.jsonl"))
+for band in ("nir850", "nir940"):
+    with open(os.path.join(d, "test-%s.jsonl" % band), "w") as out:
+        for line in open(os.path.join(d, "test-nir.jsonl")):
+            if json.loads(line).get("spectrum") == band:
+                out.write(line)
+PY
+
+declare -A FLAGS=(
+  [m]="--idmmd 1"
+  [s]="--idmmd 1 --ssm 3 --lr $SSM_LR"
+)
+declare -A NAME=(
+  [a]="(a) pretrained dlib ResNet, as is"
+  [m]="(m) fine-tuned on the mixture: CosFace + ID-MMD"
+  [s]="(s) switch style modulation (3 experts, network frozen)"
+)
+printf 'config\tseed\tband\trank1\ttar_1e-3\ttar_1e-2\teer\tseconds\n' >"$OUT/runs-ssm.tsv"
+evaluate() { # config seed model dir seconds
+  local c=$1 seed=$2 model=$3 R=$4 s=$5 band
+  for m in vis nir850 nir940; do
+    [ -f "$R/emb-$m.jsonl" ] ||
+      "${BIN}hfr-embed" -q -t "$THREADS" -m "$model" -o "$R/emb-$m.hft" -r "$R/emb-$m.jsonl" "$D/test-$m.jsonl" || [ $? -eq 3 ]
+  done
+  for band in nir850 nir940; do
+    if [ ! -f "$R/report-$band.json" ]; then
+      "${BIN}hfr-match" -q --matrix "$R/emb-vis.jsonl" "$R/emb-$band.jsonl" -o "$R/scores-$band.hft"
+      "${BIN}hfr-eval" --name "$c-$seed-$band" --report "$R/report-$band.json" "$R/scores-$band.hft" >/dev/null
+    fi
+    $PY - "$R/report-$band.json" "$c" "$seed" "$band" "$s" >>"$OUT/runs-ssm.tsv" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))["summary"]
+print("\t".join([sys.argv[2], sys.argv[3], sys.argv[4], "%.6f" % s["rank"]["1"]["mean"], "%.6f" % s["tar_at_far"]["0.001"]["mean"],
+                 "%.6f" % s["tar_at_far"]["0.01"]["mean"], "%.6f" % s["eer"]["mean"], sys.argv[5]]))
+PY
+  done
+}
+mkdir -p "$OUT/ssm-a"
+evaluate a - dlib "$OUT/ssm-a" 0
+for seed in $SEEDS; do
+  for c in $CONFIGS; do
+    R=$OUT/ssm-$c-$seed
+    mkdir -p "$R"
+    t0=$(date +%s)
+    if [ ! -f "$R/model.hft" ]; then
+      # shellcheck disable=SC2086
+      "${BIN}hfr-train" -q -t "$THREADS" -m dlib --steps "$STEPS" --head-steps "$HEAD_STEPS" --ids "$IDS" --per-modality "$PER" \
+        --seed "$seed" --modalities VIS,NIR850,NIR940 ${FLAGS[$c]} --metrics "$R/metrics.jsonl" -o "$R/model.hft" \
+        "$D/train-mix.jsonl"
+      echo $(($(date +%s) - t0)) >"$R/seconds"
+    fi
+    evaluate "$c" "$seed" "$R/model.hft" "$R" "$(cat "$R/seconds" 2>/dev/null || echo 0)"
+    echo "study_ssm: $c seed $seed done" >&2
+  done
+done
+
+$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
+  >"$OUT/summary-ssm.md" <<'PY'
+import csv, glob, json, os, statistics, sys
+out = sys.argv[1]
+names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4]}
+steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[5:12]
+rows = list(csv.DictReader(open(os.path.join(out, "runs-ssm.tsv")), delimiter="\t"))
+def cell(vals):
+    if len(vals) == 1: return "%.1f" % (100 * vals[0])
+    return "%.1f ± %.1f" % (100 * statistics.mean(vals), 100 * statistics.stdev(vals))
+print("| configuration | probes | Rank-1 % | TAR@FAR=1e-3 % | TAR@FAR=1e-2 % | EER % | seeds |")
+print("|---|---|---|---|---|---|---|")
+for c in "ams":
+    for band in ("nir850", "nir940"):
+        rs = [r for r in rows if r["config"] == c and r["band"] == band]
+        if not rs: continue
+        print("| %s | %s | %s | %s | %s | %s | %s |" % (names[c], band.upper(), cell([float(r["rank1"]) for r in rs]),
+              cell([float(r["tar_1e-3"]) for r in rs]), cell([float(r["tar_1e-2"]) for r in rs]),
+              cell([float(r["eer"]) for r in rs]), ", ".join(r["seed"] for r in rs)))
+print()
+print("Held-out: the VIS, NIR 850 and NIR 940 images of %s sampled identities (%s poses each). Training: %s steps "
+      "(%s classifier-only), %s ids x %s images per modality (VIS, NIR850, NIR940) per batch; (s) trains its blocks at "
+      "--lr %s." % (test_ids, poses, steps, head, ids, per, ssm_lr))
+# routing decisions at the last logged step of each (s) run
+for f in sorted(glob.glob(os.path.join(out, "ssm-s-*", "metrics.jsonl"))):
+    last = [json.loads(l) for l in open(f) if '"routing"' in l][-1]
+    print()
+    print("Routing, %s, step %d (fraction of each modality's batch images per expert):" % (os.path.basename(os.path.dirname(f)), last["step"]))
+    for router, per_mod in sorted(last["routing"].items()):
+        print("- %s: %s" % (router, "; ".join("%s %s" % (m, " / ".join("%.2f" % v for v in fr)) for m, fr in sorted(per_mod.items()))))
+PY
+cat "$OUT/summary-ssm.md"
