@@ -17,19 +17,16 @@
 #include "hfr/crops.hpp"
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"
+#include "graph_helpers.hpp"
 #include "hfr/model.hpp"
 
 using namespace hfr;
+using hfr::test::add_const;
 using nn::Graph;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-void add_const(Graph& g, const std::string& name, torch::Tensor t) {
-  g.nodes.push_back({name, "Const", {}, json::object()});
-  g.consts[name] = t;
-}
 
 // x [N,6,6,3] -> conv 3x3 (4 ch) -> BN -> mean over H,W -> [N,4] -> MatMul 4x5 -> BN (2-D)
 Graph bn_graph() {

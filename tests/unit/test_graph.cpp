@@ -4,8 +4,10 @@
 
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"
+#include "graph_helpers.hpp"
 
 using namespace hfr;
+using hfr::test::add_const;
 using nn::Graph;
 using nn::Node;
 using json = nlohmann::json;
@@ -15,10 +17,6 @@ Graph with_input(std::vector<std::int64_t> shape = {-1, -1, -1, -1}) {
   Graph g;
   g.nodes.push_back({"x", "Placeholder", {}, {{"shape", shape}}});
   return g;
-}
-void add_const(Graph& g, const std::string& name, torch::Tensor t) {
-  g.nodes.push_back({name, "Const", {}, json::object()});
-  g.consts[name] = t;
 }
 torch::Tensor nhwc_in(const torch::Tensor& nhwc) { return nhwc.permute({0, 3, 1, 2}).contiguous(); }
 }  // namespace

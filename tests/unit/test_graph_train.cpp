@@ -11,10 +11,12 @@
 
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"
+#include "graph_helpers.hpp"
 #include "hfr/model.hpp"
 #include "model_files.hpp"
 
 using namespace hfr;
+using hfr::test::add_const;
 using nn::Graph;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
@@ -28,11 +30,6 @@ struct TempDir {
   TempDir() { fs::create_directories(p); }
   ~TempDir() { fs::remove_all(p); }
 };
-
-void add_const(Graph& g, const std::string& name, torch::Tensor t) {
-  g.nodes.push_back({name, "Const", {}, json::object()});
-  g.consts[name] = t;
-}
 
 // Every kind of parameter the importers produce (filter, depthwise filter,
 // bias, per-channel scale and offset, dense matrix and bias), smooth

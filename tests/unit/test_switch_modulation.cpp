@@ -12,19 +12,16 @@
 #include "hfr/backbones.hpp"
 #include "hfr/error.hpp"
 #include "hfr/graph.hpp"
+#include "graph_helpers.hpp"
 #include "hfr/model.hpp"
 
 using namespace hfr;
+using hfr::test::add_const;
 using nn::Graph;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-void add_const(Graph& g, const std::string& name, torch::Tensor t) {
-  g.nodes.push_back({name, "Const", {}, json::object()});
-  g.consts[name] = t;
-}
 
 // x [N,5,5,2] -> conv 1x1 (2 -> 4 channels; makes the value NCHW inside) ->
 // router (E 3) -> modulation -> mean over H, W
