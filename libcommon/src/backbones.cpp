@@ -92,6 +92,15 @@ class Builder {
     const std::string beta = constant("beta", at::zeros({e, c}, at::kFloat));
     return {router, node("SwitchStyleModulation", {x, router, gamma, beta}, {{"epsilon", 1e-5}})};
   }
+  // A spatial attention gate on x (C channels): x * 2 sigmoid(conv1x1(x) + b),
+  // one weight per location; the filter and bias start at zero (a gate of 1:
+  // the identity).
+  std::string spatial_gate(const std::string& x, std::int64_t c) {
+    const std::string w = constant("conv", at::zeros({1, 1, c, 1}, at::kFloat));
+    json attr = {{"strides", {1, 1, 1, 1}}, {"padding", "VALID"}, {"dilations", {1, 1, 1, 1}}};
+    const std::string logit = node("BiasAdd", {node("Conv2D", {x, w}, attr), fill("bias", 1, 0)});
+    return node("Mul", {x, node("Mul", {node("Sigmoid", {logit}), scalar("two", 2)})});
+  }
   void name_last(const std::string& name) {
     // the output node gets a stable name
     nodes_.back().name = name;
@@ -380,6 +389,34 @@ void add_switch_modulation(Model& m, int experts, const std::vector<std::string>
       {"what", "switch style modulation blocks (hfr-train --ssm): x + p_k (gamma_k IN(x) + beta_k), top-1 router on the "
                "feature map's per-channel mean and standard deviation"},
       {"experts", experts}, {"after", where}, {"init_seed", seed}};
+  m.checksum = model_checksum(m);
+}
+
+bool has_perceptibility_attention(const Model& m) { return m.provenance.contains("perceptibility_attention"); }
+
+void add_perceptibility_attention(Model& m, std::uint64_t seed) {
+  if (has_perceptibility_attention(m)) return;
+  if (m.task != "embedding" || !m.outputs.count("embedding") || m.pre.size <= 0)
+    throw Error(m.name + ": perceptibility attention needs an embedding model");
+  for (const auto& n : m.graph.nodes)
+    if (n.name.rfind("attention_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
+  const auto values = image_values(m);
+  if (values.empty()) throw Error(m.name + ": no feature map to attend over");
+  // the last map with room for regions (7x7 or more; IResNet's last is 7x7, dlib's 2x2)
+  auto it = std::find_if(values.rbegin(), values.rend(), [](const auto& v) { return v.second[1] >= 7 && v.second[2] >= 7; });
+  const auto& [x, shape] = it == values.rend() ? values.back() : *it;
+  Builder b(seed ^ 0x617474ULL, "attention_");
+  const std::string out = b.spatial_gate(x, shape[3]);
+  Graph gate = b.take();
+  for (auto& n : m.graph.nodes)
+    for (auto& in : n.inputs)
+      if (in == x || in == x + ":0") in = out;
+  for (auto& n : gate.nodes) m.graph.nodes.push_back(std::move(n));
+  for (auto& [k, v] : gate.consts) m.graph.consts[k] = std::move(v);
+  m.provenance["perceptibility_attention"] = {
+      {"what", "spatial attention on the last feature map (hfr-train --attention): x * 2 sigmoid(conv1x1(x) + b), "
+               "starting at the identity"},
+      {"after", x}, {"size", {shape[1], shape[2]}}, {"init_seed", seed}};
   m.checksum = model_checksum(m);
 }
 

@@ -451,6 +451,11 @@ int run(const Options& o) {
     if (!o.ssm_at.empty()) throw UsageError(o.model + " already has switch style modulation blocks: --ssm-at cannot move them");
   }
   const std::vector<std::string> routers = nn::router_roles(model);
+  // perceptibility attention (methods.md §5): a spatial gate on the last feature map
+  if (o.attention && !nn::has_perceptibility_attention(model)) {
+    nn::add_perceptibility_attention(model, o.seed);
+    log::notice("perceptibility attention on " + model.provenance["perceptibility_attention"]["after"].get<std::string>());
+  }
   // the recognisability index (methods.md §5): a quality head on the embedding
   const bool use_ri = o.ri > 0 || o.ri_diversion > 0;
   if (use_ri) nn::add_quality_head(model, o.seed);
@@ -468,7 +473,7 @@ int run(const Options& o) {
   std::vector<torch::Tensor> backbone, quality_head, frozen;
   for (auto& [name, t] : params) {
     if (name.rfind("quality_", 0) == 0) quality_head.push_back(t);
-    else if (use_ssm && name.rfind("ssm_", 0) != 0) frozen.push_back(t.requires_grad_(false));
+    else if (use_ssm && name.rfind("ssm_", 0) != 0 && name.rfind("attention_", 0) != 0) frozen.push_back(t.requires_grad_(false));
     else backbone.push_back(t);
   }
   torch::Tensor ui_centre;  // the unrecognisable-identity centre: running mean embedding of crops blurred to 4x4
@@ -591,6 +596,7 @@ int run(const Options& o) {
     json details = {{"tool", "hfr-train"}, {"base", o.model}, {"steps", o.steps}, {"loss", o.loss}, {"scale", o.scale},
                           {"margin", margin}, {"idmmd", o.idmmd}, {"contrastive", o.contrastive}, {"lr", o.lr},
                           {"ri", o.ri}, {"ri_diversion", o.ri_diversion}, {"ri_margin", o.ri_margin},
+                          {"attention", nn::has_perceptibility_attention(model)},
                           {"optimizer", o.optimizer}, {"from_scratch", from_scratch},
                           {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},

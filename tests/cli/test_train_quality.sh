@@ -57,6 +57,22 @@ C1=$(model_checksum "$T/ri.hft") C2=$(model_checksum "$T/half.hft")
 run "${RI[@]}" --steps 1 -m "$T/ri.hft" -o "$T/again.hft" "$T/w/images.jsonl"
 expect_rc 0 "a model with a quality head fine-tunes again"
 
+# perceptibility attention: a gate on dlib's last feature map, trained with the rest; hfr-embed runs it
+run "${RI[@]}" --steps 2 --attention -o "$T/att.hft" "$T/w/images.jsonl"
+expect_rc 0 "--attention with --ri"
+expect_err "perceptibility attention on Relu_119" "says where the gate went (dlib's last 8x8 map)"
+hfr-tensor info --json "$T/att.hft" | head -1 | $PY -c '
+import json, sys
+m = json.loads(sys.stdin.readline())["metadata"]
+assert m["provenance"]["perceptibility_attention"]["size"] == [8, 8], m["provenance"]["perceptibility_attention"]
+assert m["provenance"]["fine_tuning"]["attention"] is True' 2>"$T/py.out" && pass "the model file has the gate" ||
+  fail "attention metadata: $(tail -c 300 "$T/py.out")"
+hfr-tensor export --tensor=const/attention_conv_0 -o "$T/g.npy" "$T/att.hft" &&
+  $PY -c 'import numpy as np, sys; sys.exit(0 if np.abs(np.load(sys.argv[1])).max() > 0 else 1)' "$T/g.npy" &&
+  pass "the gate's filter trained (no longer zero)" || fail "the gate's filter is still zero"
+run hfr-embed -q --aligned -m "$T/att.hft" -o "$T/ea.hft" -r "$T/ea.jsonl" "$T/w/few.jsonl"
+expect_rc 0 "hfr-embed runs the model with the gate"
+
 run "${RI[@]}" --steps 1 --ri-lr 0 -o "$T/x.hft" "$T/w/images.jsonl"
 expect_rc 2 "--ri-lr 0"
 run "${RI[@]}" --steps 1 --ri-margin 1.5 -o "$T/x.hft" "$T/w/images.jsonl"

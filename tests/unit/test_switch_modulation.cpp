@@ -187,3 +187,35 @@ TEST_CASE("switch style modulation blocks: inserted at the default places, the m
   CHECK_THROWS_WITH(nn::add_switch_modulation(e, 3, {"embedding"}, 1), Catch::Contains("image-shaped"));
   CHECK_THROWS_WITH(nn::default_modulation_points(m, 9), Catch::Contains("--ssm-at"));
 }
+
+TEST_CASE("perceptibility attention: a spatial gate on the last feature map, the identity at the start, trainable",
+          "[backbones][attention]") {
+  nn::Model m = nn::build_backbone("iresnet18", 4);
+  const torch::Tensor x = torch::randn({2, 3, 112, 112});
+  const torch::Tensor before = nn::compile(m, {"embedding"}).run(x)[0];
+  nn::Model a = m;
+  nn::add_perceptibility_attention(a, 9);
+  CHECK(nn::has_perceptibility_attention(a));
+  CHECK(a.provenance["perceptibility_attention"]["size"] == json({7, 7}));  // IResNet's last map
+  CHECK(a.checksum != m.checksum);
+  CHECK(torch::allclose(nn::compile(a, {"embedding"}).run(x)[0], before, 1e-5, 1e-5));
+  const std::string again = a.checksum;
+  nn::add_perceptibility_attention(a, 9);  // once only
+  CHECK(a.checksum == again);
+
+  // trainable: the gate's filter and bias get gradients; once they move, the embedding changes
+  nn::CompileOptions co;
+  co.trainable = true;
+  nn::Program p = nn::compile(a, {"embedding"}, co);
+  std::vector<torch::Tensor> gate;
+  for (auto& [name, t] : p.parameters())
+    if (name.rfind("attention_", 0) == 0) gate.push_back(t);
+  REQUIRE(gate.size() == 2);  // filter [1, 1, 512, 1] and bias [1]
+  p.forward(x)[0].square().sum().backward();
+  for (auto& t : gate) CHECK(t.grad().abs().sum().item<double>() > 0);
+  {
+    torch::NoGradGuard ng;
+    gate[0].normal_(0, 0.1);
+  }
+  CHECK(!torch::allclose(p.run(x)[0], before, 1e-3, 1e-3));
+}

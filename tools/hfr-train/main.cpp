@@ -35,7 +35,8 @@ hfr::cli::ToolSpec spec() {
       "(docs/losses.md: high for a sample near its class prototype and far from the nearest other class and from the "
       "unrecognisable-identity (UI) centre, the running mean embedding of crops averaged down to 4x4 pixels); hfr-embed "
       "writes its output as each face's \"quality\". --ri-diversion pushes low-index embeddings out of a cone around the "
-      "UI centre. Combine with --low-res to train on very-low-resolution faces.",
+      "UI centre. --attention adds a perceptibility attention module, a learned spatial gate on the network's last "
+      "feature map. Combine with --low-res to train on very-low-resolution faces.",
       "The output is an hfr model file with the same architecture, preprocessing and a provenance that names the base "
       "model and the training; hfr-embed -m MODEL.hft uses it. With --validation, the model with the best cross-modal "
       "Rank-1 is kept. A state file (OUTPUT.state) is written at --checkpoint-every steps, at the end and on SIGINT or "
@@ -97,6 +98,8 @@ hfr::cli::ToolSpec spec() {
        "unrecognisable-identity centre (0: off).", "0", {}, Complete::none},
       {"ri-margin", 0, "COS", "The index diversion's cone around that centre, as a cosine.", "0.5", {}, Complete::none},
       {"ri-lr", 0, "LR", "Learning rate of the quality head (--ri).", "0.01", {}, Complete::none},
+      {"attention", 0, "", "Add perceptibility attention: a learned spatial gate on the last feature map, weighing the "
+       "face's more recognisable regions (starts as the identity; trained with the rest).", "", {}, Complete::none},
       {"ssm", 0, "E", "Switch style modulation: insert blocks of E experts (2-64) with a top-1 router and train them alone, "
        "the rest of the network frozen (0: off; a model that has blocks trains them whatever this says).", "0", {}, Complete::none},
       {"ssm-blocks", 0, "N", "Number of blocks, at the ends of the network's 2nd, 3rd, ... resolution stages.", "2", {},
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
       if (!(v >= 0)) throw hfr::UsageError("--lr, --momentum, --weight-decay, --lr-decay, --clip, --scale, --idmmd and --contrastive must be >= 0");
     if (!(o.lr > 0)) throw hfr::UsageError("--lr must be > 0");
     if (o.margin != -1 && !(o.margin >= 0 && o.margin < 1.5)) throw hfr::UsageError("--margin must be within 0..1.5");
+    o.attention = a.flag("attention");
     o.ssm_experts = static_cast<int>(a.integer("ssm", 0, 64));
     if (o.ssm_experts == 1) throw hfr::UsageError("--ssm needs 2 or more experts (0: off)");
     o.ssm_blocks = static_cast<int>(a.integer("ssm-blocks", 1, 16));

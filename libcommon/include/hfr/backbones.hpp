@@ -60,6 +60,17 @@ constexpr std::int64_t kQualityHidden = 64;
 bool has_quality_head(const Model& m);
 void add_quality_head(Model& m, std::uint64_t seed);
 
+// Perceptibility attention (hfr-train --attention; methods.md §5): a
+// spatial gate on the last feature map of 7x7 or more the embedding depends
+// on (dlib: the 8x8x128 stage before its 3x3 and 2x2 ones; IResNet: the 7x7
+// map before the FC; LightCNN: the last 8x8 map),
+// x * 2 sigmoid(conv1x1(x) + b) with one weight per location, so training
+// can weigh the face's more recognisable regions up and the others down.
+// Filter and bias start at zero (the model is unchanged); nodes attention_*.
+// The provenance records it; a model that has one is left as is.
+bool has_perceptibility_attention(const Model& m);
+void add_perceptibility_attention(Model& m, std::uint64_t seed);
+
 // Switch style modulation (hfr-train --ssm; methods.md §4, docs/train.md):
 // blocks inserted after the named nodes (4-D values the embedding depends
 // on), each y = x + p_k (gamma_k IN(x) + beta_k) with E experts (a per-channel
@@ -77,7 +88,7 @@ void add_switch_modulation(Model& m, int experts, const std::vector<std::string>
 // The default insertion points, mid-level features: of the spatial sizes the
 // embedding's values take below the input's, in order, the 2nd to the
 // (blocks+1)-th; at each, the last residual sum (Add) of that size, or the
-// last value of it when there is none (dlib: after the 37x37 and 18x18
+// last value of it when there is none (dlib: after the 35x35 and 17x17
 // stages; IResNet: after the 28x28 and 14x14 stages).
 std::vector<std::string> default_modulation_points(const Model& m, int blocks = 2);
 

@@ -63,6 +63,7 @@ struct Options {
   double ri_diversion = 0;           // weight of the index diversion loss (0: off)
   double ri_margin = 0.5;            // its cone around the UI centre, as a cosine
   double ri_lr = 0.01;               // the quality head's learning rate (it starts from random weights)
+  bool attention = false;            // add perceptibility attention (a spatial gate on the last feature map)
   int ssm_experts = 0;               // switch style modulation: experts per block (0: off, unless the model has blocks)
   int ssm_blocks = 2;                // blocks at the default places (nn::default_modulation_points)
   std::vector<std::string> ssm_at;   // or after these nodes
