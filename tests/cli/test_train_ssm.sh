@@ -102,6 +102,11 @@ run hfr-train -t 1 --ids 4 --per-modality 2 --steps 1 --ssm 2 -m "$T/ssm.hft" -o
 expect_rc 2 "--ssm 2 on a model with 3 experts"
 expect_err "3 experts" "says how many it has"
 
+# the example config (its modality names relabelled into the test's)
+sed 's/NIR850,NIR940/NIR,NIRB/' "$SRC/examples/configs/ssm-mixture.conf" >"$T/ssm.conf"
+run hfr-train -t 1 --config "$T/ssm.conf" --steps 1 --ids 4 --head-steps 0 -o "$T/conf.hft" "$T/w/mix.jsonl"
+expect_rc 0 "examples/configs/ssm-mixture.conf"
+
 # bad values
 run "${SSM[@]}" --steps 1 --ssm 1 -o "$T/x.hft" "$T/w/mix.jsonl"
 expect_rc 2 "--ssm 1"
