@@ -935,10 +935,11 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
     throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
   const bool reuse = cache.identity && cache.key == j.geometry_key && cache.identity == d;
   if (!reuse) {
-    cache = SceneCache{};
+    cache = SceneCache{};  // (set only once posed: a job that fails here must not leave its key for the next)
+    auto posed = std::make_shared<const Posed>(pose_face(*d, j, ict));
     cache.key = j.geometry_key;
     cache.identity = d;
-    cache.posed = std::make_shared<const Posed>(pose_face(*d, j, ict));
+    cache.posed = std::move(posed);
   }
   pj.p = cache.posed;
   const Posed& p = *pj.p;
