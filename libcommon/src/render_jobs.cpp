@@ -20,6 +20,7 @@
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
 #include "hfr/image.hpp"
+#include "hfr/png.hpp"
 #include "hfr/inputs.hpp"
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
@@ -976,7 +977,7 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
   if (o.skip_existing && exists) {
     rec["skipped"] = true;
     res.record = std::move(rec);
-    if (!o.contact_sheet.empty()) res.crop = read_image(crop_file, ColorMode::rgb);
+    if (!o.contact_sheet.empty()) res.crop = read_png(crop_file, ColorMode::rgb);
     return false;
   }
   pj.rec = std::move(rec);
@@ -1048,13 +1049,13 @@ Rendered finish_job(Pending& pj, const Linear& lin, const Grid& g, const cv::Mat
   std::uint64_t rays = lin.rays;
   const std::string& crop_file = j.output;
   fs::create_directories(fs::path(crop_file).parent_path());
-  write_image(crop_file, crop);
+  write_png(crop_file, crop);
   if (o.frames) {
     Grid fg;
     fg.width = j.width;
     fg.height = j.height;
     Linear fl = std::move(trace(scene, *pj.d, *pj.p, fg, o, {&j})[0]);
-    write_image(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
+    write_png(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
     rays += fl.rays;
   }
   json& rec = pj.rec;
@@ -1139,7 +1140,7 @@ void write_contact_sheet(const std::string& path, const std::vector<std::pair<st
   }
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
-  write_image(path, sheet);
+  write_png(path, sheet);
 }
 
 }  // namespace
