@@ -24,7 +24,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopencv-dev libembree-dev nlohmann-json3-dev libzstd-dev zstd
-  libxxhash-dev libgif-dev catch2 libopenblas0-pthread
+  libxxhash-dev libgif-dev libpng-dev catch2 libopenblas0-pthread
   clang libclang-rt-14-dev libfuzzer-14-dev
   python3-numpy bc
   libopenblas-dev libfaiss-dev libcairo2-dev python3-sklearn

@@ -1,4 +1,5 @@
 #include "hfr/image.hpp"
+#include "hfr/png.hpp"
 
 #include <gif_lib.h>
 
@@ -221,6 +222,12 @@ void write_image(const std::string& path, const cv::Mat& image) {
     throw Error(path + ": can only write 8-bit grey or RGB images");
   auto dot = path.find_last_of('.');
   std::string ext = dot == std::string::npos ? std::string(".png") : path.substr(dot);
+  std::string lower = ext;
+  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (lower == ".png") {  // libpng directly, the bytes OpenCV's encoder gives (hfr/png.hpp)
+    write_png(path, image);
+    return;
+  }
   cv::Mat bgr;  // a new buffer: never convert the caller's image in place
   if (image.channels() == 3) cv::cvtColor(image, bgr, cv::COLOR_RGB2BGR);
   else bgr = image;
@@ -233,15 +240,6 @@ void write_image(const std::string& path, const cv::Mat& image) {
   auto out = io::open_output(path, {io::Content::binary, false});
   out->write(buf.data(), buf.size());
   out->commit();
-}
-
-bool is_image_path(const std::string& path) {
-  auto dot = path.find_last_of('.');
-  if (dot == std::string::npos) return false;
-  std::string e = path.substr(dot + 1);
-  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  static const char* exts[] = {"jpg", "jpeg", "png", "pgm", "ppm", "pbm", "pnm", "bmp", "gif", "tif", "tiff", "webp"};
-  return std::find_if(std::begin(exts), std::end(exts), [&](const char* x) { return e == x; }) != std::end(exts);
 }
 
 }  // namespace hfr

@@ -140,3 +140,17 @@ std::string file_stem(const std::string& id) {
 }
 
 }  // namespace hfr::inputs
+
+namespace hfr {
+
+// (here rather than in image.cpp: listing inputs needs no image codecs)
+bool is_image_path(const std::string& path) {
+  auto dot = path.find_last_of('.');
+  if (dot == std::string::npos) return false;
+  std::string e = path.substr(dot + 1);
+  for (auto& c : e) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  static const char* exts[] = {"jpg", "jpeg", "png", "pgm", "ppm", "pbm", "pnm", "bmp", "gif", "tif", "tiff", "webp"};
+  return std::find_if(std::begin(exts), std::end(exts), [&](const char* x) { return e == x; }) != std::end(exts);
+}
+
+}  // namespace hfr

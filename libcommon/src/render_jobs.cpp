@@ -20,6 +20,7 @@
 #include "hfr/error.hpp"
 #include "hfr/face.hpp"
 #include "hfr/image.hpp"
+#include "hfr/png.hpp"
 #include "hfr/inputs.hpp"
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
@@ -774,6 +775,37 @@ double auto_exposure(const Linear& l, double target) {
   return target / (sum / n);
 }
 
+// Standard normal numbers from a std::mt19937_64: Marsaglia's polar method on
+// uniforms u = x / 2^64 (< 1), drawn in pairs, the second kept for the next
+// call. These are the numbers libstdc++'s std::normal_distribution<double>
+// gives (the images did not change when this replaced it), written out so
+// that they do not depend on the standard library, and inline (libstdc++'s
+// generate_canonical goes through long double: a sixth of the sensor's time).
+struct Normal {
+  bool have = false;
+  double kept = 0;
+  static double uniform(std::mt19937_64& g) {
+    const double u = static_cast<double>(g()) * 0x1p-64;
+    return u < 1 ? u : std::nextafter(1.0, 0.0);
+  }
+  double operator()(std::mt19937_64& g) {
+    if (have) {
+      have = false;
+      return kept;
+    }
+    double x, y, r2;
+    do {
+      x = 2.0 * uniform(g) - 1.0;
+      y = 2.0 * uniform(g) - 1.0;
+      r2 = x * x + y * y;
+    } while (r2 > 1.0 || r2 == 0.0);
+    const double m = std::sqrt(-2 * std::log(r2) / r2);
+    kept = x * m;
+    have = true;
+    return y * m;
+  }
+};
+
 // (in float: the result is quantised to 8 bits)
 float encode(float v, float gamma) {
   v = std::clamp(v, 0.0f, 1.0f);
@@ -796,12 +828,16 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
     }
   if (blur > 0.05) cv::GaussianBlur(lin, lin, cv::Size(0, 0), blur, blur, cv::BORDER_REPLICATE);
   auto rng = job_rng(j, purpose);
-  std::normal_distribution<double> nd(0, 1);
+  Normal nd;
   cv::Mat out(lin.size(), CV_8UC(C));
   for (int y = 0; y < lin.rows; ++y)
     for (int x = 0; x < lin.cols * C; ++x) {
       const double v = encode(lin.ptr<float>(y)[x], static_cast<float>(j.gamma)) + (noise > 0 ? noise * nd(rng) : 0.0);
-      out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(std::lround(std::clamp(v, 0.0, 1.0) * 255));
+      // std::lround (half away from zero) without the call: s - trunc(s) is exact for 0 <= s <= 255
+      const double s = std::clamp(v, 0.0, 1.0) * 255;
+      int q = static_cast<int>(s);
+      if (s - q >= 0.5) ++q;
+      out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(q);
     }
   if (C == j.channels) return out;
   cv::Mat conv;
@@ -935,10 +971,11 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
     throw Error(w + ": " + d->path + " has no NIR albedo for " + std::to_string(j.band) + " nm (hfr-synth --bands)");
   const bool reuse = cache.identity && cache.key == j.geometry_key && cache.identity == d;
   if (!reuse) {
-    cache = SceneCache{};
+    cache = SceneCache{};  // (set only once posed: a job that fails here must not leave its key for the next)
+    auto posed = std::make_shared<const Posed>(pose_face(*d, j, ict));
     cache.key = j.geometry_key;
     cache.identity = d;
-    cache.posed = std::make_shared<const Posed>(pose_face(*d, j, ict));
+    cache.posed = std::move(posed);
   }
   pj.p = cache.posed;
   const Posed& p = *pj.p;
@@ -975,7 +1012,7 @@ bool prepare_job(const Job& j, const std::shared_ptr<const Identity>& d, const m
   if (o.skip_existing && exists) {
     rec["skipped"] = true;
     res.record = std::move(rec);
-    if (!o.contact_sheet.empty()) res.crop = read_image(crop_file, ColorMode::rgb);
+    if (!o.contact_sheet.empty()) res.crop = read_png(crop_file, ColorMode::rgb);
     return false;
   }
   pj.rec = std::move(rec);
@@ -1047,13 +1084,13 @@ Rendered finish_job(Pending& pj, const Linear& lin, const Grid& g, const cv::Mat
   std::uint64_t rays = lin.rays;
   const std::string& crop_file = j.output;
   fs::create_directories(fs::path(crop_file).parent_path());
-  write_image(crop_file, crop);
+  write_png(crop_file, crop);
   if (o.frames) {
     Grid fg;
     fg.width = j.width;
     fg.height = j.height;
     Linear fl = std::move(trace(scene, *pj.d, *pj.p, fg, o, {&j})[0]);
-    write_image(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
+    write_png(frame_path(crop_file), develop(fl, exposure, backdrop, j.blur, j.noise, j, 3));
     rays += fl.rays;
   }
   json& rec = pj.rec;
@@ -1138,7 +1175,7 @@ void write_contact_sheet(const std::string& path, const std::vector<std::pair<st
   }
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent);
-  write_image(path, sheet);
+  write_png(path, sheet);
 }
 
 }  // namespace

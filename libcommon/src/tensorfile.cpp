@@ -327,10 +327,25 @@ void to_float32(DType t, const void* src, std::size_t n, float* dst) {
     return;
   }
   if (t != DType::f16 && t != DType::bf16) throw Error(std::string("cannot read ") + dtype_name(t) + " as floating point");
+  if (t == DType::bf16) {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      dst[i] = bfloat16_to_float(h);
+    }
+    return;
+  }
+  // f16: normal numbers (and zeros) inline, the rest through half_to_float
   for (std::size_t i = 0; i < n; ++i) {
     std::uint16_t h;
     std::memcpy(&h, p + 2 * i, 2);
-    dst[i] = t == DType::f16 ? half_to_float(h) : bfloat16_to_float(h);
+    const std::uint32_t e = (h >> 10) & 0x1fu;
+    if (e == 0 || e == 0x1f) {
+      dst[i] = half_to_float(h);
+      continue;
+    }
+    const std::uint32_t x = ((static_cast<std::uint32_t>(h) & 0x8000u) << 16) | ((e + 127 - 15) << 23) | ((h & 0x3ffu) << 13);
+    std::memcpy(&dst[i], &x, 4);
   }
 }
 

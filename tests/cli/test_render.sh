@@ -203,6 +203,16 @@ expect_rc 3 "bad identity files: exit 3"
 expect_err "not finite" "NaN vertex named"
 expect_err "no triangles" "empty mesh named"
 
+# A pair with an expression but no ICT FaceKit: both jobs fail with the reason
+# (the second once crashed on the first's half-cached pose).
+if [ "$HAVE_ICT" -eq 1 ]; then
+  grep '"expression":{"' "$T/w/jobs.jsonl" | head -2 >"$T/w/expr.jsonl"
+  run hfr-render -O "$T/w4" -r "$T/w/expr_out.jsonl" "$T/w/expr.jsonl"
+  expect_rc 3 "expressions without the ICT FaceKit: exit 3"
+  [ "$(grep -c 'needs the ICT FaceKit' "$T/w/expr_out.jsonl")" -eq 2 ] && pass "both jobs of the pair say why" ||
+    fail "expression jobs: $(head -c 400 "$T/w/expr_out.jsonl")"
+fi
+
 # ---------------------------------------------------------------------------
 # 7. Usage errors, a broken pipe.
 run hfr-render --spp 0 "$T/w/jobs.jsonl"

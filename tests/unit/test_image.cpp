@@ -8,6 +8,7 @@
 #include "hfr/error.hpp"
 #include "hfr/image.hpp"
 #include "hfr/io.hpp"
+#include "hfr/png.hpp"
 
 using namespace hfr;
 
@@ -102,4 +103,37 @@ TEST_CASE("image: write_image writes atomically and reads back", "[image]") {
   cv::Mat back = read_image(p, ColorMode::rgb);
   CHECK(cv::norm(back, rgb, cv::NORM_INF) == 0);
   std::remove(p.c_str());
+}
+
+TEST_CASE("image: encode_png gives OpenCV's PNG bytes; read_png reads them back", "[image]") {
+  cv::RNG rng(7);
+  for (int channels : {1, 3}) {
+    for (cv::Size size : {cv::Size(1, 1), cv::Size(7, 5), cv::Size(112, 112), cv::Size(97, 131)}) {
+      cv::Mat img(size, CV_8UC(channels));
+      rng.fill(img, cv::RNG::UNIFORM, 0, 256);
+      if (size.width > 50) cv::GaussianBlur(img, img, cv::Size(0, 0), 2);  // image-like runs, not just noise
+      cv::Mat bgr;
+      if (channels == 3) cv::cvtColor(img, bgr, cv::COLOR_RGB2BGR);
+      else bgr = img;
+      CHECK(encode_png(img, "x") == encode(".png", bgr));
+      const std::string p = "/tmp/hfr-test-png.png";
+      write_png(p, img);
+      CHECK(io::read_file(p, 1 << 20) == encode(".png", bgr));
+      CHECK(cv::norm(read_png(p, channels == 3 ? ColorMode::rgb : ColorMode::grey), img, cv::NORM_INF) == 0);
+      CHECK(cv::norm(read_png(p, ColorMode::rgb), read_image(p, ColorMode::rgb), cv::NORM_INF) == 0);
+      CHECK(cv::norm(read_png(p, ColorMode::grey), read_image(p, ColorMode::grey), cv::NORM_INF) == 0);
+      std::remove(p.c_str());
+    }
+  }
+  CHECK_THROWS_AS(encode_png(cv::Mat(2, 2, CV_32F), "x"), Error);
+  const std::string bad = "/tmp/hfr-test-png-bad.png";
+  {
+    std::vector<unsigned char> b = encode(".png", cv::Mat(9, 9, CV_8UC1, cv::Scalar(3)));
+    b.resize(b.size() / 2);
+    auto out = io::open_output(bad, {io::Content::binary, false});
+    out->write(b.data(), b.size());
+    out->commit();
+  }
+  CHECK_THROWS_WITH(read_png(bad, ColorMode::grey), Catch::Contains("hfr-test-png-bad.png"));
+  std::remove(bad.c_str());
 }

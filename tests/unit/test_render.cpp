@@ -145,6 +145,20 @@ TEST_CASE("render: textures sample bilinearly with clamp", "[render]") {
   CHECK(v == Approx(0.5));
 }
 
+TEST_CASE("render: texture validation refuses non-finite texels anywhere", "[render]") {
+  render::Texture t{8, 8, 3, std::vector<float>(8 * 8 * 3, 0.5f)};
+  CHECK_NOTHROW(t.validate("t"));
+  t.data[5] = -1e30f;  // large but finite
+  CHECK_NOTHROW(t.validate("t"));
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()})
+    for (std::size_t i : {std::size_t(0), std::size_t(77), t.data.size() - 1}) {
+      render::Texture u = t;
+      u.data[i] = bad;
+      CHECK_THROWS_WITH(u.validate("maps"), Catch::Contains("maps: texture value not finite"));
+    }
+}
+
 TEST_CASE("render: a Lambertian sphere under a point light matches (albedo / pi) E cos", "[render]") {
   SphereScene s;
   const V3 light = {s.centre[0] - 400, s.centre[1] - 400, s.centre[2] - 800};

@@ -1,12 +1,22 @@
 // hfr-render: ray-trace aligned VIS and NIR face crops from hfr-synth's render jobs.
 #include <malloc.h>
 
+#include <cstdlib>
+
 #include "hfr/cli.hpp"
 #include "hfr/error.hpp"
 #include "hfr/render_jobs.hpp"
 
 namespace {
 using hfr::cli::Complete;
+
+// OpenBLAS comes in with OpenCV's core (hfr-render does no linear algebra
+// with it) and starts a thread pool in its initialiser that spins ~0.05 s of
+// CPU per process, beside the render threads. The executable's
+// .preinit_array runs before any library's initialisers: one BLAS thread
+// unless the caller chose otherwise.
+void one_blas_thread(int, char**, char**) { setenv("OPENBLAS_NUM_THREADS", "1", 0); }
+__attribute__((section(".preinit_array"), used)) void (*const preinit_blas)(int, char**, char**) = one_blas_thread;
 
 hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
