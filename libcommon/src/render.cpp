@@ -581,22 +581,6 @@ class Tracer {
     }
     const auto& R = o_.scene_to_camera.R;
     h.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o_.scene_to_camera.t[2];
-    // The texels the shading will read (the first band's albedo texture:
-    // mostly cache misses), fetched while the group's other hits are set up.
-    if (!g.uv_triangles.empty() && !bands_.empty()) {
-      const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
-      const Material& m = bands_[0].materials ? (*bands_[0].materials)[geom][mi] : g.materials[mi];
-      if (const Texture* t = m.albedo) {
-        TexCache fp;
-        fp.footprint(t, h.uv[0], h.uv[1]);
-        const float* d = t->data.data();
-        const std::size_t C = static_cast<std::size_t>(t->channels);
-        for (int k = 0; k < 4; ++k) {
-          __builtin_prefetch(d + fp.idx[k] * C);
-          __builtin_prefetch(d + fp.idx[k] * C + C - 1);
-        }
-      }
-    }
   }
 
   // Shades the camera samples of a group in every band, queueing their
