@@ -524,18 +524,6 @@ class Tracer {
     ao_far_ = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
     for (const auto& b : bands) ao_ = ao_ || (o.ambient_occlusion && b.ambient);
     rtcInitIntersectContext(&occ_ctx_);
-    batches_.resize(static_cast<std::size_t>(kinds));
-    for (std::size_t bi = 0; bi < bands.size(); ++bi) {
-      int kind = bands[bi].first_kind;
-      for (const Light& l : bands[bi].lights) {
-        if (std::holds_alternative<AmbientLight>(l)) continue;
-        SphereBatch& sb = batches_[static_cast<std::size_t>(kind++)];
-        sb.light = std::get_if<SphereLight>(&l);
-        sb.band = static_cast<int>(bi);
-        if (sb.light) sb.resize(samples);
-      }
-    }
-    lanes_.resize(samples);
   }
   std::uint64_t shadow_rays = 0;
 
@@ -583,100 +571,101 @@ class Tracer {
     h.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o_.scene_to_camera.t[2];
   }
 
-  // Shades the camera samples of a group in every band, queueing their
-  // shadow and AO rays (traced by flush()): geo[i] is sample i's hit, rngs[i
-  // / spp] its pixel's generator, shades[i * bands + band] its shading.
-  // First each hit in sample order (its AO ray, materials, ambient light and
-  // the random numbers of its light samples, drawn in the order of the
-  // per-sample shading: AO, then each band's lights), then each sphere light
-  // over all the group's samples at once (independent lanes, no calls but
-  // sincosf: the arithmetic overlaps and vectorises), queued in sample order:
-  // the same arithmetic, rays and sums as shading sample by sample.
-  void shade_group(const SampleGeo* geo, std::size_t n, int spp, Rng* rngs, BandShade* shades) {
-    const std::size_t nb = bands_.size();
-    for (auto& b : batches_) b.count = 0;
-    for (std::size_t i = 0; i < n; ++i) {
-      const SampleGeo& h = geo[i];
-      if (!h.g) continue;
-      Rng& rng = rngs[i / static_cast<std::size_t>(spp)];
-      const int sample = static_cast<int>(i);
-      if (ao_) {
-        // One cosine-weighted direction around the shading normal, shared by
-        // every band's ambient light (visibility does not depend on the band).
-        const double r1 = rng.uniform(), r2 = rng.uniform();
-        const double r = std::sqrt(r1), phi = 2 * kPi * r2;
-        double t1[3], t2[3];
-        basis(h.n, t1, t2);
-        const double z = std::sqrt(std::max(0.0, 1 - r1));
-        const float phf = static_cast<float>(phi);
-        const double cp = std::cos(phf), sp = std::sin(phf);
-        double d[3];
-        for (int k = 0; k < 3; ++k) d[k] = r * cp * t1[k] + r * sp * t2[k] + z * h.n[k];
-        if (dot3(d, h.ng) > 0) push(0, h.po, d, ao_far_, sample, -1, nullptr, nullptr);
-      }
-      TexCache cache;
-      const double nv = std::max(0.0, dot3(h.n, h.wo));
-      const unsigned mi = h.g->triangle_material.empty() ? 0 : h.g->triangle_material[h.prim];
-      for (std::size_t bi = 0; bi < nb; ++bi) {
-        const BandState& band = bands_[bi];
-        const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
-        const SurfaceSample sf = surface(m, h, cache);
-        const Lobe lobe(sf, h.n, h.wo);
-        BandShade& bs = shades[i * nb + bi];
-        for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
-        for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
-        bs.subsurface = band.layers && m.subsurface;
-        int kind = band.first_kind;
-        for (const Light& light : band.lights) {
-          if (const auto* a = std::get_if<AmbientLight>(&light)) {
-            const double fr = fresnel(sf.f0, nv);
-            for (int c = 0; c < 3; ++c) {
-              bs.Eamb[c] += (1 - fr) * a->rgb[c];
-              bs.S[c] += fr * a->rgb[c];
-            }
-          } else if (const auto* pl = std::get_if<PointLight>(&light)) {
-            const int q = kind++;
-            double wi[3] = {pl->position[0] - h.p[0], pl->position[1] - h.p[1], pl->position[2] - h.p[2]};
-            const double d2 = dot3(wi, wi);
-            if (!(d2 > 0)) continue;
-            const double d = std::sqrt(d2);
-            for (double& x : wi) x /= d;
-            const double cosn = dot3(h.n, wi);
-            if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
-            double kd, spec;
-            lobe.parts(h.n, h.wo, wi, kd, spec);
-            double e[3], sp[3];
-            for (int c = 0; c < 3; ++c) {
-              const double ec = cosn * pl->rgb[c] / d2;
-              e[c] = kd * ec;
-              sp[c] = spec * ec;
-            }
-            push(q, h.po, wi, d * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
-          } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
-            const int q = kind++;
-            const double w[3] = {sl->centre[0] - h.p[0], sl->centre[1] - h.p[1], sl->centre[2] - h.p[2]};
-            const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
-            if (!(d2 > r2)) continue;  // inside the light
-            SphereBatch& sb = batches_[static_cast<std::size_t>(q)];
-            const std::size_t l = sb.count++;
-            sb.sample[l] = sample;
-            sb.u1[l] = rng.uniform();
-            sb.u2[l] = rng.uniform();
-            for (int k = 0; k < 3; ++k) sb.w[k][l] = w[k];
-            sb.d2[l] = d2;
-            sb.nv[l] = lobe.nv;
-            sb.f0[l] = lobe.f0;
-            sb.kd[l] = lobe.kd;
-            sb.a2[l] = lobe.a2;
-            sb.gv[l] = lobe.gv;
-          }
-        }
-        if (!ao_)
-          for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
-      }
+  // Shades one hit in every band, queueing its shadow and AO rays (traced
+  // by flush()). out: one BandShade per band.
+  void shade(const SampleGeo& h, int sample, Rng& rng, BandShade* out) {
+    if (ao_) {
+      // One cosine-weighted direction around the shading normal, shared by
+      // every band's ambient light (visibility does not depend on the band).
+      const double r1 = rng.uniform(), r2 = rng.uniform();
+      const double r = std::sqrt(r1), phi = 2 * kPi * r2;
+      double t1[3], t2[3];
+      basis(h.n, t1, t2);
+      const double z = std::sqrt(std::max(0.0, 1 - r1));
+      const float phf = static_cast<float>(phi);
+      const double cp = std::cos(phf), sp = std::sin(phf);
+      double d[3];
+      for (int k = 0; k < 3; ++k) d[k] = r * cp * t1[k] + r * sp * t2[k] + z * h.n[k];
+      if (dot3(d, h.ng) > 0) push(0, h.po, d, ao_far_, sample, -1, nullptr, nullptr);
     }
-    for (std::size_t q = 0; q < batches_.size(); ++q)
-      if (batches_[q].count > 0) sphere_batch(geo, static_cast<int>(q));
+    TexCache cache;
+    const double nv = std::max(0.0, dot3(h.n, h.wo));
+    const unsigned mi = h.g->triangle_material.empty() ? 0 : h.g->triangle_material[h.prim];
+    for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+      const BandState& band = bands_[bi];
+      const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
+      const SurfaceSample sf = surface(m, h, cache);
+      const Lobe lobe(sf, h.n, h.wo);
+      BandShade& bs = out[bi];
+      for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
+      for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
+      bs.subsurface = band.layers && m.subsurface;
+      int kind = band.first_kind;
+      for (const Light& light : band.lights) {
+        if (const auto* a = std::get_if<AmbientLight>(&light)) {
+          const double fr = fresnel(sf.f0, nv);
+          for (int c = 0; c < 3; ++c) {
+            bs.Eamb[c] += (1 - fr) * a->rgb[c];
+            bs.S[c] += fr * a->rgb[c];
+          }
+        } else if (const auto* pl = std::get_if<PointLight>(&light)) {
+          const int q = kind++;
+          double wi[3] = {pl->position[0] - h.p[0], pl->position[1] - h.p[1], pl->position[2] - h.p[2]};
+          const double d2 = dot3(wi, wi);
+          if (!(d2 > 0)) continue;
+          const double d = std::sqrt(d2);
+          for (double& x : wi) x /= d;
+          const double cosn = dot3(h.n, wi);
+          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
+          double kd, spec;
+          lobe.parts(h.n, h.wo, wi, kd, spec);
+          double e[3], sp[3];
+          for (int c = 0; c < 3; ++c) {
+            const double ec = cosn * pl->rgb[c] / d2;
+            e[c] = kd * ec;
+            sp[c] = spec * ec;
+          }
+          push(q, h.po, wi, d * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
+        } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
+          const int q = kind++;
+          double w[3] = {sl->centre[0] - h.p[0], sl->centre[1] - h.p[1], sl->centre[2] - h.p[2]};
+          const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
+          if (!(d2 > r2)) continue;  // inside the light
+          const double d = std::sqrt(d2);
+          for (double& x : w) x /= d;
+          // Uniform sampling of the cone subtended by the sphere.
+          const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
+          const double u1 = rng.uniform(), u2 = rng.uniform();
+          const double cos_t = 1 - u1 * (1 - cos_max);
+          const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
+          const double phi = 2 * kPi * u2;
+          const float phf = static_cast<float>(phi);
+          const double cp = std::cos(phf), sp_ = std::sin(phf);
+          double t1[3], t2[3];
+          basis(w, t1, t2);
+          double wi[3];
+          for (int k = 0; k < 3; ++k) wi[k] = sin_t * cp * t1[k] + sin_t * sp_ * t2[k] + cos_t * w[k];
+          const double cosn = dot3(h.n, wi);
+          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
+          // Distance to the sphere's near surface along wi.
+          const double b = d * cos_t;
+          const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
+          double kd, spec;
+          lobe.parts(h.n, h.wo, wi, kd, spec);
+          const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
+          const double Le = 1.0 / (kPi * r2);
+          double e[3], sp[3];
+          for (int c = 0; c < 3; ++c) {
+            const double ec = cosn * Le * sl->rgb[c] * solid;
+            e[c] = kd * ec;
+            sp[c] = spec * ec;
+          }
+          push(q, h.po, wi, tl * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
+        }
+      }
+      if (!ao_)
+        for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
+    }
   }
 
   // Traces the queued rays (in packets of 8, one queue at a time: the AO
@@ -719,100 +708,6 @@ class Tracer {
   bool ao_ = false;
   double ao_far_;
   RTCIntersectContext occ_ctx_;
-
-  // A sphere light's samples of a group (what shade_group drew for them),
-  // lane by lane: uniform sampling of the cone the sphere subtends.
-  struct SphereBatch {
-    const SphereLight* light = nullptr;
-    int band = 0;
-    std::size_t count = 0;
-    std::vector<int> sample;
-    std::vector<double> u1, u2, d2, nv, f0, kd, a2, gv;
-    std::vector<double> w[3];
-    void resize(std::size_t n) {
-      sample.resize(n);
-      for (auto* v : {&u1, &u2, &d2, &nv, &f0, &kd, &a2, &gv, &w[0], &w[1], &w[2]}) v->resize(n);
-    }
-  };
-  std::vector<SphereBatch> batches_;  // per occlusion queue (used for the sphere lights')
-  struct Lanes {  // sphere_batch's scratch
-    std::vector<double> d, cos_max, cos_t, sin_t, wi[3], tl, e[3], s[3];
-    std::vector<float> phf;
-    std::vector<double> cp, sp;
-    std::vector<char> ok;
-    void resize(std::size_t n) {
-      for (auto* v : {&d, &cos_max, &cos_t, &sin_t, &wi[0], &wi[1], &wi[2], &tl, &e[0], &e[1], &e[2], &s[0], &s[1], &s[2], &cp, &sp})
-        v->resize(n);
-      phf.resize(n);
-      ok.resize(n);
-    }
-  } lanes_;
-
-  void sphere_batch(const SampleGeo* geo, int q) {
-    SphereBatch& b = batches_[static_cast<std::size_t>(q)];
-    const SphereLight& sl = *b.light;
-    const std::size_t m = b.count;
-    Lanes& L = lanes_;
-    const double r2 = sl.radius * sl.radius;
-    for (std::size_t l = 0; l < m; ++l) {
-      const double d2 = b.d2[l];
-      const double d = std::sqrt(d2);
-      L.d[l] = d;
-      for (int k = 0; k < 3; ++k) b.w[k][l] /= d;
-      const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
-      const double cos_t = 1 - b.u1[l] * (1 - cos_max);
-      L.cos_max[l] = cos_max;
-      L.cos_t[l] = cos_t;
-      L.sin_t[l] = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
-      const double phi = 2 * kPi * b.u2[l];
-      L.phf[l] = static_cast<float>(phi);
-    }
-    for (std::size_t l = 0; l < m; ++l) {
-      L.cp[l] = std::cos(L.phf[l]);
-      L.sp[l] = std::sin(L.phf[l]);
-    }
-    const double Le = 1.0 / (kPi * r2);
-    for (std::size_t l = 0; l < m; ++l) {
-      const SampleGeo& h = geo[b.sample[l]];
-      const double w[3] = {b.w[0][l], b.w[1][l], b.w[2][l]};
-      double t1[3], t2[3];
-      basis(w, t1, t2);
-      const double sin_t = L.sin_t[l], cos_t = L.cos_t[l], cp = L.cp[l], sp_ = L.sp[l];
-      double wi[3];
-      for (int k = 0; k < 3; ++k) wi[k] = sin_t * cp * t1[k] + sin_t * sp_ * t2[k] + cos_t * w[k];
-      const double cosn = dot3(h.n, wi);
-      L.ok[l] = !(cosn <= 0 || dot3(h.ng, wi) <= 0);
-      // Distance to the sphere's near surface along wi.
-      const double d = L.d[l], d2 = b.d2[l];
-      const double bb = d * cos_t;
-      L.tl[l] = bb - std::sqrt(std::max(0.0, bb * bb - (d2 - r2)));
-      // Lobe::parts (nl = cosn > 0 wherever the ray is queued)
-      const double nv = b.nv[l], f0 = b.f0[l], a2 = b.a2[l];
-      const double kd = nv > 0 ? b.kd[l] : 0.0;
-      double hv[3] = {wi[0] + h.wo[0], wi[1] + h.wo[1], wi[2] + h.wo[2]};
-      normalize3(hv);
-      const double nh = std::max(0.0, dot3(h.n, hv)), vh = std::max(0.0, dot3(h.wo, hv));
-      const double dd = nh * nh * (a2 - 1) + 1;
-      const double D = a2 / (kPi * dd * dd);
-      const double V = 0.5 / (cosn * b.gv[l] + nv * std::sqrt(cosn * cosn * (1 - a2) + a2));
-      const double F = fresnel(f0, vh);
-      const double spec = nv > 0 && f0 > 0 ? D * V * F : 0.0;
-      const double solid = 2 * kPi * (1 - L.cos_max[l]);  // 1 / pdf
-      for (int c = 0; c < 3; ++c) {
-        const double ec = cosn * Le * sl.rgb[c] * solid;
-        L.e[c][l] = kd * ec;
-        L.s[c][l] = spec * ec;
-      }
-      for (int k = 0; k < 3; ++k) L.wi[k][l] = wi[k];
-    }
-    for (std::size_t l = 0; l < m; ++l) {
-      if (!L.ok[l]) continue;
-      const SampleGeo& h = geo[b.sample[l]];
-      const double wi[3] = {L.wi[0][l], L.wi[1][l], L.wi[2][l]};
-      const double e[3] = {L.e[0][l], L.e[1][l], L.e[2][l]}, s[3] = {L.s[0][l], L.s[1][l], L.s[2][l]};
-      push(q, h.po, wi, L.tl[l] * (1 - 1e-6), b.sample[l], b.band, e, s);
-    }
-  }
 
   inline __attribute__((always_inline)) void push(int queue, const double org[3], const double dir[3], double tfar,
                                                   int sample, int band, const double* e, const double* s) {
@@ -1031,8 +926,14 @@ std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vect
         }
       }
       rays += n;
-      // shading (each pixel's generator draws in a fixed order), then the occlusion rays
-      tracer.shade_group(geo.data(), n, spp, rngs.data(), shades.data());
+      // shading in sample order (each pixel's generator draws in a fixed order), then the occlusion rays
+      for (int gx = 0; gx < nx; ++gx) {
+        Rng& rng = rngs[static_cast<std::size_t>(gx)];
+        for (int k = 0; k < spp; ++k) {
+          const std::size_t i = static_cast<std::size_t>(gx * spp + k);
+          if (geo[i].g) tracer.shade(geo[i], static_cast<int>(i), rng, &shades[i * nb]);
+        }
+      }
       tracer.flush(shades.data());
       for (int gx = 0; gx < nx; ++gx) {
         const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + gx);
