@@ -41,15 +41,17 @@ hfr::cli::ToolSpec spec() {
       "The threshold is fixed once on all pairs, at FMR --reject-fmr (1e-3; --convention picks it as for TAR@FAR). Each mated "
       "pair gets a pair quality: the lower of its probe's and its gallery entry's quality when the records give every gallery "
       "entry of a mated pair one, else the probe's. Mated pairs are rejected lowest pair quality first, equal qualities "
-      "together, and the FNMR of the remaining mated pairs is reported at reject fractions 0, 0.01, ... up to the largest "
+      "together (the reject fraction counts mated pairs: with one gallery entry per subject, enrolled probes), and the FNMR of the remaining mated pairs is reported at reject fractions 0, 0.01, ... up to the largest "
       "--reject-auc limit (the curve is a step function: between two distinct qualities it keeps its value). The areas under "
       "it over [0, limit] for each --reject-auc limit (0.95 and 0.3: AUC and pAUC) are exact integrals of the steps, not "
       "divided by the limit ('normalised' in the report is), beside those of the oracle that rejects the false non-matches "
       "first. Quality records are matched to matrix rows and columns, or to pair records' probe and gallery, by their 'id'; "
-      "records with an 'error' field are skipped. A probe of a mated pair without a quality, a record without an id or the "
+      "records with an 'error' field are skipped, and records in no mated pair (unenrolled probes, other folds) are not used "
+      "(-v counts them). A probe of a mated pair without a quality, a record without an id or the "
       "field, a value that is not a number, or an id given two qualities is an error naming the file and line.",
   };
-  s.reads = "score inputs (one per fold; - is stdin), and with --compare earlier JSON reports of hfr-eval.";
+  s.reads = "score inputs (one per fold; - is stdin), with --compare earlier JSON reports of hfr-eval, with --quality JSON-lines "
+            "records carrying a quality score per face.";
   s.writes = "a text table (or with --json the report) on stdout; --report FILE: the JSON report; --plot PREFIX: "
              "PREFIX-roc, PREFIX-det, PREFIX-cmc (and with --quality PREFIX-evr) as SVG and PNG; --write-scores FILE: the scores in another format. Files are "
              "written atomically.";
@@ -73,7 +75,7 @@ hfr::cli::ToolSpec spec() {
        Complete::choices},
       {"probe-labels", 0, "FILE", "Subjects of the matrix rows, one per line.", "", {}, Complete::file},
       {"gallery-labels", 0, "FILE", "Subjects of the matrix columns, one per line.", "", {}, Complete::file},
-      {"quality", 'Q', "RECORDS", "Per-face quality records (hfr-embed's JSON-lines, the field --quality-field, matched to the probes and gallery entries by id): adds the error versus reject curve (repeatable, or comma separated).", "", {}, Complete::file, true},
+      {"quality", 'Q', "RECORDS", "Per-face quality records (hfr-embed's JSON-lines, the field --quality-field, matched to the probes and gallery entries by id): adds the error versus reject curve; a comma list.", "", {}, Complete::file, true},
       {"quality-field", 0, "NAME", "Record field holding the quality score (higher = better).", "quality", {}, Complete::none},
       {"reject-fmr", 0, "FMR", "FMR target of the fixed threshold of the error versus reject curve.", "1e-3", {}, Complete::none},
       {"reject-auc", 0, "LIST", "Upper reject fractions of the areas under the error versus reject curve, comma separated.", "0.95,0.3", {}, Complete::none},
