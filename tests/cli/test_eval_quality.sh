@@ -6,10 +6,7 @@
 # qualities, pair records, two folds, plots, and bad quality records.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
+require_numpy
 
 # 300 probes (30 of unenrolled subjects) x 80 gallery entries; the mated
 # score grows with the probe's quality, qualities rounded to 2 decimals so
