@@ -97,6 +97,13 @@ void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
     gid[static_cast<std::size_t>(j)] = sid.emplace(gsub[static_cast<std::size_t>(j)], static_cast<int>(sid.size())).first->second;
   }
   std::vector<std::string> pids = meta_strings(r.metadata(), "probe_ids"), gids = meta_strings(r.metadata(), "gallery_ids");
+  if (opt.pair_ids) {
+    if (static_cast<std::int64_t>(pids.size()) != P)
+      throw FormatError(f.source + ": the metadata has no 'probe_ids' for its " + std::to_string(P) +
+                        " rows (a matrix from hfr-match --matrix has them); --quality matches qualities to probes by id");
+    if (static_cast<std::int64_t>(gids.size()) != G) gids.assign(static_cast<std::size_t>(G), "");  // no gallery qualities
+    f.origin = FoldScores::Origin::matrix_row;
+  }
   scores::ScoreTable* keep = opt.keep_table;
   std::vector<std::uint32_t> kref;
   if (keep) {
@@ -145,6 +152,11 @@ void load_matrix(io::Input& in, const LoadOptions& opt, FoldScores& f) {
         row[static_cast<std::size_t>(j)] = v;
         bool mated = gid[static_cast<std::size_t>(j)] == want;
         (mated ? f.genuine : f.impostor).push_back(v);
+        if (mated && opt.pair_ids) {
+          f.genuine_probe.push_back(pids[static_cast<std::size_t>(pi)]);
+          f.genuine_gallery.push_back(gids[static_cast<std::size_t>(j)]);
+          f.genuine_origin.push_back(static_cast<std::uint64_t>(pi));
+        }
         if (mated) best = std::max(best, v);
         top = std::max(top, v);
         if (keep) keep->add(kp, kref[static_cast<std::size_t>(j)], v, mated ? scores::kMated : scores::kNonMated);
@@ -210,11 +222,17 @@ void load_records(io::Input& in, const LoadOptions& opt, FoldScores& f) {
     }
     bool mated = m->get<bool>();
     (mated ? f.genuine : f.impostor).push_back(v);
+    auto str = [&](const char* k) {
+      auto it = rec.find(k);
+      return it != rec.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (mated && opt.pair_ids) {
+      f.genuine_probe.push_back(str("probe"));
+      f.genuine_gallery.push_back(str("gallery"));
+      f.genuine_origin.push_back(rr.line_number());
+      f.origin = FoldScores::Origin::line;
+    }
     if (opt.keep_table) {
-      auto str = [&](const char* k) {
-        auto it = rec.find(k);
-        return it != rec.end() && it->is_string() ? it->get<std::string>() : std::string();
-      };
       auto& t = *opt.keep_table;
       std::uint32_t p = t.add_probe(str("probe"), str("probe_subject"), where);
       std::uint32_t g = t.add_reference(str("gallery"), str("gallery_subject"), where);
@@ -233,6 +251,13 @@ void load_table(io::Input& in, const LoadOptions& opt, FoldScores& f) {
   scores::append_scores(t, in, ro);
   if (t.empty()) throw FormatError(f.source + ": no scores");
   t.split(f.genuine, f.impostor);
+  if (opt.pair_ids)  // in row order, as split() gives the mated scores
+    for (std::size_t i = 0; i < t.size(); ++i)
+      if (t.mated[i] == scores::kMated) {
+        f.genuine_probe.push_back(t.probe_ids[t.probe[i]]);
+        f.genuine_gallery.push_back(t.reference_ids[t.reference[i]]);
+        f.genuine_origin.push_back(0);
+      }
   std::size_t unknown = t.count(scores::kUnknown);
   if (unknown) log::warn(f.source + ": " + std::to_string(unknown) + " rows with unknown mated status left out");
   // Identification only when every probe was compared with every reference
@@ -342,7 +367,114 @@ std::string fmt(const char* f, double v) {
   return b;
 }
 
+// The error versus reject curve of mated scores with pair qualities at the
+// threshold that gives the FMR target over all of `v`'s scores: the FNMR left
+// at reject fractions 0, 0.01, ... up to the largest area limit, the areas
+// (and the oracle's: the false non-matches rejected first).
+json error_vs_reject_json(const metrics::Verification& v, const std::vector<double>& genuine, const std::vector<double>& quality,
+                          const std::string& pair_quality, const Options& o, bool with_curve) {
+  auto t = v.tar_at_far(o.reject_fmr, o.convention);
+  metrics::ErrorVsReject e(genuine, quality, t.threshold);
+  json j;
+  j["fmr_target"] = o.reject_fmr;
+  j["threshold"] = t.threshold;
+  j["fmr"] = t.far;
+  j["pair_quality"] = pair_quality;
+  j["comparisons"] = e.comparisons();
+  j["fnmr"] = e.fnmr_at(0);
+  json areas = json::array();
+  for (double l : o.reject_auc)
+    areas.push_back({{"limit", l}, {"area", e.area(l)}, {"normalised", l > 0 ? e.area(l) / l : 0.0}, {"oracle", e.oracle_area(l)}});
+  j["auc"] = std::move(areas);
+  if (with_curve) {
+    double top = *std::max_element(o.reject_auc.begin(), o.reject_auc.end());
+    json c = json::array(), b = json::array();
+    for (int k = 0; k <= static_cast<int>(std::lround(top * 100)); ++k) {
+      double r = k / 100.0;
+      c.push_back({r, e.fnmr_at(r)});
+      b.push_back({r, e.oracle_fnmr_at(r)});
+    }
+    j["curve"] = std::move(c);
+    j["oracle"] = std::move(b);
+  }
+  return j;
+}
+
 }  // namespace
+
+QualityTable load_quality(const std::vector<std::string>& paths, const std::string& field) {
+  QualityTable q;
+  for (const auto& path : paths) {
+    auto in = io::open_input(path);
+    RecordReader rr(*in);
+    q.files += (q.files.empty() ? "" : ", ") + rr.name();
+    Record rec;
+    while (rr.next(rec)) {
+      std::string where = rr.name() + ":" + std::to_string(rr.line_number());
+      if (!rec.is_object()) throw FormatError(where + ": expected a JSON object");
+      if (rec.contains("error")) continue;  // a failed face of an earlier stage: no embedding, no score
+      auto idv = rec.find("id");
+      std::string id;
+      if (idv != rec.end() && idv->is_string()) id = idv->get<std::string>();
+      else if (idv != rec.end() && idv->is_number_integer()) id = std::to_string(idv->get<std::int64_t>());
+      else throw FormatError(where + ": record has no \"id\" (quality records are matched to the scores by id)");
+      auto qv = rec.find(field);
+      if (qv == rec.end())
+        throw FormatError(where + " (id " + id + "): record has no \"" + field + "\" field" +
+                          (field == "quality" ? " (hfr-embed writes it for models with a quality head: hfr-train --ri)" : ""));
+      if (!qv->is_number()) throw FormatError(where + " (id " + id + "): \"" + field + "\" is not a number: " + qv->dump().substr(0, 60));
+      double v = qv->get<double>();
+      auto [it, fresh] = q.by_id.emplace(id, QualityTable::Entry{v, where, false});
+      if (!fresh && it->second.quality != v)
+        throw FormatError(where + ": id '" + id + "' has " + field + " " + fmt("%.17g", v) + " here but " +
+                          fmt("%.17g", it->second.quality) + " at " + it->second.where);
+    }
+  }
+  return q;
+}
+
+void attach_quality(FoldScores& f, QualityTable& q) {
+  const std::size_t n = f.genuine.size();
+  if (f.genuine_probe.size() != n || f.genuine_gallery.size() != n)
+    throw Error(f.source + ": mated pairs were loaded without their ids");
+  auto where = [&](std::size_t i) {
+    switch (f.origin) {
+      case FoldScores::Origin::matrix_row: return f.source + ": probe row " + std::to_string(f.genuine_origin[i]);
+      case FoldScores::Origin::line: return f.source + ":" + std::to_string(f.genuine_origin[i]);
+      default: return f.source;
+    }
+  };
+  std::vector<QualityTable::Entry*> probe(n, nullptr), gallery(n, nullptr);
+  std::size_t found = 0, first_missing = n;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto p = q.by_id.find(f.genuine_probe[i]);
+    if (p == q.by_id.end())
+      throw FormatError(where(i) + ": probe '" + f.genuine_probe[i] + "' has no quality in the --quality records (" + q.files + ")");
+    probe[i] = &p->second;
+    auto g = f.genuine_gallery[i].empty() ? q.by_id.end() : q.by_id.find(f.genuine_gallery[i]);
+    if (g != q.by_id.end()) {
+      gallery[i] = &g->second;
+      ++found;
+    } else if (first_missing == n) {
+      first_missing = i;
+    }
+  }
+  bool both = n > 0 && found == n;
+  if (found > 0 && !both)
+    throw FormatError(where(first_missing) + ": gallery entry '" + f.genuine_gallery[first_missing] +
+                      "' has no quality in the --quality records (" + q.files +
+                      "), though other gallery entries have one: give every gallery entry a quality, or none (the probe's alone is then the pair's)");
+  f.genuine_quality.resize(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    probe[i]->used = true;
+    f.genuine_quality[i] = probe[i]->quality;
+    if (both) {
+      gallery[i]->used = true;
+      f.genuine_quality[i] = std::min(f.genuine_quality[i], gallery[i]->quality);
+    }
+  }
+  f.pair_quality = both ? "min(probe, gallery)" : "probe";
+}
 
 FoldScores load_fold(const std::string& path, const LoadOptions& opt) {
   FoldScores f;
@@ -380,6 +512,10 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   std::vector<double> all_g, all_i;
   std::unique_ptr<metrics::Verification> only;
   std::vector<std::uint64_t> all_ranks;
+  // error versus reject: per fold, and the folds pooled for the curve
+  std::vector<std::vector<double>> evr_area_by(o.reject_auc.size());  // per --reject-auc limit, in its order
+  std::vector<double> evr_fnmr, all_q;
+  std::string pair_quality;
   for (std::size_t k = 0; k < folds.size(); ++k) {
     const FoldScores& f = folds[k];
     json x;
@@ -391,6 +527,15 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
       aucs.push_back(v->auc());
       eers.push_back(v->eer().eer);
       for (const auto& t : x["verification"]["tar_at_far"]) tar_by[t["target"].get<double>()].push_back(t["tar"].get<double>());
+      if (!f.genuine_quality.empty()) {
+        json e = error_vs_reject_json(*v, f.genuine, f.genuine_quality, f.pair_quality, o, folds.size() > 1);
+        evr_fnmr.push_back(e["fnmr"].get<double>());
+        for (std::size_t a = 0; a < o.reject_auc.size(); ++a) evr_area_by[a].push_back(e["auc"][a]["area"].get<double>());
+        all_q.insert(all_q.end(), f.genuine_quality.begin(), f.genuine_quality.end());
+        if (pair_quality.empty() || pair_quality == f.pair_quality) pair_quality = f.pair_quality;
+        else pair_quality = "mixed";
+        x["error_vs_reject"] = std::move(e);
+      }
       if (folds.size() == 1) {
         only = std::move(v);
       } else {
@@ -429,6 +574,11 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   if (!ts.empty()) s["tar_at_far"] = std::move(ts);
   if (!rs.empty()) s["rank"] = std::move(rs);
   if (!ds.empty()) s["dir_at_fpir"] = std::move(ds);
+  if (!evr_fnmr.empty()) {
+    json areas = json::object();
+    for (std::size_t a = 0; a < o.reject_auc.size(); ++a) areas[target_key(o.reject_auc[a])] = summary_of(evr_area_by[a]);
+    s["error_vs_reject"] = {{"fmr_target", o.reject_fmr}, {"fnmr", summary_of(evr_fnmr)}, {"auc", std::move(areas)}};
+  }
   rep["summary"] = std::move(s);
 
   // Curves for plots and comparisons: the scores of all folds pooled.
@@ -436,6 +586,13 @@ json evaluate(const std::vector<FoldScores>& folds, const Options& o) {
   if (!only && !all_g.empty() && !all_i.empty()) only = std::make_unique<metrics::Verification>(std::move(all_g), std::move(all_i));
   if (only) {
     const metrics::Verification& v = *only;
+    // the pooled mated scores, in the order the folds were read: all_q's order
+    if (!all_q.empty() && all_q.size() == v.genuine_count()) {
+      std::vector<double> g;
+      for (const auto& f : folds)
+        if (!f.genuine_quality.empty()) g.insert(g.end(), f.genuine.begin(), f.genuine.end());
+      if (g.size() == all_q.size()) curves["error_vs_reject"] = error_vs_reject_json(v, g, all_q, pair_quality, o, true);
+    }
     json roc = json::array(), det = json::array();
     for (const auto& p : v.roc_curve(400, 1e-8)) {
       roc.push_back({p.far, p.tar});
@@ -494,6 +651,25 @@ std::string render_table(const json& rep) {
         out << line;
       }
     }
+  }
+  if (s.contains("error_vs_reject")) {
+    const json& e = s["error_vs_reject"];
+    out << "error vs reject: FNMR at FMR=" << target_key(e["fmr_target"].get<double>()) << " " << stat(e["fnmr"], true);
+    if (!many && f0.contains("error_vs_reject")) {
+      const json& e0 = f0["error_vs_reject"];
+      out << " (threshold " << fmt("%.6g", e0["threshold"].get<double>()) << ", " << e0["comparisons"].get<std::uint64_t>()
+          << " mated, pair quality " << e0["pair_quality"].get<std::string>() << ")";
+    }
+    out << "\n";
+    double top = 0;
+    for (auto it = e["auc"].begin(); it != e["auc"].end(); ++it) top = std::max(top, std::stod(it.key()));
+    for (auto it = e["auc"].begin(); it != e["auc"].end(); ++it) {
+      out << "  " << (std::stod(it.key()) < top ? "pAUC" : "AUC") << "[0," << it.key() << "] " << mean_std(it.value(), many, false, "%.5f");
+      if (!many && f0.contains("error_vs_reject"))
+        for (const auto& a : f0["error_vs_reject"]["auc"])
+          if (target_key(a["limit"].get<double>()) == it.key()) out << " (oracle " << fmt("%.5f", a["oracle"].get<double>()) << ")";
+    }
+    out << "\n";
   }
   if (s.contains("rank")) {
     if (f0.contains("identification"))
@@ -622,6 +798,31 @@ std::vector<std::string> write_plots(const json& rep, const std::vector<json>& c
     emit(roc, "roc");
     emit(det, "det");
   }
+  // Error versus reject: this run's curve, its oracle, and the compared runs' curves.
+  if (rep["curves"].contains("error_vs_reject")) {
+    const json& e = rep["curves"]["error_vs_reject"];
+    plot::Chart evr;
+    evr.title = "Error versus reject";
+    double top = e["curve"].back()[0].get<double>();
+    evr.x = {"Fraction of mated comparisons rejected (lowest quality first)", plot::Scale::linear, 0, top > 0 ? top : 1, true};
+    evr.y = {"FNMR at FMR=" + target_key(e["fmr_target"].get<double>()), plot::Scale::linear, 0, 0, true};
+    double ymax = 0;
+    auto add = [&](const json& pts, const std::string& name) {
+      plot::Series s{name, {}, true, false};
+      for (const auto& p : pts) {
+        s.points.emplace_back(p[0].get<double>(), p[1].get<double>());
+        ymax = std::max(ymax, p[1].get<double>());
+      }
+      evr.series.push_back(std::move(s));
+    };
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      const json& c = (*runs[i])["curves"];
+      if (c.contains("error_vs_reject") && c["error_vs_reject"].contains("curve")) add(c["error_vs_reject"]["curve"], label(*runs[i], i));
+    }
+    add(e["oracle"], label(rep, 0) + ": oracle");
+    evr.y.max = ymax > 0 ? std::min(1.0, std::ceil(ymax * 1.1 * 100) / 100) : 0.01;
+    emit(evr, "evr");
+  }
   plot::Chart cmc;
   cmc.title = "CMC";
   cmc.x = {"Rank", plot::Scale::linear, 1, static_cast<double>(o.cmc_max), false};
@@ -664,8 +865,23 @@ int run(const Options& o) {
   scores::ScoreTable table;
   LoadOptions lo = o.load;
   if (!o.write_scores.empty()) lo.keep_table = &table;
+  if (!o.quality.empty()) lo.pair_ids = true;
   std::vector<FoldScores> folds;
   for (const auto& in : o.inputs) folds.push_back(load_fold(in, lo));
+  if (!o.quality.empty()) {
+    QualityTable q = load_quality(o.quality, o.quality_field);
+    for (auto& f : folds) attach_quality(f, q);
+    std::size_t unused = 0;
+    const QualityTable::Entry* first = nullptr;
+    for (const auto& [id, e] : q.by_id)
+      if (!e.used) {
+        ++unused;
+        if (!first || e.where < first->where) first = &e;
+      }
+    if (unused)
+      log::info(std::to_string(unused) + " of " + std::to_string(q.by_id.size()) + " quality records (e.g. " + first->where +
+                ") belong to no mated pair of the inputs (unenrolled probes, distractors, other folds): not used");
+  }
   json rep = evaluate(folds, o);
   if (!o.write_scores.empty()) {
     if (table.empty()) throw Error("--write-scores: the inputs hold no pairwise scores to convert");

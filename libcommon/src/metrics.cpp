@@ -562,6 +562,81 @@ Identification identification(const float* scores, std::size_t probes, std::size
   return identify(scores, probes, gallery, probe_labels, gallery_labels);
 }
 
+// ---------------------------------------------------------------- error versus reject
+
+namespace {
+// Comparisons discarded at reject fraction r of n: floor(r n), with a relative
+// slack of 1e-12 so that r = 0.29 of 100 is 29 (0.29 * 100 is 28.999...).
+std::size_t discard_count(double reject, std::size_t n) {
+  if (!(reject > 0)) return 0;
+  double k = std::floor(reject * static_cast<double>(n) * (1 + 1e-12));
+  return k >= static_cast<double>(n) ? n : static_cast<std::size_t>(k);
+}
+}  // namespace
+
+ErrorVsReject::ErrorVsReject(const std::vector<double>& scores, const std::vector<double>& quality, double threshold)
+    : n_(scores.size()), threshold_(threshold) {
+  if (scores.size() != quality.size())
+    throw Error("error versus reject: " + std::to_string(scores.size()) + " mated scores but " + std::to_string(quality.size()) +
+                " pair qualities");
+  if (scores.empty()) throw Error("error versus reject: no mated comparisons");
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (!std::isfinite(scores[i])) throw Error("error versus reject: mated score " + std::to_string(i) + " is not finite");
+    if (!std::isfinite(quality[i])) throw Error("error versus reject: pair quality " + std::to_string(i) + " is not finite");
+  }
+  std::vector<std::size_t> order(n_);
+  for (std::size_t i = 0; i < n_; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return quality[a] < quality[b]; });
+  // false non-matches from position i to the end, in quality order
+  std::vector<std::size_t> left(n_ + 1, 0);
+  for (std::size_t i = n_; i-- > 0;) left[i] = left[i + 1] + (scores[order[i]] < threshold ? 1 : 0);
+  e_ = left[0];
+  for (std::size_t i = 0; i < n_; ++i)
+    if (i == 0 || quality[order[i]] != quality[order[i - 1]]) {
+      discarded_.push_back(i);
+      errors_.push_back(left[i]);
+    }
+}
+
+double ErrorVsReject::fnmr_at(double reject) const {
+  std::size_t k = discard_count(reject, n_);
+  if (k >= n_) return 0;
+  // the last run that starts at or before k discarded
+  std::size_t i = static_cast<std::size_t>(std::upper_bound(discarded_.begin(), discarded_.end(), k) - discarded_.begin()) - 1;
+  return static_cast<double>(errors_[i]) / static_cast<double>(n_ - discarded_[i]);
+}
+
+double ErrorVsReject::area(double limit) const {
+  limit = std::clamp(limit, 0.0, 1.0);
+  const double n = static_cast<double>(n_);
+  double a = 0;
+  for (std::size_t i = 0; i < discarded_.size(); ++i) {
+    double d0 = static_cast<double>(discarded_[i]) / n;
+    if (d0 >= limit) break;
+    double d1 = i + 1 < discarded_.size() ? static_cast<double>(discarded_[i + 1]) / n : 1.0;
+    a += static_cast<double>(errors_[i]) / static_cast<double>(n_ - discarded_[i]) * (std::min(d1, limit) - d0);
+  }
+  return a;
+}
+
+double ErrorVsReject::oracle_fnmr_at(double reject) const {
+  std::size_t k = discard_count(reject, n_);
+  if (k >= n_ || k >= e_) return 0;
+  return static_cast<double>(e_ - k) / static_cast<double>(n_ - k);
+}
+
+double ErrorVsReject::oracle_area(double limit) const {
+  limit = std::clamp(limit, 0.0, 1.0);
+  const double n = static_cast<double>(n_);
+  double a = 0;
+  for (std::size_t k = 0; k < e_; ++k) {  // one step per discarded comparison; zero from k = E on
+    double d0 = static_cast<double>(k) / n;
+    if (d0 >= limit) break;
+    a += static_cast<double>(e_ - k) / static_cast<double>(n_ - k) * (std::min(static_cast<double>(k + 1) / n, limit) - d0);
+  }
+  return a;
+}
+
 MeanStd mean_std(const std::vector<double>& values) {
   if (values.empty()) throw Error("mean and standard deviation of no values");
   MeanStd r;

@@ -33,13 +33,18 @@ finish() {
 }
 TOOLS="hfr-reconstruct hfr-synth hfr-render hfr-train hfr-embed hfr-match hfr-eval hfr-tensor"
 
-# Skips (exit 77) unless /usr/bin/python3 has numpy and the face models are
-# fetched; sets MODELS. Then: require_file FILE WHAT for further inputs.
-require_numpy_and_face_models() {
+# Skips (exit 77) unless /usr/bin/python3 has numpy.
+require_numpy() {
   if ! $PY -c 'import numpy' 2>/dev/null; then
     echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
     exit 77
   fi
+}
+
+# Skips (exit 77) unless /usr/bin/python3 has numpy and the face models are
+# fetched; sets MODELS. Then: require_file FILE WHAT for further inputs.
+require_numpy_and_face_models() {
+  require_numpy
   MODELS=${HFR_MODEL_DIR:-$SRC/models}
   for f in blazeface.json facemesh.json face_geometry.binarypb; do
     if [ ! -f "$MODELS/$f" ]; then

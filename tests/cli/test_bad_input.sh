@@ -3,10 +3,7 @@
 # and signals handled.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
+require_numpy
 $PY -c "import numpy as np; np.save('$T/big.npy', np.arange(4_000_000, dtype=np.float32).reshape(-1, 100))"
 hfr-tensor import "$T/big.npy" -o "$T/big.hft" || fail "import big"
 

@@ -9,10 +9,7 @@
 # with a message when $HFR_SHARED_DATA/orl-faces is absent.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
+require_numpy
 if [ ! -f "$SRC/models/faceres.json" ]; then
   echo "skipped: models not fetched ($SRC/models/faceres.json missing; run scripts/fetch-models.sh)" >&2
   exit 77

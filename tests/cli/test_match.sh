@@ -5,10 +5,7 @@
 # FAISS indexes (flat = exact; IVF/HNSW recall; save and load), ties, bad input.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
+require_numpy
 REF="$PY $SRC/tests/reference/match_reference.py"
 
 $PY - "$T" <<'PY'

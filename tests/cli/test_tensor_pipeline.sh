@@ -3,10 +3,7 @@
 # cat --dtype f16 (stream) -> export -> NumPy, compared value by value.
 . "$(dirname "$0")/lib.sh"
 
-if ! $PY -c 'import numpy' 2>/dev/null; then
-  echo "skipped: /usr/bin/python3 with numpy (Debian python3-numpy) is not installed" >&2
-  exit 77
-fi
+require_numpy
 
 $PY - "$T" <<'PY'
 import numpy as np, sys

@@ -718,3 +718,100 @@ TEST_CASE("metrics: identification matches the NumPy reference", "[metrics][refe
     }
   }
 }
+
+// ------------------------------------------------------- error versus reject
+
+TEST_CASE("metrics: error versus reject, perfect quality ordering", "[metrics][evr]") {
+  // 10 mated scores at threshold 0.5: three false non-matches, which also
+  // have the three lowest qualities.
+  const std::vector<double> s = {0.1, 0.2, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.5};
+  const std::vector<double> q = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+  ErrorVsReject e(s, q, 0.5);
+  CHECK(e.comparisons() == 10);
+  CHECK(e.discarded() == std::vector<std::size_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+  CHECK(e.errors() == std::vector<std::size_t>{3, 2, 1, 0, 0, 0, 0, 0, 0, 0});  // 0.5 == threshold is a match
+  CHECK(e.fnmr_at(0) == exactly(0.3));
+  CHECK(e.fnmr_at(0.1) == exactly(2.0 / 9));
+  CHECK(e.fnmr_at(0.15) == exactly(2.0 / 9));  // a step function: 1.5 comparisons discard one
+  CHECK(e.fnmr_at(0.2) == exactly(1.0 / 8));
+  CHECK(e.fnmr_at(0.3) == 0);
+  CHECK(e.fnmr_at(0.95) == 0);
+  CHECK(e.area(0.3) == exactly(0.1 * (0.3 + 2.0 / 9 + 1.0 / 8)));
+  CHECK(e.area(0.95) == exactly(e.area(0.3)));
+  // the perfect ordering is the oracle's
+  for (double r : {0.0, 0.05, 0.1, 0.2, 0.25, 0.3, 0.5})
+    CHECK(e.oracle_fnmr_at(r) == exactly(e.fnmr_at(r)));
+  CHECK(e.oracle_area(0.3) == exactly(e.area(0.3)));
+  CHECK(e.oracle_area(0.95) == exactly(e.area(0.95)));
+  CHECK(e.area(0) == 0);
+  // the input order does not matter
+  std::vector<double> s2(s.rbegin(), s.rend()), q2(q.rbegin(), q.rend());
+  ErrorVsReject e2(s2, q2, 0.5);
+  CHECK(e2.errors() == e.errors());
+  CHECK(e2.area(0.95) == e.area(0.95));
+}
+
+TEST_CASE("metrics: error versus reject, reversed quality ordering", "[metrics][evr]") {
+  // the false non-matches have the highest qualities: rejecting raises FNMR
+  const std::vector<double> s = {0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.1, 0.2, 0.3};
+  const std::vector<double> q = {0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0};
+  ErrorVsReject e(s, q, 0.5);
+  CHECK(e.fnmr_at(0) == exactly(0.3));
+  CHECK(e.fnmr_at(0.1) == exactly(3.0 / 9));
+  CHECK(e.fnmr_at(0.5) == exactly(3.0 / 5));
+  CHECK(e.fnmr_at(0.7) == exactly(1.0));
+  CHECK(e.fnmr_at(0.8) == exactly(1.0));  // two left, both false non-matches
+  double prev = 0;
+  for (int k = 0; k <= 95; ++k) {
+    CHECK(e.fnmr_at(k / 100.0) >= prev);
+    prev = e.fnmr_at(k / 100.0);
+  }
+  // [0, 0.3]: 0.3 + 3/9 + 3/8 over steps of 0.1
+  CHECK(e.area(0.3) == exactly(0.1 * (0.3 + 3.0 / 9 + 3.0 / 8)));
+  CHECK(e.area(0.3) > e.oracle_area(0.3));
+  // oracle: 3 false non-matches, discarded first
+  CHECK(e.oracle_fnmr_at(0.1) == exactly(2.0 / 9));
+  CHECK(e.oracle_fnmr_at(0.3) == 0);
+  CHECK(e.oracle_area(0.95) == exactly(0.1 * (0.3 + 2.0 / 9 + 1.0 / 8)));
+}
+
+TEST_CASE("metrics: error versus reject, tied qualities are rejected together", "[metrics][evr]") {
+  // all qualities equal: nothing can be rejected, the curve is flat
+  ErrorVsReject flat({0.1, 0.9, 0.9, 0.9}, {0.5, 0.5, 0.5, 0.5}, 0.5);
+  CHECK(flat.discarded() == std::vector<std::size_t>{0});
+  CHECK(flat.fnmr_at(0.9) == exactly(0.25));
+  CHECK(flat.area(0.3) == exactly(0.25 * 0.3));
+  // a run of three equal lowest qualities: the curve jumps from 0 to 3 discarded
+  const std::vector<double> s = {0.1, 0.9, 0.2, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9};
+  const std::vector<double> q = {0.2, 0.2, 0.2, 0.5, 0.6, 0.6, 0.7, 0.8, 0.9, 1.0};
+  ErrorVsReject e(s, q, 0.5);
+  CHECK(e.discarded() == std::vector<std::size_t>{0, 3, 4, 6, 7, 8, 9});
+  CHECK(e.errors() == std::vector<std::size_t>{2, 0, 0, 0, 0, 0, 0});
+  CHECK(e.fnmr_at(0.1) == exactly(0.2));   // inside the run: still nothing discarded
+  CHECK(e.fnmr_at(0.29) == exactly(0.2));
+  CHECK(e.fnmr_at(0.3) == 0);
+  CHECK(e.area(0.95) == exactly(0.2 * 0.3));
+  CHECK(e.area(0.2) == exactly(0.2 * 0.2));
+  // the order of the tied pairs does not matter
+  ErrorVsReject e2({0.9, 0.2, 0.1, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9, 0.9}, q, 0.5);
+  CHECK(e2.errors() == e.errors());
+}
+
+TEST_CASE("metrics: error versus reject, grid fractions and bad input", "[metrics][evr]") {
+  // 100 comparisons, the first 40 (lowest quality) false non-matches:
+  // 0.29 * 100 is 28.999... in doubles, yet discards 29
+  std::vector<double> s(100, 0.9), q(100);
+  for (int i = 0; i < 100; ++i) {
+    q[static_cast<std::size_t>(i)] = i;
+    if (i < 40) s[static_cast<std::size_t>(i)] = 0.1;
+  }
+  ErrorVsReject e(s, q, 0.5);
+  CHECK(e.fnmr_at(0.29) == exactly(11.0 / 71));
+  CHECK(e.fnmr_at(0.07) == exactly(33.0 / 93));
+  CHECK(e.fnmr_at(1.0) == 0);
+  CHECK(e.area(0.95) == exactly(e.oracle_area(0.95)));
+  CHECK_THROWS_WITH(ErrorVsReject({0.5}, {0.5, 0.6}, 0), Catch::Contains("1 mated scores but 2 pair qualities"));
+  CHECK_THROWS_WITH(ErrorVsReject({}, {}, 0), Catch::Contains("no mated comparisons"));
+  CHECK_THROWS_WITH(ErrorVsReject({0.5, 0.6}, {0.1, kNaN}, 0), Catch::Contains("pair quality 1 is not finite"));
+  CHECK_THROWS_WITH(ErrorVsReject({kInf}, {0.1}, 0), Catch::Contains("mated score 0 is not finite"));
+}

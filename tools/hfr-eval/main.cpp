@@ -1,4 +1,4 @@
-// hfr-eval: biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, plots.
+// hfr-eval: biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, quality EvR, plots.
 #include <algorithm>
 #include <sstream>
 
@@ -13,7 +13,7 @@ using hfr::cli::Complete;
 hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
   s.name = "hfr-eval";
-  s.summary = "biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, plots";
+  s.summary = "biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, quality error versus reject, plots";
   s.synopsis = {"[OPTION]... SCORES...", "--compare=REPORT [--plot=PREFIX] [OPTION]... SCORES..."};
   s.description = {
       "Computes verification metrics (TAR at FAR targets with the threshold and the FAR actually achieved, EER, AUC, ROC and DET "
@@ -36,16 +36,30 @@ hfr::cli::ToolSpec spec() {
       "comparison table printed after the main table, and its curves to the plots. The table gives, per run, Rank-1, TAR at "
       "the FAR targets from 1e-2 down to the smallest one this run's non-mated scores resolve (at most three), EER and AUC; "
       "mean ± std over folds where a run has several.",
+      "Face quality (--quality RECORDS): the error versus reject curve (EvR; the error versus discard characteristic, EDC, of "
+      "ISO/IEC 29794-1) of a per-face quality score such as the one hfr-embed writes for models trained with hfr-train --ri. "
+      "The threshold is fixed once on all pairs, at FMR --reject-fmr (1e-3; --convention picks it as for TAR@FAR). Each mated "
+      "pair gets a pair quality: the lower of its probe's and its gallery entry's quality when the records give every gallery "
+      "entry of a mated pair one, else the probe's. Mated pairs are rejected lowest pair quality first, equal qualities "
+      "together (the reject fraction counts mated pairs: with one gallery entry per subject, enrolled probes), and the FNMR of the remaining mated pairs is reported at reject fractions 0, 0.01, ... up to the largest "
+      "--reject-auc limit (the curve is a step function: between two distinct qualities it keeps its value). The areas under "
+      "it over [0, limit] for each --reject-auc limit (0.95 and 0.3: AUC and pAUC) are exact integrals of the steps, not "
+      "divided by the limit ('normalised' in the report is), beside those of the oracle that rejects the false non-matches "
+      "first. Quality records are matched to matrix rows and columns, or to pair records' probe and gallery, by their 'id'; "
+      "records with an 'error' field are skipped, and records in no mated pair (unenrolled probes, other folds) are not used "
+      "(-v counts them). A probe of a mated pair without a quality, a record without an id or the "
+      "field, a value that is not a number, or an id given two qualities is an error naming the file and line.",
   };
-  s.reads = "score inputs (one per fold; - is stdin), and with --compare earlier JSON reports of hfr-eval.";
+  s.reads = "score inputs (one per fold; - is stdin), with --compare earlier JSON reports of hfr-eval, with --quality JSON-lines "
+            "records carrying a quality score per face.";
   s.writes = "a text table (or with --json the report) on stdout; --report FILE: the JSON report; --plot PREFIX: "
-             "PREFIX-roc, PREFIX-det and PREFIX-cmc as SVG and PNG; --write-scores FILE: the scores in another format. Files are "
+             "PREFIX-roc, PREFIX-det, PREFIX-cmc (and with --quality PREFIX-evr) as SVG and PNG; --write-scores FILE: the scores in another format. Files are "
              "written atomically.";
   s.positionals = {{"SCORES", "Score inputs, one per fold.", Complete::file, {}, true, true}};
   s.options = {
       {"report", 'o', "FILE", "Write the JSON report to FILE.", "", {}, Complete::file},
       {"json", 0, "", "Print the JSON report on stdout instead of the table.", "", {}, Complete::none},
-      {"plot", 'p', "PREFIX", "Write ROC, DET and CMC plots as PREFIX-roc.svg, PREFIX-roc.png, ... (PREFIX's folder is made if missing).", "", {}, Complete::file},
+      {"plot", 'p', "PREFIX", "Write ROC, DET, CMC (and error versus reject) plots as PREFIX-roc.svg, PREFIX-roc.png, ... (PREFIX's folder is made if missing).", "", {}, Complete::file},
       {"plot-format", 0, "LIST", "Plot formats, comma separated.", "svg,png", {}, Complete::none},
       {"compare", 'c', "REPORT", "Compare with an earlier report: a row in the comparison table and its curves in the plots (repeatable).", "", {}, Complete::file, true},
       {"name", 0, "NAME", "Name of this run in tables and plot legends.", "", {}, Complete::none},
@@ -61,6 +75,10 @@ hfr::cli::ToolSpec spec() {
        Complete::choices},
       {"probe-labels", 0, "FILE", "Subjects of the matrix rows, one per line.", "", {}, Complete::file},
       {"gallery-labels", 0, "FILE", "Subjects of the matrix columns, one per line.", "", {}, Complete::file},
+      {"quality", 'Q', "RECORDS", "Per-face quality records (hfr-embed's JSON-lines, the field --quality-field, matched to the probes and gallery entries by id): adds the error versus reject curve; a comma list.", "", {}, Complete::file, true},
+      {"quality-field", 0, "NAME", "Record field holding the quality score (higher = better).", "quality", {}, Complete::none},
+      {"reject-fmr", 0, "FMR", "FMR target of the fixed threshold of the error versus reject curve.", "1e-3", {}, Complete::none},
+      {"reject-auc", 0, "LIST", "Upper reject fractions of the areas under the error versus reject curve, comma separated.", "0.95,0.3", {}, Complete::none},
       {"write-scores", 0, "FILE", "Also write the pairwise scores of all inputs to FILE in --score-format.", "", {}, Complete::file},
       {"score-format", 0, "KIND", "Format for --write-scores.", "4col", {"4col", "5col", "bob-csv", "csv"}, Complete::choices},
   };
@@ -71,6 +89,7 @@ hfr::cli::ToolSpec spec() {
       {"hfr-eval scores-dev.txt", "Evaluate a bob.measure 4-column score file."},
       {"hfr-eval --convention nearest --far 1e-3 s.hft", "TAR@FAR the way insightface's scripts pick the threshold."},
       {"hfr-eval s.hft --write-scores s.txt --score-format 4col", "Convert a score matrix for bob.measure."},
+      {"hfr-eval -Q nir.jsonl,vis.jsonl -p plots/q s.hft", "Error versus reject of the quality hfr-embed wrote (PREFIX-evr.svg)."},
   };
   s.see_also = {"hfr-match(1)", "hfr(7)", "hfr-formats(5)"};
   return s;
@@ -132,9 +151,16 @@ int main(int argc, char** argv) {
     o.load.kind = a.str("format");
     o.load.probe_labels = a.str("probe-labels");
     o.load.gallery_labels = a.str("gallery-labels");
+    for (const auto& q : a.all("quality"))
+      for (const auto& x : split_list(q)) o.quality.push_back(x);
+    o.quality_field = a.str("quality-field");
+    if (o.quality_field.empty()) throw hfr::UsageError("--quality-field needs a field name");
+    o.reject_fmr = parse_numbers("reject-fmr", a.str("reject-fmr"), 1e-12, 1).at(0);
+    if (split_list(a.str("reject-fmr")).size() != 1) throw hfr::UsageError("--reject-fmr takes one FMR target");
+    o.reject_auc = parse_numbers("reject-auc", a.str("reject-auc"), 0.01, 0.99);
     int stdin_users = static_cast<int>(std::count(o.inputs.begin(), o.inputs.end(), "-")) + (o.load.probe_labels == "-") +
-                      (o.load.gallery_labels == "-");
-    if (stdin_users > 1) throw hfr::UsageError("only one input or label list can be - (stdin)");
+                      (o.load.gallery_labels == "-") + static_cast<int>(std::count(o.quality.begin(), o.quality.end(), "-"));
+    if (stdin_users > 1) throw hfr::UsageError("only one input, label list or quality file can be - (stdin)");
     o.write_scores = a.str("write-scores");
     o.write_format = hfr::scores::parse_format(a.str("score-format"));
     nlohmann::json prov = {{"tool", "hfr-eval"}, {"version", hfr::kVersion}, {"arguments", a.argv()}};

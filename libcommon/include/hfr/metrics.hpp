@@ -163,6 +163,54 @@ struct DirAtFpir {
 DirAtFpir dir_at_fpir(const std::vector<double>& mated_scores, const std::vector<std::uint64_t>& mated_ranks,
                       const std::vector<double>& nonmated_top_scores, double fpir_target, int rank = 1);
 
+// Error versus reject (EvR) curve of a quality score, called the error versus
+// discard characteristic (EDC) in ISO/IEC 29794-1:2024 and by Schlett et al.
+// ("Considerations on the evaluation of biometric quality assessment
+// algorithms", 2023; Grother & Tabassi 2007 before them):
+//  - the comparison threshold is fixed once, beforehand, on all comparisons
+//    (hfr-eval: at an FMR target); a mated comparison is a false non-match
+//    when its score < threshold;
+//  - each mated comparison carries a pair quality (hfr-eval: the lower of its
+//    two samples' qualities, or the probe's alone);
+//  - comparisons are discarded lowest quality first, and a run of equal
+//    qualities is discarded at once (no order among ties is invented), so the
+//    exact curve has one point per distinct quality: discard fraction
+//    d = discarded / N, FNMR = false non-matches among the rest / (N -
+//    discarded);
+//  - between its points the curve is a step function (the value at the
+//    largest discard point <= r), which is what fnmr_at() and area() use:
+//    area(L) is the exact integral of the steps over [0, L] (not divided by L),
+//    as the reference code of Schlett et al. computes pAUC.
+class ErrorVsReject {
+ public:
+  // Throws hfr::Error on different lengths, no comparisons, or a non-finite
+  // score or quality (naming the first one).
+  ErrorVsReject(const std::vector<double>& mated_scores, const std::vector<double>& pair_quality, double threshold);
+
+  std::size_t comparisons() const { return n_; }
+  double threshold() const { return threshold_; }
+  // The exact curve, one entry per distinct quality (lowest first): how many
+  // comparisons are discarded before that quality's run, and how many false
+  // non-matches remain. discarded()[0] == 0.
+  const std::vector<std::size_t>& discarded() const { return discarded_; }
+  const std::vector<std::size_t>& errors() const { return errors_; }
+  // FNMR after discarding the fraction `reject` (in [0, 1)): the step
+  // function's value.
+  double fnmr_at(double reject) const;
+  // Integral of fnmr_at over [0, limit], limit in [0, 1].
+  double area(double limit) const;
+  // The same for the best possible ordering (the false non-matches discarded
+  // first, one comparison at a time): max(0, E - k) / (N - k) at k = floor(r N)
+  // discarded.
+  double oracle_fnmr_at(double reject) const;
+  double oracle_area(double limit) const;
+
+ private:
+  std::size_t n_ = 0, e_ = 0;  // comparisons, false non-matches before discarding
+  double threshold_ = 0;
+  std::vector<std::size_t> discarded_, errors_;
+};
+
 // Mean and sample standard deviation (n - 1; 0 for one value) over folds.
 struct MeanStd {
   double mean = 0, std = 0;
