@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The very-low-resolution study of docs/results.md: NIR probes rendered with
+# an eye distance of 6-8 pixels (images 24-32 px wide, methods.md §5's
+# 16-32 px faces) against the VIS gallery at full resolution, on the held-out
+# identities of study.sh's data (the same identities, poses and expressions:
+# hfr-synth with the same seed and faces, only --face-px differs). Every test
+# image is rendered straight into the dlib chip (--template dlib-150 --size
+# 150) and embedded with --aligned, so no face is lost to the detector.
+#   (a) the pretrained dlib ResNet
+#   (l) fine-tuned with CosFace + ID-MMD and low-resolution augmentation
+#       (--low-res 0.5 --low-res-min 8)
+#   (r) (l) + the recognisability index (--ri 1 --ri-diversion 0.1) and
+#       perceptibility attention (--attention)
+# Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes;
+# for (r), the error-versus-reject curve of its quality score (hfr-eval --quality).
+#
+# Usage: scripts/results/study_vlr.sh [BUILD_DIR] [OUT_DIR]
+#   env: SEEDS="1 2 3" CONFIGS="l r" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
+# Runs that have a model are not retrained. Writes OUT_DIR/summary-vlr.md and OUT_DIR/runs-vlr.tsv.
+set -euo pipefail
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+B=$(cd "${1:-build}" && pwd)
+OUT=${2:-$B/results}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SEEDS=${SEEDS:-1 2 3} CONFIGS=${CONFIGS:-l r}
+STEPS=${STEPS:-200} HEAD_STEPS=${HEAD_STEPS:-50} IDS=${IDS:-8} PER=${PER:-2}
+NEW_IDS=${NEW_IDS:-100} TEST_IDS=${TEST_IDS:-40} POSES=${POSES:-6} THREADS=${THREADS:-2}
+ICT=${HFR_ICT_FACEKIT:-$SRC/../shared/data/ict-facekit}
+[ -f "$ICT/neutral.obj" ] || { echo "study_vlr.sh: the ICT FaceKit is needed ($ICT)" >&2; exit 1; }
+PY=/usr/bin/python3
+
+[ -d "$OUT/bin-vlr" ] || cp -r "$B/bin" "$OUT/bin-vlr"  # a private copy of the binaries
+BIN=$OUT/bin-vlr/
+D=$OUT/data
+make -s -f "$SRC/examples/Makefile" OUT="$D" PHOTOS="$SRC/models/face-api" BIN="$BIN" ICT="$ICT" POSES="$POSES" \
+  NEW_IDS="$NEW_IDS" TEST_IDS="$TEST_IDS" SEED=1 THREADS="$THREADS" "$D/train.jsonl" "$D/jobs.jsonl"
+V=$OUT/data-vlr
+if [ ! -f "$V/jobs.jsonl" ]; then
+  "${BIN}hfr-synth" --ict "$ICT" -q -O "$V/identities" --poses "$POSES" --new-identities "$NEW_IDS" --bands 850 --seed 1 \
+    --face-px 6:8 -r "$V/jobs.jsonl" "$D/faces.jsonl"
+fi
+# the test identities' jobs: VIS gallery and NIR probes at full resolution, NIR probes at very low resolution
+$PY - "$D/jobs.jsonl" "$V/jobs.jsonl" "$TEST_IDS" <<'PY'
+import json, os, re, sys
+full, vlr, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def test(r):
+    m = re.fullmatch(r"synth-\d+-(\d+)", str(r.get("subject", "")))
+    return m is not None and int(m.group(1)) < n
+def write(src, name, spectrum):
+    out = os.path.join(os.path.dirname(src), name)
+    with open(out + ".tmp", "w") as f:
+        for line in open(src):
+            r = json.loads(line)
+            if test(r) and r.get("spectrum") == spectrum:
+                r["output"] = "renders-dlib150/" + r["output"].split("/", 1)[-1]
+                f.write(json.dumps(r) + "\n")
+    os.replace(out + ".tmp", out)
+write(full, "jobs-test-vis.jsonl", "vis")
+write(full, "jobs-test-nir.jsonl", "nir850")
+write(vlr, "jobs-test-nir.jsonl", "nir850")
+PY
+for j in "$D/jobs-test-vis.jsonl" "$D/jobs-test-nir.jsonl" "$V/jobs-test-nir.jsonl"; do
+  r=${j%.jsonl}; r=${r/jobs-test/test-dlib}.jsonl
+  [ -f "$r" ] || "${BIN}hfr-render" -q -t "$THREADS" --ict "$ICT" --template dlib-150 --size 150 -r "$r" "$j"
+done
+
+declare -A FLAGS=(
+  [l]="--idmmd 1 --low-res 0.5 --low-res-min 8"
+  [r]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1 --attention"
+)
+declare -A NAME=(
+  [a]="(a) pretrained dlib ResNet, as is"
+  [l]="(l) CosFace + ID-MMD, low-resolution augmentation"
+  [r]="(r) (l) + recognisability index + perceptibility attention"
+)
+printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
+evaluate() { # config seed model dir
+  local c=$1 seed=$2 model=$3 R=$4 p q
+  for p in vis:"$D/test-dlib-vis.jsonl" hr:"$D/test-dlib-nir.jsonl" vlr:"$V/test-dlib-nir.jsonl"; do
+    [ -f "$R/emb-${p%%:*}.jsonl" ] ||
+      "${BIN}hfr-embed" -q -t "$THREADS" --aligned -m "$model" -o "$R/emb-${p%%:*}.hft" -r "$R/emb-${p%%:*}.jsonl" "${p#*:}"
+  done
+  for p in hr vlr; do
+    q=()
+    grep -q '"quality"' "$R/emb-$p.jsonl" && q=(--quality "$R/emb-$p.jsonl,$R/emb-vis.jsonl")
+    if [ ! -f "$R/report-$p.json" ]; then
+      "${BIN}hfr-match" -q --matrix "$R/emb-vis.jsonl" "$R/emb-$p.jsonl" -o "$R/scores-$p.hft"
+      "${BIN}hfr-eval" --name "$c-$seed-$p" ${q[@]+"${q[@]}"} --report "$R/report-$p.json" "$R/scores-$p.hft" >/dev/null
+    fi
+    $PY - "$R/report-$p.json" "$c" "$seed" "$p" >>"$OUT/runs-vlr.tsv" <<'PY'
+import json, sys
+rep = json.load(open(sys.argv[1]))
+s = rep["summary"]
+row = [sys.argv[2], sys.argv[3], sys.argv[4], "%.6f" % s["rank"]["1"]["mean"], "%.6f" % s["tar_at_far"]["0.001"]["mean"],
+       "%.6f" % s["tar_at_far"]["0.01"]["mean"], "%.6f" % s["eer"]["mean"]]
+e = rep.get("curves", {}).get("error_vs_reject")
+if e:
+    area = {round(a["limit"], 2): a for a in e["auc"]}
+    row += ["%.6f" % e["fnmr"], "%.6f" % area[0.95]["area"], "%.6f" % area[0.3]["area"], "%.6f" % area[0.95]["oracle"],
+            "%.6f" % area[0.3]["oracle"]]
+else:
+    row += ["-"] * 5
+print("\t".join(row))
+PY
+  done
+}
+mkdir -p "$OUT/vlr-a"
+evaluate a - dlib "$OUT/vlr-a"
+for seed in $SEEDS; do
+  for c in l r; do
+    R=$OUT/vlr-$c-$seed
+    if [[ " $CONFIGS " == *" $c "* ]]; then
+      mkdir -p "$R"
+      if [ ! -f "$R/model.hft" ]; then
+        # shellcheck disable=SC2086
+        "${BIN}hfr-train" -q -t "$THREADS" -m dlib --steps "$STEPS" --head-steps "$HEAD_STEPS" --ids "$IDS" --per-modality "$PER" \
+          --seed "$seed" ${FLAGS[$c]} --metrics "$R/metrics.jsonl" -o "$R/model.hft" "$D/train.jsonl"
+      fi
+    elif [ ! -f "$R/model.hft" ]; then
+      continue
+    fi
+    evaluate "$c" "$seed" "$R/model.hft" "$R"
+    echo "study_vlr: $c seed $seed done" >&2
+  done
+done
+cat "$OUT/runs-vlr.tsv"
