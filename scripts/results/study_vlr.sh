@@ -11,8 +11,10 @@
 #       (--low-res 0.5 --low-res-min 8)
 #   (r) (l) + the recognisability index (--ri 1 --ri-diversion 0.1) and
 #       perceptibility attention (--attention)
-# Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes;
-# for (r), the error-versus-reject curve of its quality score (hfr-eval --quality).
+# Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes,
+# and of both sets together ("mix"); for (r), the error-versus-reject curve
+# of its quality score (hfr-eval --quality), which on "mix" shows whether the
+# score ranks the VLR probes below the others.
 #
 # Usage: scripts/results/study_vlr.sh [BUILD_DIR] [OUT_DIR]
 #   env: SEEDS="1 2 3" CONFIGS="l r" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
@@ -81,7 +83,19 @@ evaluate() { # config seed model dir
     [ -f "$R/emb-${p%%:*}.jsonl" ] ||
       "${BIN}hfr-embed" -q -t "$THREADS" --aligned -m "$model" -o "$R/emb-${p%%:*}.hft" -r "$R/emb-${p%%:*}.jsonl" "${p#*:}"
   done
-  for p in hr vlr; do
+  # both probe sets together (the VLR ids marked): can the quality score tell them apart?
+  [ -f "$R/emb-mix.jsonl" ] || $PY - "$R" <<'PY'
+import json, os, sys
+r = sys.argv[1]
+with open(os.path.join(r, "emb-mix.jsonl.tmp"), "w") as out:
+    for name, suffix in (("emb-hr.jsonl", ""), ("emb-vlr.jsonl", "/vlr")):
+        for line in open(os.path.join(r, name)):
+            rec = json.loads(line)
+            rec["id"] = rec["id"] + suffix
+            out.write(json.dumps(rec) + "\n")
+os.replace(os.path.join(r, "emb-mix.jsonl.tmp"), os.path.join(r, "emb-mix.jsonl"))
+PY
+  for p in hr vlr mix; do
     q=()
     grep -q '"quality"' "$R/emb-$p.jsonl" && q=(--quality "$R/emb-$p.jsonl,$R/emb-vis.jsonl")
     if [ ! -f "$R/report-$p.json" ]; then
