@@ -13,26 +13,10 @@
 # once, with data seed 1; only the training seed varies. Needs the ICT FaceKit
 # ($HFR_ICT_FACEKIT or ../shared/data/ict-facekit) and the fetched models.
 # Writes OUT_DIR/summary.md (the table) and OUT_DIR/runs.tsv (every run).
-set -euo pipefail
-SRC=$(cd "$(dirname "$0")/../.." && pwd)
-B=$(cd "${1:-build}" && pwd)
-OUT=${2:-$B/results}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-SEEDS=${SEEDS:-1 2 3}
-STEPS=${STEPS:-200} HEAD_STEPS=${HEAD_STEPS:-50} IDS=${IDS:-8} PER=${PER:-2}
-NEW_IDS=${NEW_IDS:-100} TEST_IDS=${TEST_IDS:-40} POSES=${POSES:-6} THREADS=${THREADS:-2}
-ICT=${HFR_ICT_FACEKIT:-$SRC/../shared/data/ict-facekit}
-[ -f "$ICT/neutral.obj" ] || { echo "study.sh: the ICT FaceKit is needed ($ICT)" >&2; exit 1; }
-PY=/usr/bin/python3
-
-# a private copy of the binaries: rebuilding the tree during the study changes nothing
-rm -rf "$OUT/bin" && cp -r "$B/bin" "$OUT/bin"
-BIN=$OUT/bin/
+. "$(dirname "$0")/common.sh"
+private_binaries "$OUT/bin" fresh
 D=$OUT/data
-make -s -f "$SRC/examples/Makefile" OUT="$D" PHOTOS="$SRC/models/face-api" BIN="$BIN" ICT="$ICT" POSES="$POSES" \
-  NEW_IDS="$NEW_IDS" TEST_IDS="$TEST_IDS" SEED=1 THREADS="$THREADS" \
-  "$D/train.jsonl" "$D/emb-pretrained-vis.jsonl" "$D/emb-pretrained-nir.jsonl" "$D/pretrained.json"
+make_data "$D" "$D/train.jsonl" "$D/emb-pretrained-vis.jsonl" "$D/emb-pretrained-nir.jsonl" "$D/pretrained.json"
 
 declare -A FLAGS=(
   [b]="--idmmd 0"
@@ -45,14 +29,9 @@ declare -A NAME=(
   [c]="(c) CosFace + ID-MMD (β 1)"
   [d]="(d) CosFace + ID-MMD + paired contrastive (1)"
 )
-printf 'config\tseed\trank1\ttar_1e-3\ttar_1e-2\teer\tseconds\n' >"$OUT/runs.tsv"
+printf 'config\tseed\tseconds\trank1\ttar_1e-3\ttar_1e-2\teer\n' >"$OUT/runs.tsv"
 row() { # config seed report seconds
-  $PY - "$3" "$1" "$2" "$4" >>"$OUT/runs.tsv" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-print("\t".join([sys.argv[2], sys.argv[3], "%.6f" % s["rank"]["1"]["mean"], "%.6f" % s["tar_at_far"]["0.001"]["mean"],
-                 "%.6f" % s["tar_at_far"]["0.01"]["mean"], "%.6f" % s["eer"]["mean"], sys.argv[4]]))
-PY
+  report_row "$3" "$1" "$2" "$4" >>"$OUT/runs.tsv"
 }
 row a - "$D/pretrained.json" 0
 for seed in $SEEDS; do

@@ -16,25 +16,11 @@
 #   env: SEEDS="1 2 3" CONFIGS="s m" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
 #        SSM_LR=0.01 (the blocks' learning rate; they start at zero)
 # Runs that have a report are not redone. Writes OUT_DIR/summary-ssm.md and OUT_DIR/runs-ssm.tsv.
-set -euo pipefail
-SRC=$(cd "$(dirname "$0")/../.." && pwd)
-B=$(cd "${1:-build}" && pwd)
-OUT=${2:-$B/results}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-SEEDS=${SEEDS:-1 2 3} CONFIGS=${CONFIGS:-s m}
-STEPS=${STEPS:-200} HEAD_STEPS=${HEAD_STEPS:-50} IDS=${IDS:-8} PER=${PER:-2} SSM_LR=${SSM_LR:-0.01}
-NEW_IDS=${NEW_IDS:-100} TEST_IDS=${TEST_IDS:-40} POSES=${POSES:-6} THREADS=${THREADS:-2}
-ICT=${HFR_ICT_FACEKIT:-$SRC/../shared/data/ict-facekit}
-[ -f "$ICT/neutral.obj" ] || { echo "study_ssm.sh: the ICT FaceKit is needed ($ICT)" >&2; exit 1; }
-PY=/usr/bin/python3
-
-[ -d "$OUT/bin-ssm" ] || cp -r "$B/bin" "$OUT/bin-ssm"  # a private copy of the binaries
-BIN=$OUT/bin-ssm/
+. "$(dirname "$0")/common.sh"
+CONFIGS=${CONFIGS:-s m} SSM_LR=${SSM_LR:-0.01}
+private_binaries "$OUT/bin-ssm"
 D=$OUT/data-mix
-make -s -f "$SRC/examples/Makefile" OUT="$D" PHOTOS="$SRC/models/face-api" BIN="$BIN" ICT="$ICT" POSES="$POSES" \
-  NEW_IDS="$NEW_IDS" TEST_IDS="$TEST_IDS" SEED=1 THREADS="$THREADS" BANDS=850,940 \
-  "$D/train.jsonl" "$D/test-vis.jsonl" "$D/test-nir.jsonl"
+make_data "$D" BANDS=850,940 "$D/train.jsonl" "$D/test-vis.jsonl" "$D/test-nir.jsonl"
 # training records: each band its own modality; test probes: one file per band
 $PY - "$D" <<'PY'
 import json, os, sys
@@ -64,7 +50,7 @@ declare -A NAME=(
   [s]="(s) switch style modulation (3 experts, network frozen)"
   [k]="(k) as (s), load-balancing alpha 1"
 )
-printf 'config\tseed\tband\trank1\ttar_1e-3\ttar_1e-2\teer\tseconds\n' >"$OUT/runs-ssm.tsv"
+printf 'config\tseed\tband\tseconds\trank1\ttar_1e-3\ttar_1e-2\teer\n' >"$OUT/runs-ssm.tsv"
 evaluate() { # config seed model dir seconds
   local c=$1 seed=$2 model=$3 R=$4 s=$5 band
   for m in vis nir850 nir940; do
@@ -76,12 +62,7 @@ evaluate() { # config seed model dir seconds
       "${BIN}hfr-match" -q --matrix "$R/emb-vis.jsonl" "$R/emb-$band.jsonl" -o "$R/scores-$band.hft"
       "${BIN}hfr-eval" --name "$c-$seed-$band" --report "$R/report-$band.json" "$R/scores-$band.hft" >/dev/null
     fi
-    $PY - "$R/report-$band.json" "$c" "$seed" "$band" "$s" >>"$OUT/runs-ssm.tsv" <<'PY'
-import json, sys
-s = json.load(open(sys.argv[1]))["summary"]
-print("\t".join([sys.argv[2], sys.argv[3], sys.argv[4], "%.6f" % s["rank"]["1"]["mean"], "%.6f" % s["tar_at_far"]["0.001"]["mean"],
-                 "%.6f" % s["tar_at_far"]["0.01"]["mean"], "%.6f" % s["eer"]["mean"], sys.argv[5]]))
-PY
+    report_row "$R/report-$band.json" "$c" "$seed" "$band" "$s" >>"$OUT/runs-ssm.tsv"
   done
 }
 mkdir -p "$OUT/ssm-a"

@@ -19,24 +19,11 @@
 # Usage: scripts/results/study_vlr.sh [BUILD_DIR] [OUT_DIR]
 #   env: SEEDS="1 2 3" CONFIGS="l r" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
 # Runs that have a model are not retrained. Writes OUT_DIR/summary-vlr.md and OUT_DIR/runs-vlr.tsv.
-set -euo pipefail
-SRC=$(cd "$(dirname "$0")/../.." && pwd)
-B=$(cd "${1:-build}" && pwd)
-OUT=${2:-$B/results}
-mkdir -p "$OUT"
-OUT=$(cd "$OUT" && pwd)
-SEEDS=${SEEDS:-1 2 3} CONFIGS=${CONFIGS:-l r}
-STEPS=${STEPS:-200} HEAD_STEPS=${HEAD_STEPS:-50} IDS=${IDS:-8} PER=${PER:-2}
-NEW_IDS=${NEW_IDS:-100} TEST_IDS=${TEST_IDS:-40} POSES=${POSES:-6} THREADS=${THREADS:-2}
-ICT=${HFR_ICT_FACEKIT:-$SRC/../shared/data/ict-facekit}
-[ -f "$ICT/neutral.obj" ] || { echo "study_vlr.sh: the ICT FaceKit is needed ($ICT)" >&2; exit 1; }
-PY=/usr/bin/python3
-
-[ -d "$OUT/bin-vlr" ] || cp -r "$B/bin" "$OUT/bin-vlr"  # a private copy of the binaries
-BIN=$OUT/bin-vlr/
+. "$(dirname "$0")/common.sh"
+CONFIGS=${CONFIGS:-l r}
+private_binaries "$OUT/bin-vlr"
 D=$OUT/data
-make -s -f "$SRC/examples/Makefile" OUT="$D" PHOTOS="$SRC/models/face-api" BIN="$BIN" ICT="$ICT" POSES="$POSES" \
-  NEW_IDS="$NEW_IDS" TEST_IDS="$TEST_IDS" SEED=1 THREADS="$THREADS" "$D/train.jsonl" "$D/jobs.jsonl"
+make_data "$D" "$D/train.jsonl" "$D/jobs.jsonl"
 V=$OUT/data-vlr
 if [ ! -f "$V/jobs.jsonl" ]; then
   "${BIN}hfr-synth" --ict "$ICT" -q -O "$V/identities" --poses "$POSES" --new-identities "$NEW_IDS" --bands 850 --seed 1 \
