@@ -316,6 +316,16 @@ std::vector<std::pair<std::string, std::vector<std::int64_t>>> image_values(cons
   return v;
 }
 
+// Every input naming a key of `to` (or its output 0) names the value instead:
+// the consumers of a node read what was inserted after it.
+void reroute(Graph& g, const std::map<std::string, std::string>& to) {
+  for (auto& n : g.nodes)
+    for (auto& in : n.inputs) {
+      const std::string name = in.size() > 2 && in.compare(in.size() - 2, 2, ":0") == 0 ? in.substr(0, in.size() - 2) : in;
+      if (auto r = to.find(name); r != to.end()) in = r->second;
+    }
+}
+
 }  // namespace
 
 bool has_switch_modulation(const Model& m) { return m.outputs.count("router_1") > 0; }
@@ -372,12 +382,7 @@ void add_switch_modulation(Model& m, int experts, const std::vector<std::string>
     routers.push_back({router, x});
   }
   Graph blocks = b.take();
-  for (auto& n : m.graph.nodes)
-    for (auto& in : n.inputs) {
-      std::string name = in;
-      if (const auto colon = name.rfind(":0"); colon != std::string::npos && colon + 2 == name.size()) name = name.substr(0, colon);
-      if (auto r = replace.find(name); r != replace.end()) in = r->second;
-    }
+  reroute(m.graph, replace);
   for (auto& n : blocks.nodes) m.graph.nodes.push_back(std::move(n));
   for (auto& [k, v] : blocks.consts) m.graph.consts[k] = std::move(v);
   json where = json::array();
@@ -408,9 +413,7 @@ void add_perceptibility_attention(Model& m, std::uint64_t seed) {
   Builder b(seed ^ 0x617474ULL, "attention_");
   const std::string out = b.spatial_gate(x, shape[3]);
   Graph gate = b.take();
-  for (auto& n : m.graph.nodes)
-    for (auto& in : n.inputs)
-      if (in == x || in == x + ":0") in = out;
+  reroute(m.graph, {{x, out}});
   for (auto& n : gate.nodes) m.graph.nodes.push_back(std::move(n));
   for (auto& [k, v] : gate.consts) m.graph.consts[k] = std::move(v);
   m.provenance["perceptibility_attention"] = {

@@ -615,4 +615,15 @@ int run(const ToolSpec& spec, int argc, char** argv, const std::function<int(con
   }
 }
 
+std::vector<std::string> split_list(const std::string& s, bool keep_empty) {
+  std::vector<std::string> out;
+  for (std::size_t start = 0;;) {
+    const std::size_t comma = s.find(',', start);
+    std::string piece = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (keep_empty || !piece.empty()) out.push_back(std::move(piece));
+    if (comma == std::string::npos) return out;
+    start = comma + 1;
+  }
+}
+
 }  // namespace hfr::cli

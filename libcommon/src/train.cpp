@@ -16,6 +16,7 @@
 #include <torch/torch.h>
 
 #include "hfr/backbones.hpp"
+#include "hfr/cli.hpp"
 #include "hfr/crops.hpp"
 #include "hfr/distributed.hpp"
 #include "hfr/error.hpp"
@@ -60,14 +61,7 @@ struct Dataset {
 };
 
 std::vector<std::string> split_modalities(const std::string& s) {
-  std::vector<std::string> mods;
-  std::size_t start = 0;
-  while (true) {
-    const auto comma = s.find(',', start);
-    mods.push_back(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
-    if (comma == std::string::npos) break;
-    start = comma + 1;
-  }
+  const std::vector<std::string> mods = cli::split_list(s, true);
   if (mods.size() < 2 || mods.size() > 16 || std::any_of(mods.begin(), mods.end(), [](const std::string& m) { return m.empty(); }))
     throw UsageError("--modalities expects GALLERY,PROBE[,PROBE...] (2 to 16 names, e.g. VIS,NIR), got '" + s + "'");
   for (std::size_t i = 0; i < mods.size(); ++i)

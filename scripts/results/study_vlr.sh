@@ -64,6 +64,17 @@ declare -A NAME=(
   [r]="(r) (l) + recognisability index + perceptibility attention"
 )
 printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
+evr_columns() { # REPORT: FNMR, AUC [0, 0.95], pAUC [0, 0.3] and the oracle's areas of --quality, or "-"
+  $PY - "$1" <<'PY'
+import json, sys
+e = json.load(open(sys.argv[1])).get("curves", {}).get("error_vs_reject")
+if e:
+    area = {round(a["limit"], 2): a for a in e["auc"]}
+    print("\t".join("%.6f" % v for v in (e["fnmr"], area[0.95]["area"], area[0.3]["area"], area[0.95]["oracle"], area[0.3]["oracle"])))
+else:
+    print("\t".join(["-"] * 5))
+PY
+}
 evaluate() { # config seed model dir
   local c=$1 seed=$2 model=$3 R=$4 p q
   for p in vis:"$D/test-dlib-vis.jsonl" hr:"$D/test-dlib-nir.jsonl" vlr:"$V/test-dlib-nir.jsonl"; do
@@ -89,21 +100,8 @@ PY
       "${BIN}hfr-match" -q --matrix "$R/emb-vis.jsonl" "$R/emb-$p.jsonl" -o "$R/scores-$p.hft"
       "${BIN}hfr-eval" --name "$c-$seed-$p" ${q[@]+"${q[@]}"} --report "$R/report-$p.json" "$R/scores-$p.hft" >/dev/null
     fi
-    $PY - "$R/report-$p.json" "$c" "$seed" "$p" >>"$OUT/runs-vlr.tsv" <<'PY'
-import json, sys
-rep = json.load(open(sys.argv[1]))
-s = rep["summary"]
-row = [sys.argv[2], sys.argv[3], sys.argv[4], "%.6f" % s["rank"]["1"]["mean"], "%.6f" % s["tar_at_far"]["0.001"]["mean"],
-       "%.6f" % s["tar_at_far"]["0.01"]["mean"], "%.6f" % s["eer"]["mean"]]
-e = rep.get("curves", {}).get("error_vs_reject")
-if e:
-    area = {round(a["limit"], 2): a for a in e["auc"]}
-    row += ["%.6f" % e["fnmr"], "%.6f" % area[0.95]["area"], "%.6f" % area[0.3]["area"], "%.6f" % area[0.95]["oracle"],
-            "%.6f" % area[0.3]["oracle"]]
-else:
-    row += ["-"] * 5
-print("\t".join(row))
-PY
+    printf '%s\t%s\n' "$(report_row "$R/report-$p.json" "$c" "$seed" "$p")" "$(evr_columns "$R/report-$p.json")" \
+      >>"$OUT/runs-vlr.tsv"
   done
 }
 mkdir -p "$OUT/vlr-a"

@@ -160,3 +160,12 @@ TEST_CASE("cli: help, man page and completions list the same options", "[cli]") 
   CHECK(zsh.find("#compdef hfr-demo") == 0);
   CHECK(man.find(".TH HFR-DEMO 1") != std::string::npos);
 }
+
+TEST_CASE("split_list: comma-separated option values, empty pieces dropped or kept", "[cli]") {
+  using V = std::vector<std::string>;
+  CHECK(hfr::cli::split_list("svg,png") == V{"svg", "png"});
+  CHECK(hfr::cli::split_list("a,,b,") == V{"a", "b"});
+  CHECK(hfr::cli::split_list("").empty());
+  CHECK(hfr::cli::split_list("a,,b,", true) == V{"a", "", "b", ""});
+  CHECK(hfr::cli::split_list("VIS", true) == V{"VIS"});
+}

@@ -1,6 +1,5 @@
 // hfr-eval: biometric accuracy: ROC/DET, TAR@FAR, EER, Rank-k/CMC, open-set DIR, protocol folds, quality EvR, plots.
 #include <algorithm>
-#include <sstream>
 
 #include "hfr/cli.hpp"
 #include "hfr/error.hpp"
@@ -95,18 +94,9 @@ hfr::cli::ToolSpec spec() {
   return s;
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string x;
-  while (std::getline(ss, x, ','))
-    if (!x.empty()) out.push_back(x);
-  return out;
-}
-
 std::vector<double> parse_numbers(const std::string& opt, const std::string& s, double lo, double hi) {
   std::vector<double> out;
-  for (const auto& x : split_list(s)) {
+  for (const auto& x : hfr::cli::split_list(s)) {
     std::size_t used = 0;
     double v = 0;
     try {
@@ -131,7 +121,7 @@ int main(int argc, char** argv) {
     o.report = a.str("report");
     o.json = a.flag("json");
     o.plot_prefix = a.str("plot");
-    o.plot_formats = split_list(a.str("plot-format"));
+    o.plot_formats = hfr::cli::split_list(a.str("plot-format"));
     for (const auto& f : o.plot_formats)
       if (f != "svg" && f != "png") throw hfr::UsageError("--plot-format: unknown format '" + f + "' (use svg, png)");
     o.compare = a.all("compare");
@@ -152,11 +142,11 @@ int main(int argc, char** argv) {
     o.load.probe_labels = a.str("probe-labels");
     o.load.gallery_labels = a.str("gallery-labels");
     for (const auto& q : a.all("quality"))
-      for (const auto& x : split_list(q)) o.quality.push_back(x);
+      for (const auto& x : hfr::cli::split_list(q)) o.quality.push_back(x);
     o.quality_field = a.str("quality-field");
     if (o.quality_field.empty()) throw hfr::UsageError("--quality-field needs a field name");
     o.reject_fmr = parse_numbers("reject-fmr", a.str("reject-fmr"), 1e-12, 1).at(0);
-    if (split_list(a.str("reject-fmr")).size() != 1) throw hfr::UsageError("--reject-fmr takes one FMR target");
+    if (hfr::cli::split_list(a.str("reject-fmr")).size() != 1) throw hfr::UsageError("--reject-fmr takes one FMR target");
     o.reject_auc = parse_numbers("reject-auc", a.str("reject-auc"), 0.01, 0.99);
     int stdin_users = static_cast<int>(std::count(o.inputs.begin(), o.inputs.end(), "-")) + (o.load.probe_labels == "-") +
                       (o.load.gallery_labels == "-") + static_cast<int>(std::count(o.quality.begin(), o.quality.end(), "-"));

@@ -180,13 +180,9 @@ int main(int argc, char** argv) {
     o.ssm_experts = static_cast<int>(a.integer("ssm", 0, 64));
     if (o.ssm_experts == 1) throw hfr::UsageError("--ssm needs 2 or more experts (0: off)");
     o.ssm_blocks = static_cast<int>(a.integer("ssm-blocks", 1, 16));
-    for (std::size_t start = 0, comma = 0; !a.str("ssm-at").empty() && comma != std::string::npos; start = comma + 1) {
-      const std::string all = a.str("ssm-at");
-      comma = all.find(',', start);
-      const std::string node = all.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-      if (node.empty()) throw hfr::UsageError("--ssm-at: an empty node name in '" + all + "'");
-      o.ssm_at.push_back(node);
-    }
+    if (!a.str("ssm-at").empty()) o.ssm_at = hfr::cli::split_list(a.str("ssm-at"), true);
+    for (const auto& node : o.ssm_at)
+      if (node.empty()) throw hfr::UsageError("--ssm-at: an empty node name in '" + a.str("ssm-at") + "'");
     o.ssm_balance = a.number("ssm-balance");
     o.ssm_teacher = a.number("ssm-teacher");
     if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0)) throw hfr::UsageError("--ssm-balance and --ssm-teacher must be >= 0");

@@ -106,6 +106,11 @@ std::vector<Option> all_options(const ToolSpec& spec);
 // Number of hardware threads (>= 1).
 int hardware_threads();
 
+// The comma-separated pieces of an option's value, in order; empty pieces
+// ("a,,b", a trailing comma) are dropped unless keep_empty (for callers that
+// refuse them).
+std::vector<std::string> split_list(const std::string& s, bool keep_empty = false);
+
 // Parses "K/N" for --shard (1 <= K <= N). Throws UsageError.
 std::pair<int, int> parse_shard(const std::string& s);
 
