@@ -302,7 +302,7 @@ bool EmbeddingReader::next(EmbeddingSet& out, std::size_t max_rows) {
   while (out.ids.size() < static_cast<std::size_t>(dim_ ? rows_within(static_cast<std::uint64_t>(dim_) * 4, static_cast<std::int64_t>(max_rows))
                                                           : static_cast<std::int64_t>(max_rows)) &&
          s.reader->next(rec)) {
-    std::string where = s.reader->name() + ":" + std::to_string(s.reader->line_number());
+    const std::string where = s.reader->where();
     if (!rec.is_object()) throw FormatError(where + ": expected a JSON object");
     if (rec.contains("error")) {
       ++skipped_;

@@ -180,7 +180,7 @@ void load_records(io::Input& in, const LoadOptions& opt, FoldScores& f) {
   Record rec;
   std::uint64_t unlabelled = 0;
   while (rr.next(rec)) {
-    std::string where = rr.name() + ":" + std::to_string(rr.line_number());
+    const std::string where = rr.where();
     if (!rec.is_object()) throw FormatError(where + ": expected a JSON object");
     if (rec.contains("error")) {
       ++f.skipped;
@@ -410,7 +410,7 @@ QualityTable load_quality(const std::vector<std::string>& paths, const std::stri
     q.files += (q.files.empty() ? "" : ", ") + rr.name();
     Record rec;
     while (rr.next(rec)) {
-      std::string where = rr.name() + ":" + std::to_string(rr.line_number());
+      const std::string where = rr.where();
       if (!rec.is_object()) throw FormatError(where + ": expected a JSON object");
       if (rec.contains("error")) continue;  // a failed face of an earlier stage: no embedding, no score
       auto idv = rec.find("id");

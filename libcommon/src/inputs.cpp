@@ -32,15 +32,14 @@ void add_records(const Spec& o, io::Input& in, const std::string& base_dir, std:
   std::string err;
   while (rr.next(r, &err)) {
     Item it;
-    std::string where = in.name() + ":" + std::to_string(rr.line_number());
+    const std::string where = rr.where();
     if (r.is_null()) {
       it.id = where;
       it.error = err;
       items.push_back(std::move(it));
       continue;
     }
-    if (r.contains(o.subject_field) && !r[o.subject_field].is_null())
-      it.subject = r[o.subject_field].is_string() ? r[o.subject_field].get<std::string>() : r[o.subject_field].dump();
+    it.subject = field_text(r, o.subject_field);
     for (auto f = r.begin(); f != r.end(); ++f)
       if (f.key() != o.path_field && f.key() != o.id_field && f.key() != o.subject_field && !dropped(o, f.key()))
         it.extra[f.key()] = f.value();
@@ -51,7 +50,7 @@ void add_records(const Spec& o, io::Input& in, const std::string& base_dir, std:
       continue;
     }
     std::string p = r[o.path_field].get<std::string>();
-    it.path = fs::path(p).is_absolute() || base_dir.empty() ? p : (fs::path(base_dir) / p).string();
+    it.path = resolve_ref(p, base_dir);
     it.id = r.contains(o.id_field) && r[o.id_field].is_string() ? r[o.id_field].get<std::string>() : p;
     items.push_back(std::move(it));
   }
@@ -100,9 +99,23 @@ std::vector<Item> enumerate(const Spec& o) {
       continue;
     }
     auto s = io::open_input(in);
-    add_records(o, *s, fs::path(in).parent_path().string(), items);
+    add_records(o, *s, records_folder(in), items);
   }
   return items;
+}
+
+std::string records_folder(const std::string& records_path) {
+  return records_path == "-" ? std::string() : fs::path(records_path).parent_path().string();
+}
+
+std::string resolve_ref(const std::string& ref, const std::string& folder) {
+  return fs::path(ref).is_absolute() || folder.empty() ? ref : (fs::path(folder) / ref).string();
+}
+
+std::string field_text(const Record& r, const std::string& field) {
+  const auto f = r.find(field);
+  if (f == r.end() || f->is_null()) return {};
+  return f->is_string() ? f->get<std::string>() : f->dump();
 }
 
 std::string relative_ref(const std::string& path, const std::string& records_path, bool keep_absolute) {

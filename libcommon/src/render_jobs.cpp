@@ -437,9 +437,8 @@ Job parse_job(const json& r, const std::string& where, const std::string& base, 
   j.id = str("id");
   j.pair = r.contains("pair") && r["pair"].is_string() ? r["pair"].get<std::string>() : j.id;
   const std::string idf = str("identity_file");
-  j.identity_file = fs::path(idf).is_absolute() || base.empty() ? idf : (fs::path(base) / idf).string();
-  const std::string out = str("output");
-  j.output = fs::path(out).is_absolute() || out_base.empty() ? out : (fs::path(out_base) / out).string();
+  j.identity_file = inputs::resolve_ref(idf, base);
+  j.output = inputs::resolve_ref(str("output"), out_base);
   j.spectrum = str("spectrum");
   const std::string w = where + " (" + j.id + ")";
   if (j.spectrum == "vis") {
@@ -1206,7 +1205,7 @@ int run(const Options& o) {
 
   for (const auto& in_path : o.inputs) {
     auto in = io::open_input(in_path);
-    const std::string base = in_path == "-" ? "" : fs::path(in_path).parent_path().string();
+    const std::string base = inputs::records_folder(in_path);
     const std::string out_base = o.output_dir.empty() ? base : o.output_dir;
     RecordReader rr(*in);
     bool eof = false;
@@ -1221,7 +1220,7 @@ int run(const Options& o) {
           eof = true;
           break;
         }
-        const std::string where = in->name() + ":" + std::to_string(rr.line_number());
+        const std::string where = rr.where();
         Job j;
         std::string e;
         if (r.is_null()) {

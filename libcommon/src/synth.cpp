@@ -302,12 +302,12 @@ int run(const Options& o) {
   std::uint64_t skipped = 0;
   for (const auto& in_path : o.inputs) {
     auto in = io::open_input(in_path);
-    const std::string base = in_path == "-" ? "" : fs::path(in_path).parent_path().string();
+    const std::string base = inputs::records_folder(in_path);
     RecordReader rr(*in);
     Record r;
     std::string err;
     while (rr.next(r, &err)) {
-      const std::string where = in->name() + ":" + std::to_string(rr.line_number());
+      const std::string where = rr.where();
       if (r.is_null()) {
         log::warn(err);
         ++skipped;
@@ -319,10 +319,9 @@ int run(const Options& o) {
       }
       Source s;
       const std::string p = r["reconstruction"].get<std::string>();
-      s.path = fs::path(p).is_absolute() || base.empty() ? p : (fs::path(base) / p).string();
+      s.path = inputs::resolve_ref(p, base);
       s.id = r.contains("id") && r["id"].is_string() ? r["id"].get<std::string>() : where;
-      if (r.contains("subject") && !r["subject"].is_null())
-        s.subject = r["subject"].is_string() ? r["subject"].get<std::string>() : r["subject"].dump();
+      s.subject = inputs::field_text(r, "subject");
       sources.push_back(std::move(s));
     }
   }

@@ -23,6 +23,7 @@
 #include "hfr/face.hpp"
 #include "hfr/hash.hpp"
 #include "hfr/image.hpp"
+#include "hfr/inputs.hpp"
 #include "hfr/io.hpp"
 #include "hfr/log.hpp"
 #include "hfr/losses.hpp"
@@ -82,12 +83,12 @@ Dataset load_dataset(const std::vector<std::string>& inputs, const std::vector<s
   std::uint64_t failed = 0;
   for (const auto& in_path : inputs) {
     auto in = io::open_input(in_path);
-    const std::string base = in_path == "-" ? "" : fs::path(in_path).parent_path().string();
+    const std::string base = hfr::inputs::records_folder(in_path);
     RecordReader rr(*in);
     Record r;
     std::string err;
     while (rr.next(r, &err)) {
-      const std::string where = in->name() + ":" + std::to_string(rr.line_number());
+      const std::string where = rr.where();
       if (r.is_null()) throw FormatError(err);
       if (!r.is_object()) throw FormatError(where + ": not a JSON object");
       if (r.contains("error")) {
@@ -98,10 +99,10 @@ Dataset load_dataset(const std::vector<std::string>& inputs, const std::vector<s
       s.where = where;
       if (!r.contains("path") || !r["path"].is_string()) throw FormatError(where + ": a " + what + " record without a \"path\"");
       const std::string p = r["path"].get<std::string>();
-      s.path = fs::path(p).is_absolute() || base.empty() ? p : (fs::path(base) / p).string();
-      if (!r.contains("subject") || r["subject"].is_null())
+      s.path = hfr::inputs::resolve_ref(p, base);
+      s.subject = hfr::inputs::field_text(r, "subject");
+      if (s.subject.empty())
         throw FormatError(where + ": a " + what + " record without a \"subject\" (hfr-train needs identities)");
-      s.subject = r["subject"].is_string() ? r["subject"].get<std::string>() : r["subject"].dump();
       if (!r.contains("modality") || !r["modality"].is_string())
         throw FormatError(where + ": a " + what + " record without a \"modality\" (e.g. \"VIS\", \"NIR\")");
       const std::string m = r["modality"].get<std::string>();

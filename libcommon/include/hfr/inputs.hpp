@@ -32,6 +32,18 @@ std::vector<Item> enumerate(const Spec& spec);
 // stay absolute when keep_absolute.
 std::string relative_ref(const std::string& path, const std::string& records_path, bool keep_absolute);
 
+// The folder a records file's relative paths are resolved against: its own
+// ("" for "-": relative to the working directory).
+std::string records_folder(const std::string& records_path);
+
+// A path read from a records file (relative_ref's inverse): relative paths
+// are taken from `folder` (records_folder), absolute ones as they are.
+std::string resolve_ref(const std::string& ref, const std::string& folder);
+
+// A record's identity field as text: a string as it is, any other value as
+// JSON (numeric subject ids), "" when absent or null.
+std::string field_text(const Record& r, const std::string& field);
+
 // The start of an output record for an item: id, path (relative_ref, absolute
 // paths kept), subject, and the item's pass-through fields.
 Record base_record(const Item& item, const std::string& records_path);

@@ -29,6 +29,7 @@ class RecordReader {
 
   std::uint64_t line_number() const { return line_; }  // of the last line read
   const std::string& name() const { return in_.name(); }
+  std::string where() const { return in_.name() + ":" + std::to_string(line_); }  // "NAME:LINE" of the last line read
 
  private:
   bool read_line(std::string& line, bool& too_long);
