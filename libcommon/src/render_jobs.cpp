@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <list>
 #include <map>
@@ -203,6 +204,89 @@ void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t,
     if (!p->triangles.empty()) d.parts.push_back(std::move(*p));
 }
 
+// The face-mesh landmarks on an ICT FaceKit identity: the built-in
+// correspondence, the same for every identity of the model's topology, so
+// parsed once (its JSON took as long as the rest of a load's mesh work) and
+// then only checked against each identity's vertex and triangle counts, as
+// builtin_ict_correspondence checks them.
+std::vector<morph::SurfacePoint> ict_landmarks(const Identity& d, const std::string& path) {
+  static std::mutex mutex;
+  static std::shared_ptr<const morph::Correspondence> parsed;
+  const auto V = static_cast<std::int64_t>(d.vertices.size() / 3), T = static_cast<std::int64_t>(d.triangles.size() / 3);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (parsed && parsed->num_vertices == V && parsed->num_triangles == T) return parsed->points;
+  }
+  morph::MorphableModel topo;
+  topo.source = path;
+  topo.neutral.positions = d.vertices;
+  topo.neutral.triangles = d.triangles;
+  auto c = std::make_shared<const morph::Correspondence>(morph::builtin_ict_correspondence(topo));
+  std::lock_guard<std::mutex> lock(mutex);
+  parsed = c;
+  return c->points;
+}
+
+// A map as stored (f32, f16 or bf16): validated there and converted straight
+// into its channels of the packed texture, without a float copy of each map.
+struct StoredMap {
+  DType dtype = DType::f32;
+  int channels = 1;
+  std::size_t n = 0;                       // values
+  std::unique_ptr<unsigned char[]> bytes;  // (not zero-filled first: read_into writes them all)
+
+  float value(std::size_t i) const { return load_float32(dtype, bytes.get() + i * dtype_size(dtype)); }
+  // Texture::validate's check (every value finite) on the stored values: a
+  // half or bfloat16 is finite exactly when its float is.
+  void validate(const std::string& path) const {
+    const unsigned char* p = bytes.get();
+    std::uint32_t bad = 0;
+    if (dtype == DType::f32) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t b;
+        std::memcpy(&b, p + 4 * i, 4);
+        bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+      }
+    } else {
+      const std::uint16_t e = dtype == DType::f16 ? 0x7c00 : 0x7f80;
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        bad |= static_cast<std::uint32_t>((h & e) == e);
+      }
+    }
+    if (bad) throw Error(path + ": texture value not finite");
+  }
+  // Converts the values into channels first.. of a texture with CT channels and n texels.
+  void pack(float* out, std::size_t texels, int CT, int first) const {
+    constexpr std::size_t kBlock = 1024;  // texels per conversion
+    float buf[kBlock * 3];
+    const std::size_t es = dtype_size(dtype);
+    for (std::size_t i0 = 0; i0 < texels; i0 += kBlock) {
+      const std::size_t m = std::min(kBlock, texels - i0);
+      to_float32(dtype, bytes.get() + i0 * channels * es, m * channels, buf);
+      float* o = out + i0 * CT + first;
+      for (std::size_t i = 0; i < m; ++i)
+        for (int c = 0; c < channels; ++c) o[i * CT + c] = buf[i * channels + c];
+    }
+  }
+};
+
+// channels: 1 or 3 (the caller checked the shape)
+StoredMap read_map(TensorReader& r, const std::string& name, const std::string& path, int channels) {
+  const TensorInfo& info = r.info(name);
+  if (info.dtype != DType::f32 && info.dtype != DType::f16 && info.dtype != DType::bf16)
+    throw FormatError(path + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected a float type");
+  StoredMap m;
+  m.dtype = info.dtype;
+  m.channels = channels;
+  m.n = static_cast<std::size_t>(shape_numel(info.shape));
+  const std::uint64_t nb = info.nbytes();
+  m.bytes.reset(new unsigned char[std::max<std::uint64_t>(nb, 1)]);
+  r.read_into(name, m.bytes.get(), nb);
+  return m;
+}
+
 std::shared_ptr<Identity> load_identity(const std::string& path) {
   auto in = io::open_input(path);
   TensorReader r(*in);
@@ -220,13 +304,17 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   d.uvs = read_floats(r, "uvs", path);
   d.uv_triangles = read_i32(r, "uv_triangles", path);
   if (d.triangles.empty()) throw FormatError(path + ": the mesh has no triangles");
-  mesh::TriMesh m{d.vertices, d.triangles, d.uvs, d.uv_triangles};
-  m.validate(path);
+  {
+    mesh::TriMesh m{std::move(d.vertices), std::move(d.triangles), std::move(d.uvs), std::move(d.uv_triangles)};
+    m.validate(path);
+    d.vertices = std::move(m.positions), d.triangles = std::move(m.triangles);
+    d.uvs = std::move(m.uvs), d.uv_triangles = std::move(m.uv_triangles);
+  }
   for (float v : d.vertices)
     if (!std::isfinite(v)) throw FormatError(path + ": vertex position not finite");
   for (float v : d.uvs)
     if (!std::isfinite(v)) throw FormatError(path + ": texture coordinate not finite");
-  const std::int64_t V = m.num_vertices(), T = m.num_triangles();
+  const std::int64_t V = static_cast<std::int64_t>(d.vertices.size() / 3), T = static_cast<std::int64_t>(d.triangles.size() / 3);
 
   // maps
   const TensorInfo& a = r.info("albedo");
@@ -246,11 +334,11 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   for (std::size_t i = 0; i < source.size(); ++i) valid[i] = source[i] != 0;
   constexpr int kPad = 4;
   // the maps, validated, then interleaved into one texture and padded
-  std::vector<render::Texture> maps;
-  maps.push_back(texture(read_floats(r, "albedo", path), S, C));
-  maps.push_back(texture(read_floats(r, "specular", path), S, 1));
-  maps.push_back(texture(read_floats(r, "roughness", path), S, 1));
-  for (const auto& t : maps) t.validate(path.c_str());
+  std::vector<StoredMap> maps;
+  maps.push_back(read_map(r, "albedo", path, C));
+  maps.push_back(read_map(r, "specular", path, 1));
+  maps.push_back(read_map(r, "roughness", path, 1));
+  for (const auto& m : maps) m.validate(path);
   d.albedo_channels = C;
   d.specular_channel = C;
   d.roughness_channel = C + 1;
@@ -262,13 +350,16 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     const int nm = b["nm"].get<int>();
     const std::string name = b["tensor"].get<std::string>();
     square(name);
-    render::Texture t = texture(read_floats(r, name, path), S, 1);
-    t.validate(path.c_str());
+    StoredMap t = read_map(r, name, path, 1);
+    t.validate(path);
     // the NIR skin tone: the median of observed skin texels
     std::vector<float> skin;
     for (std::size_t i = 0; i < region.size(); ++i)
-      if (region[i] == 0 && source[i] != 0) skin.push_back(t.data[i]);
-    if (skin.empty()) skin = t.data;
+      if (region[i] == 0 && source[i] != 0) skin.push_back(t.value(i));
+    if (skin.empty()) {
+      skin.resize(t.n);
+      to_float32(t.dtype, t.bytes.get(), t.n, skin.data());
+    }
     std::nth_element(skin.begin(), skin.begin() + static_cast<std::ptrdiff_t>(skin.size() / 2), skin.end());
     d.skin_nir[nm] = skin[skin.size() / 2];
     d.nir_channel[nm] = C + 2 + static_cast<int>(maps.size()) - 3;
@@ -277,17 +368,15 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     d.specular_scale[nm] = std::isfinite(ss) && ss >= 0 && ss <= 4 ? ss : 1.0;
   }
   int CT = 0;
-  for (const auto& t : maps) CT += t.channels;
+  for (const auto& m : maps) CT += m.channels;
   if (CT > kMaxPadChannels) throw FormatError(path + ": too many NIR bands");
   {
     const std::size_t n = static_cast<std::size_t>(S) * S;
     std::vector<float> packed(n * static_cast<std::size_t>(CT));
     int first = 0;
-    for (const auto& t : maps) {
-      const int tc = t.channels;
-      for (std::size_t i = 0; i < n; ++i)
-        for (int c = 0; c < tc; ++c) packed[i * CT + first + c] = t.data[i * tc + c];
-      first += tc;
+    for (const auto& m : maps) {
+      m.pack(packed.data(), n, CT, first);
+      first += m.channels;
     }
     maps.clear();
     d.maps = texture(std::move(packed), S, CT);
@@ -379,10 +468,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   }
   d.rendered.uvs = d.uvs;
   if (d.model == "ict-facekit") {
-    morph::MorphableModel topo;
-    topo.source = path;
-    topo.neutral = m;
-    d.landmarks = morph::builtin_ict_correspondence(topo).points;
+    d.landmarks = ict_landmarks(d, path);
   } else if (V != 468) {
     throw FormatError(path + ": a face-mesh identity must have 468 vertices, not " + std::to_string(V));
   }
