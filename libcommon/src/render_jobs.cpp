@@ -104,33 +104,51 @@ bool same_topology(const Identity& a, const Identity& b) {
 
 // Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
 // bilinear lookups at UV island borders do not mix in zeros (each channel on
-// its own, up to kMaxPadChannels).
+// its own, up to kMaxPadChannels). A pass fills each unobserved texel next to
+// one valid before it (the mean of those), so only such texels are visited:
+// first every one next to the observed, then those next to the last filled.
 constexpr int kMaxPadChannels = 32;
 void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, int passes) {
   std::vector<std::uint8_t> valid = valid_in;
   const int W = t.width, H = t.height, C = t.channels;
-  for (int pass = 0; pass < passes; ++pass) {
-    std::vector<std::uint8_t> next = valid;
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) {
-        const std::size_t i = static_cast<std::size_t>(y) * W + x;
-        if (valid[i]) continue;
-        float sum[kMaxPadChannels] = {};
-        int n = 0;
-        const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
-        for (const auto& d : nb) {
-          const int xx = x + d[0], yy = y + d[1];
-          if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
-          const std::size_t j = static_cast<std::size_t>(yy) * W + xx;
-          if (!valid[j]) continue;
-          for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
-          ++n;
-        }
-        if (!n) continue;
-        for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
-        next[i] = 1;
-      }
-    valid.swap(next);
+  const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+  auto for_neighbours = [&](std::size_t i, auto f) {
+    const int x = static_cast<int>(i % static_cast<std::size_t>(W)), y = static_cast<int>(i / static_cast<std::size_t>(W));
+    for (const auto& d : nb) {
+      const int xx = x + d[0], yy = y + d[1];
+      if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+      f(static_cast<std::size_t>(yy) * W + xx);
+    }
+  };
+  std::vector<std::size_t> todo, filled;  // this pass's candidates (ascending in the first), and what it filled
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    if (valid[i]) continue;
+    bool next_to_valid = false;
+    for_neighbours(i, [&](std::size_t j) { next_to_valid = next_to_valid || valid[j]; });
+    if (next_to_valid) todo.push_back(i);
+  }
+  std::vector<std::uint8_t> queued(valid.size(), 0);
+  for (int pass = 0; pass < passes && !todo.empty(); ++pass) {
+    filled.clear();
+    for (std::size_t i : todo) {
+      float sum[kMaxPadChannels] = {};
+      int n = 0;
+      for_neighbours(i, [&](std::size_t j) {
+        if (!valid[j]) return;
+        for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
+        ++n;
+      });
+      if (!n) continue;
+      for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
+      filled.push_back(i);
+    }
+    for (std::size_t i : filled) valid[i] = 1;
+    todo.clear();
+    for (std::size_t i : filled)
+      for_neighbours(i, [&](std::size_t j) {
+        if (!valid[j] && !queued[j]) queued[j] = 1, todo.push_back(j);
+      });
+    for (std::size_t i : todo) queued[i] = 0;
   }
 }
 
@@ -235,9 +253,9 @@ struct StoredMap {
   std::size_t n = 0;                       // values
   std::unique_ptr<unsigned char[]> bytes;  // (not zero-filled first: read_into writes them all)
 
-  float value(std::size_t i) const { return load_float32(dtype, bytes.get() + i * dtype_size(dtype)); }
   // Texture::validate's check (every value finite) on the stored values: a
-  // half or bfloat16 is finite exactly when its float is.
+  // half or bfloat16 is finite exactly when its float is. Eight halves at a
+  // time (GCC / Clang vector extensions: SSE2, NEON).
   void validate(const std::string& path) const {
     const unsigned char* p = bytes.get();
     std::uint32_t bad = 0;
@@ -248,8 +266,17 @@ struct StoredMap {
         bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
       }
     } else {
+      typedef std::uint16_t u16x8 __attribute__((vector_size(16)));
       const std::uint16_t e = dtype == DType::f16 ? 0x7c00 : 0x7f80;
-      for (std::size_t i = 0; i < n; ++i) {
+      std::size_t i = 0;
+      u16x8 any = {};
+      for (; i + 8 <= n; i += 8) {
+        u16x8 h;
+        std::memcpy(&h, p + 2 * i, sizeof h);
+        any |= (h & e) == e;
+      }
+      for (int k = 0; k < 8; ++k) bad |= any[k];
+      for (; i < n; ++i) {
         std::uint16_t h;
         std::memcpy(&h, p + 2 * i, 2);
         bad |= static_cast<std::uint32_t>((h & e) == e);
@@ -257,17 +284,24 @@ struct StoredMap {
     }
     if (bad) throw Error(path + ": texture value not finite");
   }
-  // Converts the values into channels first.. of a texture with CT channels and n texels.
+  // Converts texels [i0, i0 + m) (m <= kBlock) to floats in buf.
+  static constexpr std::size_t kBlock = 1024;
+  void convert(std::size_t i0, std::size_t m, float* buf) const {
+    to_float32(dtype, bytes.get() + i0 * static_cast<std::size_t>(channels) * dtype_size(dtype), m * channels, buf);
+  }
+  // Converts the values into channels first.. of a texture with CT channels and `texels` texels.
   void pack(float* out, std::size_t texels, int CT, int first) const {
-    constexpr std::size_t kBlock = 1024;  // texels per conversion
     float buf[kBlock * 3];
-    const std::size_t es = dtype_size(dtype);
     for (std::size_t i0 = 0; i0 < texels; i0 += kBlock) {
       const std::size_t m = std::min(kBlock, texels - i0);
-      to_float32(dtype, bytes.get() + i0 * channels * es, m * channels, buf);
+      convert(i0, m, buf);
       float* o = out + i0 * CT + first;
-      for (std::size_t i = 0; i < m; ++i)
-        for (int c = 0; c < channels; ++c) o[i * CT + c] = buf[i * channels + c];
+      if (channels == 1) {
+        for (std::size_t i = 0; i < m; ++i) o[i * CT] = buf[i];
+      } else {
+        for (std::size_t i = 0; i < m; ++i)
+          for (int c = 0; c < channels; ++c) o[i * CT + c] = buf[i * channels + c];
+      }
     }
   }
 };
@@ -354,8 +388,13 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     t.validate(path);
     // the NIR skin tone: the median of observed skin texels
     std::vector<float> skin;
-    for (std::size_t i = 0; i < region.size(); ++i)
-      if (region[i] == 0 && source[i] != 0) skin.push_back(t.value(i));
+    float buf[StoredMap::kBlock];
+    for (std::size_t i0 = 0; i0 < region.size(); i0 += StoredMap::kBlock) {
+      const std::size_t m = std::min(StoredMap::kBlock, region.size() - i0);
+      t.convert(i0, m, buf);
+      for (std::size_t i = 0; i < m; ++i)
+        if (region[i0 + i] == 0 && source[i0 + i] != 0) skin.push_back(buf[i]);
+    }
     if (skin.empty()) {
       skin.resize(t.n);
       to_float32(t.dtype, t.bytes.get(), t.n, skin.data());
