@@ -682,7 +682,8 @@ Posed pose_face(const Identity& d, const Job& j, const morph::MorphableModel* ic
       const auto it = std::find(ict->expression_names.begin(), ict->expression_names.end(), name);
       if (it == ict->expression_names.end()) throw Error(j.where + " (" + j.id + "): unknown blendshape '" + name + "'");
       const Eigen::Index e = it - ict->expression_names.begin();
-      for (std::size_t k = 0; k < v.size(); ++k) v[k] += static_cast<float>(w) * ict->expression(static_cast<Eigen::Index>(k), e);
+      // Eigen's packets (the same mul and add per element; -O2 does not vectorise the plain loop)
+      Eigen::Map<Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size())) += static_cast<float>(w) * ict->expression.col(e);
     }
   }
   // the 468 face-mesh landmarks in model space
