@@ -956,9 +956,16 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
   auto rng = job_rng(j, purpose);
   Normal nd;
   cv::Mat out(lin.size(), CV_8UC(C));
+  // each channel's last input and its encoding: the backdrop repeats a value (one powf for it)
+  std::uint32_t last_in[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};  // (a NaN: encode recomputes)
+  float last_out[3] = {0, 0, 0};
   for (int y = 0; y < lin.rows; ++y)
-    for (int x = 0; x < lin.cols * C; ++x) {
-      const double v = encode(lin.ptr<float>(y)[x], static_cast<float>(j.gamma)) + (noise > 0 ? noise * nd(rng) : 0.0);
+    for (int x = 0, c = 0; x < lin.cols * C; ++x, c = c + 1 == C ? 0 : c + 1) {
+      const float in = lin.ptr<float>(y)[x];
+      std::uint32_t bits;
+      std::memcpy(&bits, &in, 4);
+      if (bits != last_in[c]) last_in[c] = bits, last_out[c] = encode(in, static_cast<float>(j.gamma));
+      const double v = last_out[c] + (noise > 0 ? noise * nd(rng) : 0.0);
       // std::lround (half away from zero) without the call: s - trunc(s) is exact for 0 <= s <= 255
       const double s = std::clamp(v, 0.0, 1.0) * 255;
       int q = static_cast<int>(s);
