@@ -43,8 +43,13 @@ std::vector<float> vertex_normals(const std::vector<float>& positions, const std
     // The cross product's length is twice the area: summing it weights by area.
     const double n[3] = {e1[1] * e2[2] - e1[2] * e2[1], e1[2] * e2[0] - e1[0] * e2[2], e1[0] * e2[1] - e1[1] * e2[0]};
     if (!std::isfinite(n[0]) || !std::isfinite(n[1]) || !std::isfinite(n[2])) continue;
-    for (std::int32_t v : {i0, i1, i2})
-      for (int k = 0; k < 3; ++k) acc[3 * v + k] += n[k];
+    // written out (a loop over {i0, i1, i2} kept n in memory: a third of the time)
+    double* p0 = &acc[3 * static_cast<std::size_t>(i0)];
+    p0[0] += n[0], p0[1] += n[1], p0[2] += n[2];
+    double* p1 = &acc[3 * static_cast<std::size_t>(i1)];
+    p1[0] += n[0], p1[1] += n[1], p1[2] += n[2];
+    double* p2 = &acc[3 * static_cast<std::size_t>(i2)];
+    p2[0] += n[0], p2[1] += n[1], p2[2] += n[2];
   }
   std::vector<float> out(nv * 3, 0.0f);
   for (std::size_t v = 0; v < nv; ++v) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <list>
 #include <map>
@@ -103,33 +104,51 @@ bool same_topology(const Identity& a, const Identity& b) {
 
 // Pads the unwrapped texels into the unobserved ones (texel_source 0) so that
 // bilinear lookups at UV island borders do not mix in zeros (each channel on
-// its own, up to kMaxPadChannels).
+// its own, up to kMaxPadChannels). A pass fills each unobserved texel next to
+// one valid before it (the mean of those), so only such texels are visited:
+// first every one next to the observed, then those next to the last filled.
 constexpr int kMaxPadChannels = 32;
 void pad_texture(render::Texture& t, const std::vector<std::uint8_t>& valid_in, int passes) {
   std::vector<std::uint8_t> valid = valid_in;
   const int W = t.width, H = t.height, C = t.channels;
-  for (int pass = 0; pass < passes; ++pass) {
-    std::vector<std::uint8_t> next = valid;
-    for (int y = 0; y < H; ++y)
-      for (int x = 0; x < W; ++x) {
-        const std::size_t i = static_cast<std::size_t>(y) * W + x;
-        if (valid[i]) continue;
-        float sum[kMaxPadChannels] = {};
-        int n = 0;
-        const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
-        for (const auto& d : nb) {
-          const int xx = x + d[0], yy = y + d[1];
-          if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
-          const std::size_t j = static_cast<std::size_t>(yy) * W + xx;
-          if (!valid[j]) continue;
-          for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
-          ++n;
-        }
-        if (!n) continue;
-        for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
-        next[i] = 1;
-      }
-    valid.swap(next);
+  const int nb[4][2] = {{-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+  auto for_neighbours = [&](std::size_t i, auto f) {
+    const int x = static_cast<int>(i % static_cast<std::size_t>(W)), y = static_cast<int>(i / static_cast<std::size_t>(W));
+    for (const auto& d : nb) {
+      const int xx = x + d[0], yy = y + d[1];
+      if (xx < 0 || yy < 0 || xx >= W || yy >= H) continue;
+      f(static_cast<std::size_t>(yy) * W + xx);
+    }
+  };
+  std::vector<std::size_t> todo, filled;  // this pass's candidates (ascending in the first), and what it filled
+  for (std::size_t i = 0; i < valid.size(); ++i) {
+    if (valid[i]) continue;
+    bool next_to_valid = false;
+    for_neighbours(i, [&](std::size_t j) { next_to_valid = next_to_valid || valid[j]; });
+    if (next_to_valid) todo.push_back(i);
+  }
+  std::vector<std::uint8_t> queued(valid.size(), 0);
+  for (int pass = 0; pass < passes && !todo.empty(); ++pass) {
+    filled.clear();
+    for (std::size_t i : todo) {
+      float sum[kMaxPadChannels] = {};
+      int n = 0;
+      for_neighbours(i, [&](std::size_t j) {
+        if (!valid[j]) return;
+        for (int c = 0; c < C && c < kMaxPadChannels; ++c) sum[c] += t.data[j * C + c];
+        ++n;
+      });
+      if (!n) continue;
+      for (int c = 0; c < C && c < kMaxPadChannels; ++c) t.data[i * C + c] = sum[c] / n;
+      filled.push_back(i);
+    }
+    for (std::size_t i : filled) valid[i] = 1;
+    todo.clear();
+    for (std::size_t i : filled)
+      for_neighbours(i, [&](std::size_t j) {
+        if (!valid[j] && !queued[j]) queued[j] = 1, todo.push_back(j);
+      });
+    for (std::size_t i : todo) queued[i] = 0;
   }
 }
 
@@ -203,6 +222,105 @@ void split_eyes(Identity& d, const std::map<std::string, std::pair<std::int64_t,
     if (!p->triangles.empty()) d.parts.push_back(std::move(*p));
 }
 
+// The face-mesh landmarks on an ICT FaceKit identity: the built-in
+// correspondence, the same for every identity of the model's topology, so
+// parsed once (its JSON took as long as the rest of a load's mesh work) and
+// then only checked against each identity's vertex and triangle counts, as
+// builtin_ict_correspondence checks them.
+std::vector<morph::SurfacePoint> ict_landmarks(const Identity& d, const std::string& path) {
+  static std::mutex mutex;
+  static std::shared_ptr<const morph::Correspondence> parsed;
+  const auto V = static_cast<std::int64_t>(d.vertices.size() / 3), T = static_cast<std::int64_t>(d.triangles.size() / 3);
+  {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (parsed && parsed->num_vertices == V && parsed->num_triangles == T) return parsed->points;
+  }
+  morph::MorphableModel topo;
+  topo.source = path;
+  topo.neutral.positions = d.vertices;
+  topo.neutral.triangles = d.triangles;
+  auto c = std::make_shared<const morph::Correspondence>(morph::builtin_ict_correspondence(topo));
+  std::lock_guard<std::mutex> lock(mutex);
+  parsed = c;
+  return c->points;
+}
+
+// A map as stored (f32, f16 or bf16): validated there and converted straight
+// into its channels of the packed texture, without a float copy of each map.
+struct StoredMap {
+  DType dtype = DType::f32;
+  int channels = 1;
+  std::size_t n = 0;                       // values
+  std::unique_ptr<unsigned char[]> bytes;  // (not zero-filled first: read_into writes them all)
+
+  // Texture::validate's check (every value finite) on the stored values: a
+  // half or bfloat16 is finite exactly when its float is. Eight halves at a
+  // time (GCC / Clang vector extensions: SSE2, NEON).
+  void validate(const std::string& path) const {
+    const unsigned char* p = bytes.get();
+    std::uint32_t bad = 0;
+    if (dtype == DType::f32) {
+      for (std::size_t i = 0; i < n; ++i) {
+        std::uint32_t b;
+        std::memcpy(&b, p + 4 * i, 4);
+        bad |= static_cast<std::uint32_t>((b & 0x7f800000u) == 0x7f800000u);
+      }
+    } else {
+      typedef std::uint16_t u16x8 __attribute__((vector_size(16)));
+      const std::uint16_t e = dtype == DType::f16 ? 0x7c00 : 0x7f80;
+      std::size_t i = 0;
+      u16x8 any = {};
+      for (; i + 8 <= n; i += 8) {
+        u16x8 h;
+        std::memcpy(&h, p + 2 * i, sizeof h);
+        any |= (h & e) == e;
+      }
+      for (int k = 0; k < 8; ++k) bad |= any[k];
+      for (; i < n; ++i) {
+        std::uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        bad |= static_cast<std::uint32_t>((h & e) == e);
+      }
+    }
+    if (bad) throw Error(path + ": texture value not finite");
+  }
+  // Converts texels [i0, i0 + m) (m <= kBlock) to floats in buf.
+  static constexpr std::size_t kBlock = 1024;
+  void convert(std::size_t i0, std::size_t m, float* buf) const {
+    to_float32(dtype, bytes.get() + i0 * static_cast<std::size_t>(channels) * dtype_size(dtype), m * channels, buf);
+  }
+  // Converts the values into channels first.. of a texture with CT channels and `texels` texels.
+  void pack(float* out, std::size_t texels, int CT, int first) const {
+    float buf[kBlock * 3];
+    for (std::size_t i0 = 0; i0 < texels; i0 += kBlock) {
+      const std::size_t m = std::min(kBlock, texels - i0);
+      convert(i0, m, buf);
+      float* o = out + i0 * CT + first;
+      if (channels == 1) {
+        for (std::size_t i = 0; i < m; ++i) o[i * CT] = buf[i];
+      } else {
+        for (std::size_t i = 0; i < m; ++i)
+          for (int c = 0; c < channels; ++c) o[i * CT + c] = buf[i * channels + c];
+      }
+    }
+  }
+};
+
+// channels: 1 or 3 (the caller checked the shape)
+StoredMap read_map(TensorReader& r, const std::string& name, const std::string& path, int channels) {
+  const TensorInfo& info = r.info(name);
+  if (info.dtype != DType::f32 && info.dtype != DType::f16 && info.dtype != DType::bf16)
+    throw FormatError(path + ": tensor " + name + " is " + dtype_name(info.dtype) + ", expected a float type");
+  StoredMap m;
+  m.dtype = info.dtype;
+  m.channels = channels;
+  m.n = static_cast<std::size_t>(shape_numel(info.shape));
+  const std::uint64_t nb = info.nbytes();
+  m.bytes.reset(new unsigned char[std::max<std::uint64_t>(nb, 1)]);
+  r.read_into(name, m.bytes.get(), nb);
+  return m;
+}
+
 std::shared_ptr<Identity> load_identity(const std::string& path) {
   auto in = io::open_input(path);
   TensorReader r(*in);
@@ -220,13 +338,17 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   d.uvs = read_floats(r, "uvs", path);
   d.uv_triangles = read_i32(r, "uv_triangles", path);
   if (d.triangles.empty()) throw FormatError(path + ": the mesh has no triangles");
-  mesh::TriMesh m{d.vertices, d.triangles, d.uvs, d.uv_triangles};
-  m.validate(path);
+  {
+    mesh::TriMesh m{std::move(d.vertices), std::move(d.triangles), std::move(d.uvs), std::move(d.uv_triangles)};
+    m.validate(path);
+    d.vertices = std::move(m.positions), d.triangles = std::move(m.triangles);
+    d.uvs = std::move(m.uvs), d.uv_triangles = std::move(m.uv_triangles);
+  }
   for (float v : d.vertices)
     if (!std::isfinite(v)) throw FormatError(path + ": vertex position not finite");
   for (float v : d.uvs)
     if (!std::isfinite(v)) throw FormatError(path + ": texture coordinate not finite");
-  const std::int64_t V = m.num_vertices(), T = m.num_triangles();
+  const std::int64_t V = static_cast<std::int64_t>(d.vertices.size() / 3), T = static_cast<std::int64_t>(d.triangles.size() / 3);
 
   // maps
   const TensorInfo& a = r.info("albedo");
@@ -246,11 +368,11 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   for (std::size_t i = 0; i < source.size(); ++i) valid[i] = source[i] != 0;
   constexpr int kPad = 4;
   // the maps, validated, then interleaved into one texture and padded
-  std::vector<render::Texture> maps;
-  maps.push_back(texture(read_floats(r, "albedo", path), S, C));
-  maps.push_back(texture(read_floats(r, "specular", path), S, 1));
-  maps.push_back(texture(read_floats(r, "roughness", path), S, 1));
-  for (const auto& t : maps) t.validate(path.c_str());
+  std::vector<StoredMap> maps;
+  maps.push_back(read_map(r, "albedo", path, C));
+  maps.push_back(read_map(r, "specular", path, 1));
+  maps.push_back(read_map(r, "roughness", path, 1));
+  for (const auto& m : maps) m.validate(path);
   d.albedo_channels = C;
   d.specular_channel = C;
   d.roughness_channel = C + 1;
@@ -262,13 +384,21 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     const int nm = b["nm"].get<int>();
     const std::string name = b["tensor"].get<std::string>();
     square(name);
-    render::Texture t = texture(read_floats(r, name, path), S, 1);
-    t.validate(path.c_str());
+    StoredMap t = read_map(r, name, path, 1);
+    t.validate(path);
     // the NIR skin tone: the median of observed skin texels
     std::vector<float> skin;
-    for (std::size_t i = 0; i < region.size(); ++i)
-      if (region[i] == 0 && source[i] != 0) skin.push_back(t.data[i]);
-    if (skin.empty()) skin = t.data;
+    float buf[StoredMap::kBlock];
+    for (std::size_t i0 = 0; i0 < region.size(); i0 += StoredMap::kBlock) {
+      const std::size_t m = std::min(StoredMap::kBlock, region.size() - i0);
+      t.convert(i0, m, buf);
+      for (std::size_t i = 0; i < m; ++i)
+        if (region[i0 + i] == 0 && source[i0 + i] != 0) skin.push_back(buf[i]);
+    }
+    if (skin.empty()) {
+      skin.resize(t.n);
+      to_float32(t.dtype, t.bytes.get(), t.n, skin.data());
+    }
     std::nth_element(skin.begin(), skin.begin() + static_cast<std::ptrdiff_t>(skin.size() / 2), skin.end());
     d.skin_nir[nm] = skin[skin.size() / 2];
     d.nir_channel[nm] = C + 2 + static_cast<int>(maps.size()) - 3;
@@ -277,17 +407,15 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
     d.specular_scale[nm] = std::isfinite(ss) && ss >= 0 && ss <= 4 ? ss : 1.0;
   }
   int CT = 0;
-  for (const auto& t : maps) CT += t.channels;
+  for (const auto& m : maps) CT += m.channels;
   if (CT > kMaxPadChannels) throw FormatError(path + ": too many NIR bands");
   {
     const std::size_t n = static_cast<std::size_t>(S) * S;
     std::vector<float> packed(n * static_cast<std::size_t>(CT));
     int first = 0;
-    for (const auto& t : maps) {
-      const int tc = t.channels;
-      for (std::size_t i = 0; i < n; ++i)
-        for (int c = 0; c < tc; ++c) packed[i * CT + first + c] = t.data[i * tc + c];
-      first += tc;
+    for (const auto& m : maps) {
+      m.pack(packed.data(), n, CT, first);
+      first += m.channels;
     }
     maps.clear();
     d.maps = texture(std::move(packed), S, CT);
@@ -379,10 +507,7 @@ std::shared_ptr<Identity> load_identity(const std::string& path) {
   }
   d.rendered.uvs = d.uvs;
   if (d.model == "ict-facekit") {
-    morph::MorphableModel topo;
-    topo.source = path;
-    topo.neutral = m;
-    d.landmarks = morph::builtin_ict_correspondence(topo).points;
+    d.landmarks = ict_landmarks(d, path);
   } else if (V != 468) {
     throw FormatError(path + ": a face-mesh identity must have 468 vertices, not " + std::to_string(V));
   }
@@ -556,7 +681,8 @@ Posed pose_face(const Identity& d, const Job& j, const morph::MorphableModel* ic
       const auto it = std::find(ict->expression_names.begin(), ict->expression_names.end(), name);
       if (it == ict->expression_names.end()) throw Error(j.where + " (" + j.id + "): unknown blendshape '" + name + "'");
       const Eigen::Index e = it - ict->expression_names.begin();
-      for (std::size_t k = 0; k < v.size(); ++k) v[k] += static_cast<float>(w) * ict->expression(static_cast<Eigen::Index>(k), e);
+      // Eigen's packets (the same mul and add per element; -O2 does not vectorise the plain loop)
+      Eigen::Map<Eigen::VectorXf>(v.data(), static_cast<Eigen::Index>(v.size())) += static_cast<float>(w) * ict->expression.col(e);
     }
   }
   // the 468 face-mesh landmarks in model space
@@ -829,9 +955,16 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
   auto rng = job_rng(j, purpose);
   Normal nd;
   cv::Mat out(lin.size(), CV_8UC(C));
+  // each channel's last input and its encoding: the backdrop repeats a value (one powf for it)
+  std::uint32_t last_in[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};  // (a NaN: encode recomputes)
+  float last_out[3] = {0, 0, 0};
   for (int y = 0; y < lin.rows; ++y)
-    for (int x = 0; x < lin.cols * C; ++x) {
-      const double v = encode(lin.ptr<float>(y)[x], static_cast<float>(j.gamma)) + (noise > 0 ? noise * nd(rng) : 0.0);
+    for (int x = 0, c = 0; x < lin.cols * C; ++x, c = c + 1 == C ? 0 : c + 1) {
+      const float in = lin.ptr<float>(y)[x];
+      std::uint32_t bits;
+      std::memcpy(&bits, &in, 4);
+      if (bits != last_in[c]) last_in[c] = bits, last_out[c] = encode(in, static_cast<float>(j.gamma));
+      const double v = last_out[c] + (noise > 0 ? noise * nd(rng) : 0.0);
       // std::lround (half away from zero) without the call: s - trunc(s) is exact for 0 <= s <= 255
       const double s = std::clamp(v, 0.0, 1.0) * 255;
       int q = static_cast<int>(s);

@@ -5,7 +5,9 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <deque>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -104,15 +106,17 @@ constexpr int kMaxRadius = 256;       // px: kernels are cut there when pixels a
 // and a pixel's weight for itself is w0 = table(0) + c0. Rc is 3 sigma of
 // the channel's widest Gaussian. On a flat fronto-parallel surface each
 // channel's weights sum to 1 over Delta = -Rc..Rc.
-struct Kernel {
+struct KernelHead {
   int R = 1;  // the largest Rc
   int Rc[3] = {1, 1, 1};
   float kz = 0;    // 100 / s^2: (dz in cm)^2 -> px^2
   float qmax = 0;  // R^2 + 1: q is clamped to it, where the table is 0
   int kQ = kQMax;
   float w0[3] = {0, 0, 0}, c1[3] = {0, 0, 0};
-  std::vector<float> table;  // (kQ * qmax + 1) x channels: table(i / kQ)
   std::uint32_t offset = 0;  // of the table in Grid::tables
+};
+struct Kernel : KernelHead {
+  std::vector<float> table;  // (kQ * qmax + 1) x channels: table(i / kQ)
 };
 
 Kernel make_kernel(const Profile& p, double s, int r_cap) {
@@ -170,6 +174,45 @@ Kernel make_kernel(const Profile& p, double s, int r_cap) {
   return k;
 }
 
+// Kernels by pixel-size bin for one profile and radius cap, kept per thread
+// across calls: hfr-render scatters every band of every pair with one of a
+// few profiles over much the same bins, and a kernel depends on nothing else.
+constexpr std::size_t kCachedProfiles = 8;
+constexpr std::size_t kCachedFloats = 4u << 20;  // tables per thread (16 MB), then the caches start over
+struct KernelCache {
+  Profile profile;
+  int r_cap = 0;
+  std::map<int, std::shared_ptr<const Kernel>> kernels;  // by bin
+};
+struct KernelCaches {
+  std::deque<KernelCache> caches;  // the most recently added last
+  std::size_t floats = 0;          // in all their tables
+};
+thread_local KernelCaches kernel_caches;
+
+KernelCache& kernel_cache(const Profile& p, int r_cap) {
+  auto& caches = kernel_caches.caches;
+  for (KernelCache& c : caches)
+    if (c.r_cap == r_cap && c.profile.channels == p.channels && c.profile.variance_mm2 == p.variance_mm2 &&
+        c.profile.weight == p.weight)
+      return c;
+  if (caches.size() >= kCachedProfiles) {
+    for (const auto& k : caches.front().kernels) kernel_caches.floats -= k.second->table.size();
+    caches.pop_front();
+  }
+  caches.push_back({p, r_cap, {}});
+  return caches.back();
+}
+
+void cache_kernel(KernelCache& c, int bin, std::shared_ptr<const Kernel> k) {
+  if (kernel_caches.floats + k->table.size() > kCachedFloats) {
+    for (KernelCache& other : kernel_caches.caches) other.kernels.clear();
+    kernel_caches.floats = 0;
+  }
+  kernel_caches.floats += k->table.size();
+  c.kernels.emplace(bin, std::move(k));
+}
+
 // Four floats / ints: GCC and Clang vector extensions (SSE2 on x86-64, NEON
 // on arm64), so that the passes work on kLanes receivers at once.
 typedef float f4 __attribute__((vector_size(16)));
@@ -215,7 +258,7 @@ struct Grid {
   std::vector<std::uint16_t> bin;         // each pixel's kernel (0 where not covered; see `covered` in pass_row)
   std::vector<std::array<int, 4>> row_r;  // per row: the largest Rc of each channel, and of all
   std::vector<float> tables;              // every kernel's table; the first C floats are 0
-  std::vector<Kernel> kernels;
+  std::vector<KernelHead> kernels;
   std::size_t at(int x, int y) const { return static_cast<std::size_t>(y) * P + G + x; }
   std::size_t size() const { return P * H; }
 };
@@ -237,7 +280,7 @@ void pass_row(const Grid& g, int y, const float* const* n, const float* const* d
     for (int l = 0; l < kLanes; ++l) {
       const bool covered = std::isfinite(zr[l]);  // lanes past the row's end are guard cells: not covered
       any = any || covered;
-      const Kernel& k = g.kernels[g.bin[r + l]];
+      const KernelHead& k = g.kernels[g.bin[r + l]];
       kz[l] = k.kz, kq[l] = float(k.kQ);
       qm[l] = covered ? k.qmax : 0.0f;  // uncovered: always table entry 0, which is 0
       off[l] = covered ? static_cast<std::int32_t>(k.offset) : 0;
@@ -437,21 +480,34 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
   if (used.size() > 65535) throw Error("subsurface: depth range too large");
   for (std::size_t b = 0; b < used.size(); ++b) slot[used[b] - kmin] = static_cast<int>(b);
   Grid g;
-  g.kernels.resize(used.size());
   const int r_cap = std::min(std::max(W, H), kMaxRadius);
-  parallel_for(used.size(), threads, [&](std::size_t b) {
-    g.kernels[b] = make_kernel(p, std::exp2(double(used[b]) / kBinsPerOctave), r_cap);
+  std::vector<std::shared_ptr<const Kernel>> ks(used.size());
+  KernelCache& cache = kernel_cache(p, r_cap);
+  std::vector<std::size_t> missing;
+  for (std::size_t b = 0; b < used.size(); ++b) {
+    const auto it = cache.kernels.find(used[b]);
+    if (it != cache.kernels.end()) ks[b] = it->second;
+    else missing.push_back(b);
+  }
+  parallel_for(missing.size(), threads, [&](std::size_t i) {
+    const std::size_t b = missing[i];
+    ks[b] = std::make_shared<const Kernel>(make_kernel(p, std::exp2(double(used[b]) / kBinsPerOctave), r_cap));
   });
+  for (std::size_t b : missing) cache_kernel(cache, used[b], ks[b]);
+  g.kernels.resize(used.size());
   std::size_t total = C;  // the zero entry for uncovered receivers
   int rmax = 1;
-  for (Kernel& k : g.kernels) {
+  for (std::size_t b = 0; b < used.size(); ++b) {
+    KernelHead& k = g.kernels[b];
+    k = *ks[b];
     k.offset = static_cast<std::uint32_t>(total);
-    total += k.table.size();
+    total += ks[b]->table.size();
     rmax = std::max(rmax, k.R);
     if (total > std::numeric_limits<std::int32_t>::max()) throw Error("subsurface: kernel tables too large");
   }
   g.tables.assign(total, 0.0f);
-  for (const Kernel& k : g.kernels) std::copy(k.table.begin(), k.table.end(), g.tables.begin() + k.offset);
+  for (std::size_t b = 0; b < used.size(); ++b)
+    std::copy(ks[b]->table.begin(), ks[b]->table.end(), g.tables.begin() + g.kernels[b].offset);
 
   // Planar layout with guards; pack sqrt(a) E cov per channel, then cov.
   g.W = W, g.H = H, g.G = rmax + kLanes;
@@ -470,7 +526,7 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
       for (int c = 0; c < C; ++c) planes[c * PS + o] = sqrt_a[i * C + c] * L.irradiance[i * C + c] * cov;
       planes[C * PS + o] = cov;
       const int b = slot[key[i] - kmin];
-      const Kernel& k = g.kernels[b];
+      const KernelHead& k = g.kernels[b];
       g.bin[o] = static_cast<std::uint16_t>(b);
       for (int c = 0; c < C; ++c) g.row_r[y][c] = std::max(g.row_r[y][c], k.Rc[c]);
       g.row_r[y][3] = std::max(g.row_r[y][3], k.R);

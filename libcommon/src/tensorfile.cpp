@@ -8,6 +8,9 @@
 
 #include <xxhash.h>
 #include <zstd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <condition_variable>
@@ -320,6 +323,29 @@ float bfloat16_to_float(std::uint16_t b) {
   return f;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// f16 -> f32 eight at a time with F16C (identity maps are millions of
+// texels). Exact like the scalar path for every value but NaNs (F16C sets a
+// signalling NaN's quiet bit): a block holding a NaN goes the scalar way.
+// Returns how many leading values it converted.
+namespace {
+__attribute__((target("f16c,avx"))) std::size_t half_to_float_f16c(const unsigned char* p, std::size_t n, float* dst) {
+  const __m128i magnitude = _mm_set1_epi16(0x7fff), inf = _mm_set1_epi16(0x7c00);
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i));
+    if (_mm_movemask_epi8(_mm_cmpgt_epi16(_mm_and_si128(h, magnitude), inf))) break;
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+  return i;
+}
+bool have_f16c() {
+  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"));
+  return yes;
+}
+}  // namespace
+#endif
+
 void to_float32(DType t, const void* src, std::size_t n, float* dst) {
   const auto* p = static_cast<const unsigned char*>(src);
   if (t == DType::f32) {
@@ -335,8 +361,20 @@ void to_float32(DType t, const void* src, std::size_t n, float* dst) {
     }
     return;
   }
+  std::size_t i = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  while (i + 8 <= n && have_f16c()) {
+    i += half_to_float_f16c(p + 2 * i, n - i, dst + i);
+    // a block with a NaN: its eight values the scalar way
+    for (const std::size_t end = std::min(n, i + 8); i < end; ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      dst[i] = half_to_float(h);
+    }
+  }
+#endif
   // f16: normal numbers (and zeros) inline, the rest through half_to_float
-  for (std::size_t i = 0; i < n; ++i) {
+  for (; i < n; ++i) {
     std::uint16_t h;
     std::memcpy(&h, p + 2 * i, 2);
     const std::uint32_t e = (h >> 10) & 0x1fu;

@@ -1,9 +1,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -432,6 +434,22 @@ TEST_CASE("subsurface: the result does not depend on the thread count", "[subsur
         diff = std::max(
             diff, std::abs(r1[i * C + c] - double(L.coverage[i]) * L.albedo[i * C + c] * L.irradiance[i * C + c]));
     CHECK(diff > 0.1);
+  }
+}
+
+TEST_CASE("subsurface: kernels kept from earlier calls give the same result", "[subsurface]") {
+  // scatter keeps kernels per thread: a new thread makes them all, this one
+  // (after other profiles and pixel sizes) reuses some
+  const auto vis = sss::skin_visible();
+  const sss::Layers L = random_face(70, 53, 3, 7);
+  std::vector<float> fresh;
+  std::thread([&] { fresh = run(L, vis, 0.03); }).join();
+  run(random_face(40, 30, 1, 3), sss::skin_nir(940), 0.05);
+  run(L, vis, 0.031);
+  for (int k = 0; k < 2; ++k) {
+    const auto again = run(L, vis, 0.03);
+    REQUIRE(again.size() == fresh.size());
+    CHECK(std::memcmp(again.data(), fresh.data(), fresh.size() * sizeof(float)) == 0);
   }
 }
 

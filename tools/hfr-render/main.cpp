@@ -1,4 +1,5 @@
 // hfr-render: ray-trace aligned VIS and NIR face crops from hfr-synth's render jobs.
+#include <dlfcn.h>
 #include <malloc.h>
 
 #include <cstdlib>
@@ -11,12 +12,16 @@ namespace {
 using hfr::cli::Complete;
 
 // OpenBLAS comes in with OpenCV's core (hfr-render does no linear algebra
-// with it) and starts a thread pool in its initialiser that spins ~0.05 s of
-// CPU per process, beside the render threads. The executable's
-// .preinit_array runs before any library's initialisers: one BLAS thread
-// unless the caller chose otherwise.
-void one_blas_thread(int, char**, char**) { setenv("OPENBLAS_NUM_THREADS", "1", 0); }
-__attribute__((section(".preinit_array"), used)) void (*const preinit_blas)(int, char**, char**) = one_blas_thread;
+// with it) and starts a thread pool in its initialiser that spins ~0.1 s of
+// CPU per process (sched_yield) beside the render threads. Setting
+// OPENBLAS_NUM_THREADS from the executable's .preinit_array did not stop it:
+// libc's own initialiser, which runs after that, resets the environment to
+// the process's. So main stops the pool's threads, unless the caller chose a
+// thread count (a BLAS call would start them again; hfr-render makes none).
+void stop_blas_threads() {
+  if (std::getenv("OPENBLAS_NUM_THREADS")) return;
+  if (auto shutdown = reinterpret_cast<int (*)()>(dlsym(RTLD_DEFAULT, "blas_thread_shutdown_"))) shutdown();
+}
 
 hfr::cli::ToolSpec spec() {
   hfr::cli::ToolSpec s;
@@ -79,6 +84,7 @@ int main(int argc, char** argv) {
   // it back and fault fresh zeroed pages in each time.
   mallopt(M_MMAP_THRESHOLD, 32 << 20);
   mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  stop_blas_threads();
   return hfr::cli::run(spec(), argc, argv, [](const hfr::cli::Args& a) {
     hfr::render_jobs::Options o;
     o.inputs = a.positionals();
