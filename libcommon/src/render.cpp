@@ -637,7 +637,15 @@ class Tracer {
     queues_.resize(static_cast<std::size_t>(nq_));
     for (auto& q : queues_) q.resize(cap + 8);
     perm_.resize(static_cast<std::size_t>(spp));
-    surf_.resize(bands.size() * 5 * 8);
+    surf_.resize(bands.size() * 5 * cap);
+    dir_.resize(3 * cap);
+    ng_.resize(3 * cap);
+    bu_.resize(cap);
+    bv_.resize(cap);
+    uv_.resize(2 * cap);
+    geom_.resize(cap);
+    prim_.resize(cap);
+    vtx_.resize(18 * cap);
     rays_.resize(static_cast<std::size_t>(nq_));
     rtcInitIntersectContext(&cam_ctx_);
     cam_ctx_.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
@@ -669,13 +677,6 @@ class Tracer {
     float r2 = 0;
     int draw = 0;  // its pair of draws per sample
   };
-  // A packet's lanes: what the vector code reads (the hits' vertices and
-  // surfaces, gathered per lane) and writes (its rays before compaction).
-  struct Packet {
-    alignas(32) float vtx[18][8];  // positions of the 3 vertices, then normals
-    alignas(32) float bu[8], bv[8];
-    alignas(32) float po[3][8];
-  };
   // A queue's rays of one packet, before compaction.
   struct PacketRays {
     alignas(32) float dir[3][8];
@@ -697,14 +698,20 @@ class Tracer {
   // per chunk sample
   std::vector<float> px_, py_, rnd_, z_;
   std::vector<std::int32_t> hit_;
-  std::vector<float> shade_;  // per band: albedo, ambient diffuse term, specular; C channels each
+  // per band, C channels each: albedo, the ambient diffuse term (then E), the
+  // ambient specular term (then what the sample adds to the image)
+  std::vector<float> shade_;
   std::vector<std::int32_t> sss_;  // per band
   std::vector<float> kes_;  // per queue: the diffuse and specular weights of its light
   std::vector<float> vis_;  // per queue: 1 where the ray was traced and unblocked
   std::vector<Queue> queues_;
   std::vector<int> perm_;
-  Packet pk_;
-  std::vector<float> surf_;  // per band, per lane: albedo rgb, f0, alpha
+  // per chunk sample: the camera ray and its hit
+  std::vector<float> dir_, ng_, bu_, bv_, uv_;  // dir_, ng_: 3 rows, uv_: 2
+  std::vector<unsigned> geom_, prim_;
+  std::vector<float> vtx_;   // 18 rows: the triangle's positions, then its normals
+  std::vector<float> surf_;  // per band 5 rows: albedo rgb, f0, alpha
+  alignas(32) float po_[3][8];  // a packet's shadow ray origins
   std::vector<PacketRays> rays_;  // per queue
   RTCIntersectContext cam_ctx_, occ_ctx_;
 
@@ -713,7 +720,8 @@ class Tracer {
   float* shade_at(std::size_t band, int what, int c) {
     return &shade_[(shade_first_[band] + static_cast<std::size_t>(what * bands_[band].C + c)) * static_cast<std::size_t>(cap_)];
   }
-  float* surf(std::size_t band, int k) { return &surf_[(band * 5 + static_cast<std::size_t>(k)) * 8]; }
+  float* surf(std::size_t band, int k) { return &surf_[(band * 5 + static_cast<std::size_t>(k)) * static_cast<std::size_t>(cap_)]; }
+  static float* rows(std::vector<float>& v, int k, int cap) { return &v[static_cast<std::size_t>(k) * static_cast<std::size_t>(cap)]; }
   float* rnd_at(int draw, int half) { return &rnd_[static_cast<std::size_t>(2 * draw + half) * static_cast<std::size_t>(cap_)]; }
 
   __attribute__((target("avx2"))) void row_avx2(std::size_t y) { row_impl<8>(y); }
@@ -728,9 +736,12 @@ class Tracer {
       draw(y, x0, np);
       for (auto& q : queues_) q.n = 0;
       std::fill(vis_.begin(), vis_.end(), 0.0f);
-      for (int b = 0; b < n; b += 8) packet<L>(b, n);
+      for (int b = 0; b < n; b += 8) intersect<L>(b, n);
+      gather(n);
+      for (int b = 0; b < n; b += 8) shade<L>(b);
       primary_rays += static_cast<std::uint64_t>(n);
       flush();
+      for (int b = 0; b < n; b += 8) finish<L>(b);
       accumulate(y, x0, np);
     }
   }
@@ -763,12 +774,11 @@ class Tracer {
     }
   }
 
-  // Traces and shades the camera packet of samples [b, b + 8) of the chunk
-  // (those < n), queueing its occlusion rays.
+  // Traces the camera packet of samples [b, b + 8) of the chunk (those < n)
+  // and keeps the hits.
   template <int L>
-  HFR_VINLINE void packet(int b, int n) {
+  HFR_VINLINE void intersect(int b, int n) {
     typedef typename Lanes<L>::F F;
-    typedef typename Lanes<L>::I I;
     alignas(32) RTCRayHit8 rh;
     alignas(32) int valid[8];
     for (int h = 0; h < 8; h += L) {
@@ -796,62 +806,134 @@ class Tracer {
       rh.hit.instID[0][l] = RTC_INVALID_GEOMETRY_ID;
     }
     rtcIntersect8(valid, s_.scene, &cam_ctx_, &rh);
-
-    // Per lane: the triangle's vertices and each band's surface (texture
-    // lookups through one TexCache per hit). Misses get a harmless triangle.
-    Packet& pk = pk_;
-    const std::size_t nb = bands_.size();
-    std::int32_t* hit = &hit_[static_cast<std::size_t>(b)];
+    const std::size_t i = static_cast<std::size_t>(b);
+    std::memcpy(rows(dir_, 0, cap_) + i, rh.ray.dir_x, sizeof(rh.ray.dir_x));
+    std::memcpy(rows(dir_, 1, cap_) + i, rh.ray.dir_y, sizeof(rh.ray.dir_y));
+    std::memcpy(rows(dir_, 2, cap_) + i, rh.ray.dir_z, sizeof(rh.ray.dir_z));
+    std::memcpy(rows(ng_, 0, cap_) + i, rh.hit.Ng_x, sizeof(rh.hit.Ng_x));
+    std::memcpy(rows(ng_, 1, cap_) + i, rh.hit.Ng_y, sizeof(rh.hit.Ng_y));
+    std::memcpy(rows(ng_, 2, cap_) + i, rh.hit.Ng_z, sizeof(rh.hit.Ng_z));
+    std::memcpy(&bu_[i], rh.hit.u, sizeof(rh.hit.u));
+    std::memcpy(&bv_[i], rh.hit.v, sizeof(rh.hit.v));
+    std::memcpy(&geom_[i], rh.hit.geomID, sizeof(rh.hit.geomID));
+    std::memcpy(&prim_[i], rh.hit.primID, sizeof(rh.hit.primID));
     for (int l = 0; l < 8; ++l) {
-      const unsigned geom = rh.hit.geomID[l];
-      hit[l] = valid[l] && geom != RTC_INVALID_GEOMETRY_ID ? -1 : 0;
-      if (!hit[l]) {
+      const bool hit = valid[l] && rh.hit.geomID[l] != RTC_INVALID_GEOMETRY_ID;
+      hit_[i + static_cast<std::size_t>(l)] = hit ? -1 : 0;
+      if (hit) __builtin_prefetch(&s_.geometries[rh.hit.geomID[l]].triangles[3 * rh.hit.primID[l]]);
+    }
+  }
+
+  // Sample j's vertices and uvs on their way to the cache.
+  void prefetch_vertices(std::size_t j) const {
+    if (!hit_[j]) return;
+    const auto& g = s_.geometries[geom_[j]];
+    const std::int32_t* tri = &g.triangles[3 * prim_[j]];
+    for (int v = 0; v < 3; ++v) {
+      __builtin_prefetch(&g.positions[3 * static_cast<std::size_t>(tri[v])]);
+      __builtin_prefetch(&g.normals[3 * static_cast<std::size_t>(tri[v])]);
+    }
+    if (!g.uv_triangles.empty()) {
+      const std::int32_t* t = &g.uv_triangles[3 * prim_[j]];
+      for (int v = 0; v < 3; ++v) __builtin_prefetch(&g.uvs[2 * static_cast<std::size_t>(t[v])]);
+    }
+  }
+
+  // Sample j's uv, and its texels (each band's textures) on their way to the cache.
+  void prepare_texels(std::size_t j) {
+    float* uv = rows(uv_, 0, cap_) + j;
+    float* uv1 = rows(uv_, 1, cap_) + j;
+    *uv = *uv1 = 0;
+    if (!hit_[j]) return;
+    const auto& g = s_.geometries[geom_[j]];
+    const unsigned prim = prim_[j];
+    if (g.uv_triangles.empty()) return;
+    const float bu = bu_[j], bv = bv_[j], bw = 1.0f - bu - bv;
+    const std::int32_t* t = &g.uv_triangles[3 * prim];
+    *uv = bw * g.uvs[2 * t[0]] + bu * g.uvs[2 * t[1]] + bv * g.uvs[2 * t[2]];
+    *uv1 = bw * g.uvs[2 * t[0] + 1] + bu * g.uvs[2 * t[1] + 1] + bv * g.uvs[2 * t[2] + 1];
+    const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
+    const Texture* last = nullptr;
+    for (const BandState& band : bands_) {
+      const Material& m = band.materials ? (*band.materials)[geom_[j]][mi] : g.materials[mi];
+      for (const Texture* tex : {m.albedo, m.specular, m.roughness}) {
+        if (!tex || tex == last) continue;
+        last = tex;
+        // the footprint's top-left texel (roughly: a prefetch) and the row below
+        const int x = std::clamp(static_cast<int>(*uv * tex->width - 0.5f), 0, tex->width - 1);
+        const int y = std::clamp(static_cast<int>((1.0f - *uv1) * tex->height - 0.5f), 0, tex->height - 1);
+        const std::size_t C = static_cast<std::size_t>(tex->channels);
+        const float* p = &tex->data[(static_cast<std::size_t>(y) * tex->width + x) * C];
+        const float* q = y + 1 < tex->height ? p + static_cast<std::size_t>(tex->width) * C : p;
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 2 * C - 1);
+        __builtin_prefetch(q);
+        __builtin_prefetch(q + 2 * C - 1);
+      }
+    }
+  }
+
+  // Per sample: the triangle's vertices and each band's surface (texture
+  // lookups through one TexCache per hit); misses get a harmless triangle.
+  // These are cache misses (vertices and texels far apart): each sample's
+  // vertices are prefetched 16 samples ahead, its texels 8 ahead.
+  void gather(int n) {
+    const std::size_t nn = static_cast<std::size_t>(n), cap = static_cast<std::size_t>(cap_);
+    constexpr std::size_t kVertsAhead = 16, kTexelsAhead = 8;
+    for (std::size_t j = 0; j < std::min(nn, kVertsAhead); ++j) prefetch_vertices(j);
+    for (std::size_t j = 0; j < std::min(nn, kTexelsAhead); ++j) prepare_texels(j);
+    for (std::size_t i = 0; i < cap; ++i) {
+      if (i + kVertsAhead < nn) prefetch_vertices(i + kVertsAhead);
+      if (i + kTexelsAhead < nn) prepare_texels(i + kTexelsAhead);
+      if (i >= nn || !hit_[i]) {
         static constexpr float kDummy[18] = {0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, -1, 0, 0, -1, 0, 0, -1};
-        for (int k = 0; k < 18; ++k) pk.vtx[k][l] = kDummy[k];
-        pk.bu[l] = pk.bv[l] = 0;
-        rh.hit.Ng_x[l] = rh.hit.Ng_y[l] = 0;
-        rh.hit.Ng_z[l] = -1;
-        for (std::size_t bi = 0; bi < nb; ++bi)
-          for (int k = 0; k < 5; ++k) surf(bi, k)[l] = 0;
+        for (int k = 0; k < 18; ++k) rows(vtx_, k, cap_)[i] = kDummy[k];
+        hit_[i] = 0;
+        bu_[i] = bv_[i] = 0;
+        rows(ng_, 0, cap_)[i] = rows(ng_, 1, cap_)[i] = 0;
+        rows(ng_, 2, cap_)[i] = -1;
+        if (i >= nn) rows(dir_, 0, cap_)[i] = rows(dir_, 1, cap_)[i] = 0, rows(dir_, 2, cap_)[i] = 1;
+        for (std::size_t bi = 0; bi < bands_.size(); ++bi)
+          for (int k = 0; k < 5; ++k) surf(bi, k)[i] = 0;
         continue;
       }
-      const auto& g = s_.geometries[geom];
-      const unsigned prim = rh.hit.primID[l];
+      const auto& g = s_.geometries[geom_[i]];
+      const unsigned prim = prim_[i];
       const std::int32_t* tri = &g.triangles[3 * prim];
       for (int v = 0; v < 3; ++v)
         for (int k = 0; k < 3; ++k) {
-          pk.vtx[3 * v + k][l] = g.positions[3 * static_cast<std::size_t>(tri[v]) + k];
-          pk.vtx[9 + 3 * v + k][l] = g.normals[3 * static_cast<std::size_t>(tri[v]) + k];
+          rows(vtx_, 3 * v + k, cap_)[i] = g.positions[3 * static_cast<std::size_t>(tri[v]) + k];
+          rows(vtx_, 9 + 3 * v + k, cap_)[i] = g.normals[3 * static_cast<std::size_t>(tri[v]) + k];
         }
-      const float bu = rh.hit.u[l], bv = rh.hit.v[l], bw = 1.0f - bu - bv;
-      pk.bu[l] = bu;
-      pk.bv[l] = bv;
-      float uv[2] = {0, 0};
-      if (!g.uv_triangles.empty()) {
-        const std::int32_t* t = &g.uv_triangles[3 * prim];
-        for (int k = 0; k < 2; ++k) uv[k] = bw * g.uvs[2 * t[0] + k] + bu * g.uvs[2 * t[1] + k] + bv * g.uvs[2 * t[2] + k];
-      }
       const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
       TexCache cache;
-      for (std::size_t bi = 0; bi < nb; ++bi) {
+      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
         const BandState& band = bands_[bi];
-        const Material& m = band.materials ? (*band.materials)[geom][mi] : g.materials[mi];
-        const SurfaceSample sf = surface(m, uv[0], uv[1], cache);
-        for (int c = 0; c < 3; ++c) surf(bi, c)[l] = sf.albedo[static_cast<std::size_t>(c)];
-        surf(bi, 3)[l] = sf.f0;
-        surf(bi, 4)[l] = sf.alpha;
-        sss_[bi * static_cast<std::size_t>(cap_) + static_cast<std::size_t>(b + l)] = band.layers && m.subsurface ? -1 : 0;
+        const Material& m = band.materials ? (*band.materials)[geom_[i]][mi] : g.materials[mi];
+        const SurfaceSample sf = surface(m, rows(uv_, 0, cap_)[i], rows(uv_, 1, cap_)[i], cache);
+        for (int c = 0; c < 3; ++c) surf(bi, c)[i] = sf.albedo[static_cast<std::size_t>(c)];
+        surf(bi, 3)[i] = sf.f0;
+        surf(bi, 4)[i] = sf.alpha;
+        sss_[bi * cap + i] = band.layers && m.subsurface ? -1 : 0;
       }
     }
+  }
 
+  // Shades the packet of samples [b, b + 8) in every band (hit lanes), queueing its occlusion rays.
+  template <int L>
+  HFR_VINLINE void shade(int b) {
+    typedef typename Lanes<L>::F F;
+    typedef typename Lanes<L>::I I;
+    const std::size_t nb = bands_.size();
+    const std::int32_t* hit = &hit_[static_cast<std::size_t>(b)];
     for (int h = 0; h < 8; h += L) {
       const std::size_t i = static_cast<std::size_t>(b + h);  // the first lane's chunk sample
       const I hm = vload<I>(hit + h);
-      const V3<F> wo{-vload<F>(rh.ray.dir_x + h), -vload<F>(rh.ray.dir_y + h), -vload<F>(rh.ray.dir_z + h)};
-      auto vtx = [&](int k) { return vload<F>(pk.vtx[k] + h); };
-      const F bu = vload<F>(pk.bu + h), bv = vload<F>(pk.bv + h), bw = 1.0f - bu - bv;
+      const V3<F> wo{-vload<F>(rows(dir_, 0, cap_) + i), -vload<F>(rows(dir_, 1, cap_) + i), -vload<F>(rows(dir_, 2, cap_) + i)};
+      auto vtx = [&](int k) { return vload<F>(rows(vtx_, k, cap_) + i); };
+      const F bu = vload<F>(&bu_[i]), bv = vload<F>(&bv_[i]), bw = 1.0f - bu - bv;
       // Geometric normal (Embree's Ng is unnormalized), facing the viewer.
-      V3<F> ng = normalized(V3<F>{vload<F>(rh.hit.Ng_x + h), vload<F>(rh.hit.Ng_y + h), vload<F>(rh.hit.Ng_z + h)});
+      V3<F> ng = normalized(V3<F>{vload<F>(rows(ng_, 0, cap_) + i), vload<F>(rows(ng_, 1, cap_) + i), vload<F>(rows(ng_, 2, cap_) + i)});
       ng = negate_where(dot(ng, wo) < 0, ng);
       // Shading normal: interpolated vertex normals, facing the viewer.
       V3<F> nrm{bw * vtx(9) + bu * vtx(12) + bv * vtx(15), bw * vtx(10) + bu * vtx(13) + bv * vtx(16),
@@ -865,9 +947,9 @@ class Tracer {
                     bw * vtx(2) + bu * vtx(5) + bv * vtx(8)};
       const F eps = vmax(vmax(vmax(splat<F>(1e-4f), vabs(p.x)), vabs(p.y)), vabs(p.z)) * 2e-5f;
       const V3<F> po{p.x + eps * ng.x, p.y + eps * ng.y, p.z + eps * ng.z};
-      vstore(pk.po[0] + h, po.x);
-      vstore(pk.po[1] + h, po.y);
-      vstore(pk.po[2] + h, po.z);
+      vstore(po_[0] + h, po.x);
+      vstore(po_[1] + h, po.y);
+      vstore(po_[2] + h, po.z);
       vstore(&z_[i], R_[6] * p.x + R_[7] * p.y + R_[8] * p.z + tz_);
       if (ao_) {
         // One cosine-weighted direction around the shading normal, shared by
@@ -888,7 +970,7 @@ class Tracer {
       for (std::size_t bi = 0; bi < nb; ++bi) {
         const BandState& band = bands_[bi];
         const int C = band.C;
-        const F f0 = vload<F>(surf(bi, 3) + h), alpha = vload<F>(surf(bi, 4) + h);
+        const F f0 = vload<F>(surf(bi, 3) + i), alpha = vload<F>(surf(bi, 4) + i);
         // what does not depend on the light's direction
         const F fr = vfresnel(f0, nv);
         const F kd = front ? (1.0f - fr) / float(kPi) : splat<F>(0);
@@ -896,7 +978,7 @@ class Tracer {
         const F gv = vsqrt(nv * nv * (1.0f - a2) + a2);  // the Smith term's view half
         const I has_spec = f0 > 0;
         F eamb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)}, spec_amb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)};
-        for (int c = 0; c < C; ++c) vstore(shade_at(bi, 0, c) + i, vload<F>(surf(bi, c) + h));
+        for (int c = 0; c < C; ++c) vstore(shade_at(bi, 0, c) + i, vload<F>(surf(bi, c) + i));
         int kind = band.first_kind;
         for (const Light& light : band.lights) {
           if (const auto* am = std::get_if<AmbientLight>(&light)) {
@@ -967,9 +1049,9 @@ class Tracer {
       Queue& Q = queues_[static_cast<std::size_t>(q)];
       for (int l = 0; l < 8; ++l) {
         const std::size_t k = static_cast<std::size_t>(Q.n);
-        Q.ox[k] = pk.po[0][l];
-        Q.oy[k] = pk.po[1][l];
-        Q.oz[k] = pk.po[2][l];
+        Q.ox[k] = po_[0][l];
+        Q.oy[k] = po_[1][l];
+        Q.oz[k] = po_[2][l];
         Q.dx[k] = pr.dir[0][l];
         Q.dy[k] = pr.dir[1][l];
         Q.dz[k] = pr.dir[2][l];
@@ -1025,6 +1107,38 @@ class Tracer {
     }
   }
 
+  // The packet's samples once the occlusion rays are traced, in each band:
+  // the diffuse irradiance term E (the ambient term times the AO visibility,
+  // then each unblocked light's) and what the sample adds to the image (the
+  // specular part only for subsurface materials: their diffuse part goes to
+  // the layers), in place of the ambient terms.
+  template <int L>
+  HFR_VINLINE void finish(int b) {
+    typedef typename Lanes<L>::F F;
+    typedef typename Lanes<L>::I I;
+    const std::size_t cap = static_cast<std::size_t>(cap_);
+    for (int h = 0; h < 8; h += L) {
+      const std::size_t i = static_cast<std::size_t>(b + h);
+      const F vis_ao = ao_ ? vload<F>(&vis_[i]) : splat<F>(1);
+      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+        const BandState& band = bands_[bi];
+        const I sss = vload<I>(&sss_[bi * cap + i]);
+        for (int c = 0; c < band.C; ++c) {
+          F e = vload<F>(shade_at(bi, 1, c) + i) * vis_ao, sp = vload<F>(shade_at(bi, 2, c) + i);
+          for (int q = band.first_kind; q < band.first_kind + band.kinds; ++q) {
+            const std::size_t k = static_cast<std::size_t>(q);
+            const F v = vload<F>(&vis_[k * cap + i]);
+            const float rgb = lights_[k].rgb[c];
+            e = e + vload<F>(&kes_[2 * k * cap + i]) * rgb * v;
+            sp = sp + vload<F>(&kes_[(2 * k + 1) * cap + i]) * rgb * v;
+          }
+          vstore(shade_at(bi, 1, c) + i, e);
+          vstore(shade_at(bi, 2, c) + i, sss ? sp : vload<F>(shade_at(bi, 0, c) + i) * e + sp);
+        }
+      }
+    }
+  }
+
   // The chunk's pixels: each band's sums over the samples (in sample order).
   void accumulate(std::size_t y, int x0, int np) {
     const int W = o_.width, spp = o_.spp;
@@ -1046,22 +1160,10 @@ class Tracer {
             z += z_[i];
           }
           for (int c = 0; c < C; ++c) {
-            // the ambient diffuse term times the AO visibility, then each light's terms where unblocked
-            float e = shade_at(bi, 1, c)[i], sp = shade_at(bi, 2, c)[i];
-            if (ao_) e *= vis_[i];
-            for (int q = band.first_kind; q < band.first_kind + band.kinds; ++q) {
-              const float v = vis_[static_cast<std::size_t>(q) * cap + i];
-              const float rgb = lights_[static_cast<std::size_t>(q)].rgb[c];
-              e += kes_[static_cast<std::size_t>(2 * q) * cap + i] * rgb * v;
-              sp += kes_[static_cast<std::size_t>(2 * q + 1) * cap + i] * rgb * v;
-            }
-            const float a = shade_at(bi, 0, c)[i];
+            L[c] += shade_at(bi, 2, c)[i];
             if (sss) {
-              L[c] += sp;
-              E[c] += e;
-              alb[c] += a;
-            } else {
-              L[c] += a * e + sp;
+              E[c] += shade_at(bi, 1, c)[i];
+              alb[c] += shade_at(bi, 0, c)[i];
             }
           }
         }
