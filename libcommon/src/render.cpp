@@ -581,10 +581,12 @@ inline void uniform2(Rng& rng, float& a, float& b) {
 // random number a sample needs (jitter, the AO direction, one cone sample
 // per sphere light, drawn whether used or not, so that the streams do not
 // depend on what the rays hit); the camera rays go to Embree in packets of
-// 8 consecutive samples (rtcIntersect8, coherent) and each packet is shaded
-// in every band at once; the shadow and AO rays it needs are queued, one
-// queue per light and one for AO, compacted, and traced in packets of 8
-// (rtcOccluded8) once the chunk is shaded; then the pixels' sums. Each pixel
+// 8 consecutive samples (rtcIntersect8, coherent); the hits' vertices and
+// texels are gathered (with prefetches: they are cache misses); each packet
+// is shaded in every band at once; the shadow and AO rays it needs are
+// queued, one queue per light and one for AO, compacted, and traced in
+// packets of 8 (rtcOccluded8) once the chunk is shaded (fuller packets than
+// per camera packet); then the samples' sums per pixel. Each pixel
 // keeps its own generator, so the image does not depend on the grouping or
 // the thread count.
 class Tracer {
