@@ -46,7 +46,6 @@ struct Rng {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
   }
-  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }  // [0, 1)
 };
 
 // Schlick's Fresnel with the reflectance at grazing incidence limited to
@@ -56,19 +55,6 @@ inline double fresnel(double f0, double cos_theta) {
   const double m = std::clamp(1 - cos_theta, 0.0, 1.0);
   const double m2 = m * m;
   return f0 + (f90 - f0) * m2 * m2 * m;
-}
-
-// An orthonormal basis around a unit vector w (Duff et al. 2017).
-void basis(const double w[3], double u[3], double v[3]) {
-  const double sign = std::copysign(1.0, w[2]);
-  const double a = -1.0 / (sign + w[2]);
-  const double b = w[0] * w[1] * a;
-  u[0] = 1 + sign * w[0] * w[0] * a;
-  u[1] = sign * b;
-  u[2] = -sign * w[0];
-  v[0] = b;
-  v[1] = sign + w[1] * w[1] * a;
-  v[2] = -w[1];
 }
 
 }  // namespace
@@ -133,35 +119,6 @@ void brdf_parts(const SurfaceSample& s, const double n[3], const double wo[3], c
   }
 }
 
-// brdf_parts for several lights at one surface point: what does not depend
-// on the light's direction, computed once (the same arithmetic).
-struct Lobe {
-  double nv, f0, kd = 0, a2 = 0, gv = 0;  // gv: the Smith term's view half
-  Lobe(const SurfaceSample& s, const double n[3], const double wo[3]) : nv(dot3(n, wo)), f0(std::clamp<double>(s.f0, 0, 1)) {
-    if (nv <= 0) return;
-    kd = (1 - fresnel(f0, nv)) / kPi;
-    const double a = std::max<double>(s.alpha, 1e-3);
-    a2 = a * a;
-    gv = std::sqrt(nv * nv * (1 - a2) + a2);
-  }
-  inline __attribute__((always_inline)) void parts(const double n[3], const double wo[3], const double wi[3], double& kd_out,
-                                                   double& spec) const {
-    kd_out = spec = 0;
-    const double nl = dot3(n, wi);
-    if (nl <= 0 || nv <= 0) return;
-    kd_out = kd;
-    if (f0 > 0) {
-      double h[3] = {wi[0] + wo[0], wi[1] + wo[1], wi[2] + wo[2]};
-      normalize3(h);
-      const double nh = std::max(0.0, dot3(n, h)), vh = std::max(0.0, dot3(wo, h));
-      const double dd = nh * nh * (a2 - 1) + 1;
-      const double D = a2 / (kPi * dd * dd);
-      const double V = 0.5 / (nl * gv + nv * std::sqrt(nl * nl * (1 - a2) + a2));
-      const double F = fresnel(f0, vh);
-      spec = D * V * F;
-    }
-  }
-};
 }  // namespace
 
 std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]) {
@@ -416,30 +373,7 @@ struct BandState {
   float* image = nullptr;
   bool ambient = false;  // has an ambient light
   int first_kind = 0;    // occlusion queue of its first light
-};
-
-// A camera sample's first hit, what every band shares.
-struct SampleGeo {
-  const Scene::Impl::Geometry* g = nullptr;  // null: a miss
-  unsigned geom = 0, prim = 0;
-  double wo[3], n[3], ng[3], p[3], po[3], uv[2];
-  double z = 0;
-};
-
-// One band's shading of one camera sample: the diffuse irradiance term E,
-// the specular radiance S and the ambient diffuse term (times the AO
-// visibility, added once the AO ray is traced).
-struct BandShade {
-  double E[3], S[3], Eamb[3];
-  float albedo[3];
-  bool subsurface;
-};
-
-// A shadow or AO ray and what it adds when nothing blocks it.
-struct OccRay {
-  float org[3], dir[3], tfar;
-  int sample, band;  // band -1: the AO ray, which serves every band's ambient light
-  float e[3], s[3];
+  int kinds = 0;         // its point and sphere lights (queues first_kind...)
 };
 
 // Bilinear lookups of one surface point, kept while the bands look up the
@@ -498,253 +432,757 @@ struct TexCache {
   }
 };
 
-SurfaceSample surface(const Material& m, const SampleGeo& h, TexCache& cache) {
+SurfaceSample surface(const Material& m, float u, float v, TexCache& cache) {
   SurfaceSample out;
   if (m.albedo) {
     const int first = m.albedo_channel;
     const int count = m.albedo_channels > 0 ? m.albedo_channels : m.albedo->channels - first;
-    for (int c = 0; c < 3; ++c) out.albedo[c] = cache.get(m.albedo, h.uv[0], h.uv[1], first + (count == 1 ? 0 : std::min(c, count - 1)));
+    for (int c = 0; c < 3; ++c) out.albedo[c] = cache.get(m.albedo, u, v, first + (count == 1 ? 0 : std::min(c, count - 1)));
   } else {
     out.albedo = m.albedo_value;
   }
   for (auto& a : out.albedo) a = static_cast<float>(a * m.albedo_scale);
-  out.f0 = m.specular ? cache.get(m.specular, h.uv[0], h.uv[1], m.specular_channel) : m.specular_value;
-  out.alpha = m.roughness ? cache.get(m.roughness, h.uv[0], h.uv[1], m.roughness_channel) : m.roughness_value;
+  out.f0 = m.specular ? cache.get(m.specular, u, v, m.specular_channel) : m.specular_value;
+  out.alpha = m.roughness ? cache.get(m.roughness, u, v, m.roughness_channel) : m.roughness_value;
   out.f0 = std::clamp(static_cast<float>(out.f0 * m.specular_scale), 0.0f, 1.0f);
   out.alpha = std::clamp(out.alpha, 1e-3f, 1.0f);
   return out;
 }
 
+// ---------------------------------------------------------------- SIMD shading
+//
+// A camera packet's 8 samples are shaded together in float vectors of L
+// lanes (GCC vector extensions): L = 8 with AVX2 where the CPU has it, else
+// L = 4 (SSE2, every x86-64) on each half of the packet. Only operations
+// IEEE 754 rounds exactly are used (+ - * / sqrt, compares, selects, bit
+// operations; no libm; no FMA: render.cpp is compiled with
+// -ffp-contract=off and the AVX2 code enables no FMA), so both widths and
+// any thread count give the same bits. Everything the vector code calls is
+// always_inline: it must be compiled inside the AVX2 function to use AVX2.
+
+#define HFR_VINLINE inline __attribute__((always_inline))
+
+template <int L>
+struct Lanes {
+  typedef float F __attribute__((vector_size(4 * L)));
+  typedef std::int32_t I __attribute__((vector_size(4 * L)));
+};
+
+template <class F>
+HFR_VINLINE F splat(float x) {
+  F r;
+  for (unsigned l = 0; l < sizeof(F) / 4; ++l) r[l] = x;
+  return r;
+}
+template <class F, class T>
+HFR_VINLINE F vload(const T* p) {
+  F r;
+  std::memcpy(&r, p, sizeof(F));
+  return r;
+}
+template <class F, class T>
+HFR_VINLINE void vstore(T* p, F x) {
+  std::memcpy(p, &x, sizeof(F));
+}
+template <class F>
+HFR_VINLINE F vmin(F a, F b) {
+  return a < b ? a : b;
+}
+template <class F>
+HFR_VINLINE F vmax(F a, F b) {
+  return a > b ? a : b;
+}
+template <class F>
+HFR_VINLINE F vabs(F a) {
+  typedef decltype(a < a) I;
+  return (F)((I)a & 0x7fffffff);
+}
+template <class F>
+HFR_VINLINE F vsqrt(F a) {
+  if constexpr (sizeof(F) == 16) {
+    return (F)_mm_sqrt_ps((__m128)a);
+  } else {  // vsqrtps inside the AVX2 function (-fno-math-errno)
+    F r;
+    for (unsigned l = 0; l < sizeof(F) / 4; ++l) r[l] = __builtin_sqrtf(a[l]);
+    return r;
+  }
+}
+
+template <class F>
+struct V3 {
+  F x, y, z;
+};
+template <class F>
+HFR_VINLINE F dot(const V3<F>& a, const V3<F>& b) {
+  return a.x * b.x + a.y * b.y + a.z * b.z;
+}
+// a / |a| (a unchanged where |a| = 0)
+template <class F>
+HFR_VINLINE V3<F> normalized(const V3<F>& a) {
+  const F l = vsqrt(dot(a, a));
+  const auto pos = l > 0;
+  return {pos ? a.x / l : a.x, pos ? a.y / l : a.y, pos ? a.z / l : a.z};
+}
+// a, or -a where mask
+template <class F, class I>
+HFR_VINLINE V3<F> negate_where(I mask, const V3<F>& a) {
+  const I s = mask & static_cast<std::int32_t>(0x80000000u);
+  return {(F)((I)a.x ^ s), (F)((I)a.y ^ s), (F)((I)a.z ^ s)};
+}
+
+// Schlick's Fresnel with the reflectance at grazing incidence limited to
+// 50 F0 (as in UE4 / Filament), so that F0 = 0 means no specular at all.
+template <class F>
+HFR_VINLINE F vfresnel(F f0, F cos_theta) {
+  const F f90 = vmin(splat<F>(1), f0 * 50.0f);
+  const F m = vmin(vmax(1.0f - cos_theta, splat<F>(0)), splat<F>(1));
+  const F m2 = m * m;
+  return f0 + (f90 - f0) * m2 * m2 * m;
+}
+
+// An orthonormal basis around a unit vector w (Duff et al. 2017).
+template <class F>
+HFR_VINLINE void vbasis(const V3<F>& w, V3<F>& u, V3<F>& v) {
+  typedef decltype(w.z < w.z) I;
+  const F sign = (F)(((I)w.z & static_cast<std::int32_t>(0x80000000u)) | (I)splat<F>(1));  // copysign(1, w.z)
+  const F a = -1.0f / (sign + w.z);
+  const F b = w.x * w.y * a;
+  u = {1.0f + sign * w.x * w.x * a, sign * b, -(sign * w.x)};
+  v = {b, sign + w.y * w.y * a, -w.y};
+}
+
+// sin and cos of 2 pi u for u in [0, 1) with 24-bit u (the generator's
+// draws): the quadrant q = round(4 u) and the remainder (exact), then
+// Cephes' minimax polynomials on [-pi/4, pi/4] (about 1 ulp).
+template <class F>
+HFR_VINLINE void sincos_2pi(F u, F& s, F& c) {
+  typedef decltype(u < u) I;
+  const F a = u * 4.0f;
+  const I q = __builtin_convertvector(a + 0.5f, I);
+  const F x = (a - __builtin_convertvector(q, F)) * 1.57079632679489661923f;
+  const F z = x * x;
+  const F sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * x + x;
+  const F cp = ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z - 0.5f * z + 1.0f;
+  const I odd = (q & 1) != 0;
+  const F sn = odd ? cp : sp, cs = odd ? sp : cp;
+  s = (F)((I)sn ^ ((q & 2) << 30));
+  c = (F)((I)cs ^ (((q + 1) & 2) << 30));
+}
+
+// Two uniform floats in [0, 1) from one 64-bit draw (24 bits each).
+inline void uniform2(Rng& rng, float& a, float& b) {
+  const std::uint64_t z = rng.next();
+  a = static_cast<float>(z >> 40) * 0x1p-24f;
+  b = static_cast<float>((z >> 16) & 0xFFFFFFu) * 0x1p-24f;
+}
+
+// Renders rows: one per thread. A row's samples go through in chunks of
+// whole pixels (about kChunk samples): the pixels' generators draw every
+// random number a sample needs (jitter, the AO direction, one cone sample
+// per sphere light, drawn whether used or not, so that the streams do not
+// depend on what the rays hit); the camera rays go to Embree in packets of
+// 8 consecutive samples (rtcIntersect8, coherent); the hits' vertices and
+// texels are gathered (with prefetches: they are cache misses); each packet
+// is shaded in every band at once; the shadow and AO rays it needs are
+// queued, one queue per light and one for AO, compacted, and traced in
+// packets of 8 (rtcOccluded8) once the chunk is shaded (fuller packets than
+// per camera packet); then the samples' sums per pixel. Each pixel
+// keeps its own generator, so the image does not depend on the grouping or
+// the thread count.
 class Tracer {
  public:
-  // samples: the most camera samples shaded before a flush()
-  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds, std::size_t samples)
-      : s_(s), bands_(bands), o_(o), queues_(static_cast<std::size_t>(kinds)) {
-    for (auto& q : queues_) q.reserve(samples);
-    ao_far_ = std::isfinite(o.ao_distance) ? o.ao_distance : double(std::numeric_limits<float>::infinity());
+  static constexpr int kChunk = 256;
+
+  Tracer(const Scene::Impl& s, std::vector<BandState>& bands, const RenderOptions& o, int kinds,
+         const std::array<double, 3>& eye, std::uint64_t seed_mix)
+      : s_(s), bands_(bands), o_(o), nq_(kinds), seed_mix_(seed_mix) {
     for (const auto& b : bands) ao_ = ao_ || (o.ambient_occlusion && b.ambient);
+    ao_far_ = std::isfinite(o.ao_distance) ? float(o.ao_distance) : std::numeric_limits<float>::infinity();
+    for (int k = 0; k < 3; ++k) eye_[k] = float(eye[k]);
+    for (int k = 0; k < 9; ++k) R_[k] = float(o.scene_to_camera.R[static_cast<std::size_t>(k)]);
+    for (int k = 0; k < 6; ++k) A_[k] = float(o.pixel_to_image[static_cast<std::size_t>(k)]);
+    tz_ = float(o.scene_to_camera.t[2]);
+    cam_[0] = float(o.camera.cx), cam_[1] = float(o.camera.cy), cam_[2] = float(o.camera.fx), cam_[3] = float(o.camera.fy);
+    // the queues' lights: colour and kind (queue 0: AO)
+    lights_.resize(static_cast<std::size_t>(nq_));
+    draws_ = 1 + (ao_ ? 1 : 0);
+    for (const BandState& b : bands) {
+      int q = b.first_kind;
+      for (const Light& l : b.lights) {
+        if (const auto* pl = std::get_if<PointLight>(&l)) {
+          QLight& ql = lights_[static_cast<std::size_t>(q++)];
+          for (int k = 0; k < 3; ++k) ql.pos[k] = float(pl->position[static_cast<std::size_t>(k)]), ql.rgb[k] = pl->rgb[static_cast<std::size_t>(k)];
+        } else if (const auto* sl = std::get_if<SphereLight>(&l)) {
+          QLight& ql = lights_[static_cast<std::size_t>(q++)];
+          for (int k = 0; k < 3; ++k) ql.pos[k] = float(sl->centre[static_cast<std::size_t>(k)]), ql.rgb[k] = sl->rgb[static_cast<std::size_t>(k)];
+          ql.sphere = true;
+          ql.r2 = float(sl->radius * sl->radius);
+          ql.draw = draws_++;
+        }
+      }
+    }
+    const int spp = o.spp;
+    chunk_pixels_ = std::max(1, kChunk / spp);
+    cap_ = (chunk_pixels_ * spp + 7) / 8 * 8;
+    const std::size_t cap = static_cast<std::size_t>(cap_);
+    px_.resize(cap);
+    py_.resize(cap);
+    rnd_.resize(cap * static_cast<std::size_t>(2 * draws_));
+    hit_.resize(cap);
+    z_.resize(cap);
+    std::size_t nshade = 0;
+    for (const BandState& b : bands) shade_first_.push_back(nshade), nshade += static_cast<std::size_t>(3 * b.C);
+    shade_.resize(nshade * cap);
+    sss_.resize(bands.size() * cap);
+    kes_.resize(static_cast<std::size_t>(2 * nq_) * cap);
+    vis_.resize(static_cast<std::size_t>(nq_) * cap);
+    queues_.resize(static_cast<std::size_t>(nq_));
+    for (auto& q : queues_) q.resize(cap + 8);
+    perm_.resize(static_cast<std::size_t>(spp));
+    surf_.resize(bands.size() * 5 * cap);
+    dir_.resize(3 * cap);
+    ng_.resize(3 * cap);
+    bu_.resize(cap);
+    bv_.resize(cap);
+    uv_.resize(2 * cap);
+    geom_.resize(cap);
+    prim_.resize(cap);
+    vtx_.resize(18 * cap);
+    rays_.resize(static_cast<std::size_t>(nq_));
+    rtcInitIntersectContext(&cam_ctx_);
+    cam_ctx_.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
     rtcInitIntersectContext(&occ_ctx_);
   }
-  std::uint64_t shadow_rays = 0;
+  std::uint64_t primary_rays = 0, shadow_rays = 0;
 
-  // The geometry of a camera sample's hit (from a packet query).
-  void hit_geometry(const double dir[3], unsigned geom, unsigned prim, float bu_f, float bv_f, const float ngf[3],
-                    SampleGeo& h) const {
-    h.g = nullptr;
-    if (geom == RTC_INVALID_GEOMETRY_ID) return;
-    const auto& g = s_.geometries[geom];
-    h.g = &g;
-    h.geom = geom;
-    h.prim = prim;
-    const double bu = bu_f, bv = bv_f, bw = 1 - bu - bv;
-    const std::int32_t* tri = &g.triangles[3 * prim];
-    for (int k = 0; k < 3; ++k) h.wo[k] = -dir[k];
-    // Geometric normal (Embree's Ng is unnormalized), facing the viewer.
-    double* ng = h.ng;
-    for (int k = 0; k < 3; ++k) ng[k] = ngf[k];
-    normalize3(ng);
-    if (dot3(ng, h.wo) < 0)
-      for (int k = 0; k < 3; ++k) ng[k] = -ng[k];
-    // Shading normal: interpolated vertex normals, facing the viewer.
-    double* n = h.n;
-    for (int k = 0; k < 3; ++k)
-      n[k] = bw * g.normals[3 * tri[0] + k] + bu * g.normals[3 * tri[1] + k] + bv * g.normals[3 * tri[2] + k];
-    if (dot3(n, n) <= 0) std::copy(ng, ng + 3, n);
-    normalize3(n);
-    if (dot3(n, h.wo) < 0)
-      for (int k = 0; k < 3; ++k) n[k] = -n[k];
-    // Hit point, recomputed from the triangle for accuracy, then offset
-    // along the geometric normal for shadow rays.
-    double* p = h.p;
-    for (int k = 0; k < 3; ++k)
-      p[k] = bw * g.positions[3 * tri[0] + k] + bu * g.positions[3 * tri[1] + k] + bv * g.positions[3 * tri[2] + k];
-    double scale = 1e-4;
-    for (int k = 0; k < 3; ++k) scale = std::max(scale, std::abs(p[k]));
-    const double eps = scale * 2e-5;
-    for (int k = 0; k < 3; ++k) h.po[k] = p[k] + eps * ng[k];
-    h.uv[0] = h.uv[1] = 0;
-    if (!g.uv_triangles.empty()) {
-      const std::int32_t* t = &g.uv_triangles[3 * prim];
-      for (int k = 0; k < 2; ++k) h.uv[k] = bw * g.uvs[2 * t[0] + k] + bu * g.uvs[2 * t[1] + k] + bv * g.uvs[2 * t[2] + k];
-    }
-    const auto& R = o_.scene_to_camera.R;
-    h.z = R[6] * p[0] + R[7] * p[1] + R[8] * p[2] + o_.scene_to_camera.t[2];
-  }
-
-  // Shades one hit in every band, queueing its shadow and AO rays (traced
-  // by flush()). out: one BandShade per band.
-  void shade(const SampleGeo& h, int sample, Rng& rng, BandShade* out) {
-    if (ao_) {
-      // One cosine-weighted direction around the shading normal, shared by
-      // every band's ambient light (visibility does not depend on the band).
-      const double r1 = rng.uniform(), r2 = rng.uniform();
-      const double r = std::sqrt(r1), phi = 2 * kPi * r2;
-      double t1[3], t2[3];
-      basis(h.n, t1, t2);
-      const double z = std::sqrt(std::max(0.0, 1 - r1));
-      const float phf = static_cast<float>(phi);
-      const double cp = std::cos(phf), sp = std::sin(phf);
-      double d[3];
-      for (int k = 0; k < 3; ++k) d[k] = r * cp * t1[k] + r * sp * t2[k] + z * h.n[k];
-      if (dot3(d, h.ng) > 0) push(0, h.po, d, ao_far_, sample, -1, nullptr, nullptr);
-    }
-    TexCache cache;
-    const double nv = std::max(0.0, dot3(h.n, h.wo));
-    const unsigned mi = h.g->triangle_material.empty() ? 0 : h.g->triangle_material[h.prim];
-    for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
-      const BandState& band = bands_[bi];
-      const Material& m = band.materials ? (*band.materials)[h.geom][mi] : h.g->materials[mi];
-      const SurfaceSample sf = surface(m, h, cache);
-      const Lobe lobe(sf, h.n, h.wo);
-      BandShade& bs = out[bi];
-      for (int c = 0; c < 3; ++c) bs.E[c] = bs.S[c] = bs.Eamb[c] = 0;
-      for (int c = 0; c < 3; ++c) bs.albedo[c] = sf.albedo[c];
-      bs.subsurface = band.layers && m.subsurface;
-      int kind = band.first_kind;
-      for (const Light& light : band.lights) {
-        if (const auto* a = std::get_if<AmbientLight>(&light)) {
-          const double fr = fresnel(sf.f0, nv);
-          for (int c = 0; c < 3; ++c) {
-            bs.Eamb[c] += (1 - fr) * a->rgb[c];
-            bs.S[c] += fr * a->rgb[c];
-          }
-        } else if (const auto* pl = std::get_if<PointLight>(&light)) {
-          const int q = kind++;
-          double wi[3] = {pl->position[0] - h.p[0], pl->position[1] - h.p[1], pl->position[2] - h.p[2]};
-          const double d2 = dot3(wi, wi);
-          if (!(d2 > 0)) continue;
-          const double d = std::sqrt(d2);
-          for (double& x : wi) x /= d;
-          const double cosn = dot3(h.n, wi);
-          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
-          double kd, spec;
-          lobe.parts(h.n, h.wo, wi, kd, spec);
-          double e[3], sp[3];
-          for (int c = 0; c < 3; ++c) {
-            const double ec = cosn * pl->rgb[c] / d2;
-            e[c] = kd * ec;
-            sp[c] = spec * ec;
-          }
-          push(q, h.po, wi, d * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
-        } else if (const auto* sl = std::get_if<SphereLight>(&light)) {
-          const int q = kind++;
-          double w[3] = {sl->centre[0] - h.p[0], sl->centre[1] - h.p[1], sl->centre[2] - h.p[2]};
-          const double d2 = dot3(w, w), r2 = sl->radius * sl->radius;
-          if (!(d2 > r2)) continue;  // inside the light
-          const double d = std::sqrt(d2);
-          for (double& x : w) x /= d;
-          // Uniform sampling of the cone subtended by the sphere.
-          const double cos_max = std::sqrt(std::max(0.0, 1 - r2 / d2));
-          const double u1 = rng.uniform(), u2 = rng.uniform();
-          const double cos_t = 1 - u1 * (1 - cos_max);
-          const double sin_t = std::sqrt(std::max(0.0, 1 - cos_t * cos_t));
-          const double phi = 2 * kPi * u2;
-          const float phf = static_cast<float>(phi);
-          const double cp = std::cos(phf), sp_ = std::sin(phf);
-          double t1[3], t2[3];
-          basis(w, t1, t2);
-          double wi[3];
-          for (int k = 0; k < 3; ++k) wi[k] = sin_t * cp * t1[k] + sin_t * sp_ * t2[k] + cos_t * w[k];
-          const double cosn = dot3(h.n, wi);
-          if (cosn <= 0 || dot3(h.ng, wi) <= 0) continue;
-          // Distance to the sphere's near surface along wi.
-          const double b = d * cos_t;
-          const double tl = b - std::sqrt(std::max(0.0, b * b - (d2 - r2)));
-          double kd, spec;
-          lobe.parts(h.n, h.wo, wi, kd, spec);
-          const double solid = 2 * kPi * (1 - cos_max);  // 1 / pdf
-          const double Le = 1.0 / (kPi * r2);
-          double e[3], sp[3];
-          for (int c = 0; c < 3; ++c) {
-            const double ec = cosn * Le * sl->rgb[c] * solid;
-            e[c] = kd * ec;
-            sp[c] = spec * ec;
-          }
-          push(q, h.po, wi, tl * (1 - 1e-6), sample, static_cast<int>(bi), e, sp);
-        }
-      }
-      if (!ao_)
-        for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
-    }
-  }
-
-  // Traces the queued rays (in packets of 8, one queue at a time: the AO
-  // rays, then each light's shadow rays) and adds what the unblocked ones
-  // bring to shades[sample * bands + band].
-  void flush(BandShade* shades) {
-    const std::size_t nb = bands_.size();
-    for (auto& q : queues_) {
-      for (std::size_t b = 0; b < q.size(); b += 8) {
-        const int m = static_cast<int>(std::min<std::size_t>(8, q.size() - b));
-        bool blocked[8];
-        occluded8(&q[b], m, blocked);
-        for (int l = 0; l < m; ++l) {
-          if (blocked[l]) continue;
-          const OccRay& r = q[b + static_cast<std::size_t>(l)];
-          if (r.band < 0) {
-            for (std::size_t bi = 0; bi < nb; ++bi) {
-              BandShade& bs = shades[static_cast<std::size_t>(r.sample) * nb + bi];
-              for (int c = 0; c < 3; ++c) bs.E[c] += bs.Eamb[c];
-            }
-          } else {
-            BandShade& bs = shades[static_cast<std::size_t>(r.sample) * nb + static_cast<std::size_t>(r.band)];
-            for (int c = 0; c < 3; ++c) {
-              bs.E[c] += r.e[c];
-              bs.S[c] += r.s[c];
-            }
-          }
-        }
-      }
-      shadow_rays += q.size();
-      q.clear();
-    }
+  void row(std::size_t y, bool avx2) {
+    if (avx2)
+      row_avx2(y);
+    else
+      row_sse(y);
   }
 
  private:
+  // A queued shadow or AO ray (SoA, padded by 8 for branch-free appends).
+  struct Queue {
+    std::vector<float> ox, oy, oz, dx, dy, dz, tfar;
+    std::vector<std::int32_t> sample;
+    int n = 0;
+    void resize(std::size_t k) {
+      for (auto* v : {&ox, &oy, &oz, &dx, &dy, &dz, &tfar}) v->assign(k, 0.0f);
+      sample.assign(k, 0);
+    }
+  };
+  struct QLight {
+    float pos[3] = {0, 0, 0}, rgb[3] = {0, 0, 0};
+    bool sphere = false;
+    float r2 = 0;
+    int draw = 0;  // its pair of draws per sample
+  };
+  // A queue's rays of one packet, before compaction.
+  struct PacketRays {
+    alignas(32) float dir[3][8];
+    alignas(32) float tfar[8];
+    alignas(32) std::int32_t valid[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  };
+
   const Scene::Impl& s_;
   std::vector<BandState>& bands_;
   const RenderOptions& o_;
-  std::vector<std::vector<OccRay>> queues_;
+  int nq_;
+  std::uint64_t seed_mix_;
   bool ao_ = false;
-  double ao_far_;
-  RTCIntersectContext occ_ctx_;
+  float ao_far_;
+  float eye_[3], R_[9], A_[6], tz_, cam_[4];
+  std::vector<QLight> lights_;
+  int draws_ = 1;  // 64-bit draws per sample: the jitter, AO, each sphere light
+  int chunk_pixels_ = 1, cap_ = 8;
+  // per chunk sample
+  std::vector<float> px_, py_, rnd_, z_;
+  std::vector<std::int32_t> hit_;
+  // per band, C channels each: albedo, the ambient diffuse term (then E), the
+  // ambient specular term (then what the sample adds to the image)
+  std::vector<float> shade_;
+  std::vector<std::int32_t> sss_;  // per band
+  std::vector<float> kes_;  // per queue: the diffuse and specular weights of its light
+  std::vector<float> vis_;  // per queue: 1 where the ray was traced and unblocked
+  std::vector<Queue> queues_;
+  std::vector<int> perm_;
+  // per chunk sample: the camera ray and its hit
+  std::vector<float> dir_, ng_, bu_, bv_, uv_;  // dir_, ng_: 3 rows, uv_: 2
+  std::vector<unsigned> geom_, prim_;
+  std::vector<float> vtx_;   // 18 rows: the triangle's positions, then its normals
+  std::vector<float> surf_;  // per band 5 rows: albedo rgb, f0, alpha
+  alignas(32) float po_[3][8];  // a packet's shadow ray origins
+  std::vector<PacketRays> rays_;  // per queue
+  RTCIntersectContext cam_ctx_, occ_ctx_;
 
-  inline __attribute__((always_inline)) void push(int queue, const double org[3], const double dir[3], double tfar,
-                                                  int sample, int band, const double* e, const double* s) {
-    OccRay r;
-    for (int k = 0; k < 3; ++k) {
-      r.org[k] = float(org[k]);
-      r.dir[k] = float(dir[k]);
-      r.e[k] = e ? float(e[k]) : 0.0f;
-      r.s[k] = s ? float(s[k]) : 0.0f;
+  std::vector<std::size_t> shade_first_;  // per band: its first row of shade_
+
+  float* shade_at(std::size_t band, int what, int c) {
+    return &shade_[(shade_first_[band] + static_cast<std::size_t>(what * bands_[band].C + c)) * static_cast<std::size_t>(cap_)];
+  }
+  float* surf(std::size_t band, int k) { return &surf_[(band * 5 + static_cast<std::size_t>(k)) * static_cast<std::size_t>(cap_)]; }
+  static float* rows(std::vector<float>& v, int k, int cap) { return &v[static_cast<std::size_t>(k) * static_cast<std::size_t>(cap)]; }
+  float* rnd_at(int draw, int half) { return &rnd_[static_cast<std::size_t>(2 * draw + half) * static_cast<std::size_t>(cap_)]; }
+
+  __attribute__((target("avx2"))) void row_avx2(std::size_t y) { row_impl<8>(y); }
+  void row_sse(std::size_t y) { row_impl<4>(y); }
+
+  template <int L>
+  HFR_VINLINE void row_impl(std::size_t y) {
+    const int W = o_.width, spp = o_.spp;
+    for (int x0 = 0; x0 < W; x0 += chunk_pixels_) {
+      const int np = std::min(chunk_pixels_, W - x0);
+      const int n = np * spp;
+      draw(y, x0, np);
+      for (auto& q : queues_) q.n = 0;
+      std::fill(vis_.begin(), vis_.end(), 0.0f);
+      for (int b = 0; b < n; b += 8) intersect<L>(b, n);
+      gather(n);
+      for (int b = 0; b < n; b += 8) shade<L>(b);
+      primary_rays += static_cast<std::uint64_t>(n);
+      flush();
+      for (int b = 0; b < n; b += 8) finish<L>(b);
+      accumulate(y, x0, np);
     }
-    r.tfar = float(tfar);
-    r.sample = sample;
-    r.band = band;
-    queues_[static_cast<std::size_t>(queue)].push_back(r);
   }
 
-  void occluded8(const OccRay* rays, int m, bool* blocked) {
-    alignas(32) RTCRay8 r;
-    alignas(32) int valid[8];
-    for (int l = 0; l < 8; ++l) {
-      const OccRay& x = rays[std::min(l, m - 1)];
-      valid[l] = l < m ? -1 : 0;
-      r.org_x[l] = x.org[0];
-      r.org_y[l] = x.org[1];
-      r.org_z[l] = x.org[2];
-      r.dir_x[l] = x.dir[0];
-      r.dir_y[l] = x.dir[1];
-      r.dir_z[l] = x.dir[2];
-      r.tnear[l] = 0;
-      r.tfar[l] = x.tfar;
-      r.time[l] = 0;
-      r.mask[l] = 0xFFFFFFFFu;
-      r.id[l] = 0;
-      r.flags[l] = 0;
+  // The chunk's random numbers and pixel positions, pixel by pixel.
+  void draw(std::size_t y, int x0, int np) {
+    const int W = o_.width, spp = o_.spp;
+    for (int p = 0; p < np; ++p) {
+      const int x = x0 + p;
+      const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
+      Rng rng{seed_mix_ ^ (index * 0xD1B54A32D192ED03ull)};
+      rng.next();
+      // n-rooks stratification: sample k takes column stratum k and a
+      // shuffled row stratum, each jittered.
+      std::iota(perm_.begin(), perm_.end(), 0);
+      for (int k = spp - 1; k > 0; --k) std::swap(perm_[k], perm_[rng.next() % static_cast<std::uint64_t>(k + 1)]);
+      for (int k = 0; k < spp; ++k) {
+        const std::size_t i = static_cast<std::size_t>(p * spp + k);
+        float ux, uy;
+        uniform2(rng, ux, uy);
+        px_[i] = float(x) + (float(k) + ux) / float(spp);
+        py_[i] = float(y) + (float(perm_[k]) + uy) / float(spp);
+        for (int d = 1; d < draws_; ++d) uniform2(rng, rnd_at(d, 0)[i], rnd_at(d, 1)[i]);
+      }
     }
-    rtcOccluded8(valid, s_.scene, &occ_ctx_, &r);
-    for (int l = 0; l < m; ++l) blocked[l] = r.tfar[l] < 0;
+    // the padding: finite values, no rays
+    for (int i = np * spp; i < cap_; ++i) {
+      px_[static_cast<std::size_t>(i)] = py_[static_cast<std::size_t>(i)] = 0;
+      for (int d = 1; d < draws_; ++d) rnd_at(d, 0)[i] = rnd_at(d, 1)[i] = 0;
+    }
+  }
+
+  // Traces the camera packet of samples [b, b + 8) of the chunk (those < n)
+  // and keeps the hits.
+  template <int L>
+  HFR_VINLINE void intersect(int b, int n) {
+    typedef typename Lanes<L>::F F;
+    alignas(32) RTCRayHit8 rh;
+    alignas(32) int valid[8];
+    for (int h = 0; h < 8; h += L) {
+      const F px = vload<F>(&px_[static_cast<std::size_t>(b + h)]), py = vload<F>(&py_[static_cast<std::size_t>(b + h)]);
+      const F ix = A_[0] * px + A_[1] * py + A_[2], iy = A_[3] * px + A_[4] * py + A_[5];
+      const F dcx = (ix - cam_[0]) / cam_[2], dcy = (iy - cam_[1]) / cam_[3];
+      const V3<F> d = normalized(V3<F>{R_[0] * dcx + R_[3] * dcy + R_[6], R_[1] * dcx + R_[4] * dcy + R_[7],
+                                       R_[2] * dcx + R_[5] * dcy + R_[8]});
+      vstore(rh.ray.dir_x + h, d.x);
+      vstore(rh.ray.dir_y + h, d.y);
+      vstore(rh.ray.dir_z + h, d.z);
+    }
+    for (int l = 0; l < 8; ++l) {
+      valid[l] = b + l < n ? -1 : 0;
+      rh.ray.org_x[l] = eye_[0];
+      rh.ray.org_y[l] = eye_[1];
+      rh.ray.org_z[l] = eye_[2];
+      rh.ray.tnear[l] = 0;
+      rh.ray.tfar[l] = std::numeric_limits<float>::infinity();
+      rh.ray.time[l] = 0;
+      rh.ray.mask[l] = 0xFFFFFFFFu;
+      rh.ray.id[l] = 0;
+      rh.ray.flags[l] = 0;
+      rh.hit.geomID[l] = RTC_INVALID_GEOMETRY_ID;
+      rh.hit.instID[0][l] = RTC_INVALID_GEOMETRY_ID;
+    }
+    rtcIntersect8(valid, s_.scene, &cam_ctx_, &rh);
+    const std::size_t i = static_cast<std::size_t>(b);
+    std::memcpy(rows(dir_, 0, cap_) + i, rh.ray.dir_x, sizeof(rh.ray.dir_x));
+    std::memcpy(rows(dir_, 1, cap_) + i, rh.ray.dir_y, sizeof(rh.ray.dir_y));
+    std::memcpy(rows(dir_, 2, cap_) + i, rh.ray.dir_z, sizeof(rh.ray.dir_z));
+    std::memcpy(rows(ng_, 0, cap_) + i, rh.hit.Ng_x, sizeof(rh.hit.Ng_x));
+    std::memcpy(rows(ng_, 1, cap_) + i, rh.hit.Ng_y, sizeof(rh.hit.Ng_y));
+    std::memcpy(rows(ng_, 2, cap_) + i, rh.hit.Ng_z, sizeof(rh.hit.Ng_z));
+    std::memcpy(&bu_[i], rh.hit.u, sizeof(rh.hit.u));
+    std::memcpy(&bv_[i], rh.hit.v, sizeof(rh.hit.v));
+    std::memcpy(&geom_[i], rh.hit.geomID, sizeof(rh.hit.geomID));
+    std::memcpy(&prim_[i], rh.hit.primID, sizeof(rh.hit.primID));
+    for (int l = 0; l < 8; ++l) {
+      const bool hit = valid[l] && rh.hit.geomID[l] != RTC_INVALID_GEOMETRY_ID;
+      hit_[i + static_cast<std::size_t>(l)] = hit ? -1 : 0;
+      if (hit) __builtin_prefetch(&s_.geometries[rh.hit.geomID[l]].triangles[3 * rh.hit.primID[l]]);
+    }
+  }
+
+  // Sample j's vertices and uvs on their way to the cache.
+  void prefetch_vertices(std::size_t j) const {
+    if (!hit_[j]) return;
+    const auto& g = s_.geometries[geom_[j]];
+    const std::int32_t* tri = &g.triangles[3 * prim_[j]];
+    for (int v = 0; v < 3; ++v) {
+      __builtin_prefetch(&g.positions[3 * static_cast<std::size_t>(tri[v])]);
+      __builtin_prefetch(&g.normals[3 * static_cast<std::size_t>(tri[v])]);
+    }
+    if (!g.uv_triangles.empty()) {
+      const std::int32_t* t = &g.uv_triangles[3 * prim_[j]];
+      for (int v = 0; v < 3; ++v) __builtin_prefetch(&g.uvs[2 * static_cast<std::size_t>(t[v])]);
+    }
+  }
+
+  // Sample j's uv, and its texels (each band's textures) on their way to the cache.
+  void prepare_texels(std::size_t j) {
+    float* uv = rows(uv_, 0, cap_) + j;
+    float* uv1 = rows(uv_, 1, cap_) + j;
+    *uv = *uv1 = 0;
+    if (!hit_[j]) return;
+    const auto& g = s_.geometries[geom_[j]];
+    const unsigned prim = prim_[j];
+    if (g.uv_triangles.empty()) return;
+    const float bu = bu_[j], bv = bv_[j], bw = 1.0f - bu - bv;
+    const std::int32_t* t = &g.uv_triangles[3 * prim];
+    *uv = bw * g.uvs[2 * t[0]] + bu * g.uvs[2 * t[1]] + bv * g.uvs[2 * t[2]];
+    *uv1 = bw * g.uvs[2 * t[0] + 1] + bu * g.uvs[2 * t[1] + 1] + bv * g.uvs[2 * t[2] + 1];
+    const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
+    const Texture* last = nullptr;
+    for (const BandState& band : bands_) {
+      const Material& m = band.materials ? (*band.materials)[geom_[j]][mi] : g.materials[mi];
+      for (const Texture* tex : {m.albedo, m.specular, m.roughness}) {
+        if (!tex || tex == last) continue;
+        last = tex;
+        // the footprint's top-left texel (roughly: a prefetch) and the row below
+        const int x = std::clamp(static_cast<int>(*uv * tex->width - 0.5f), 0, tex->width - 1);
+        const int y = std::clamp(static_cast<int>((1.0f - *uv1) * tex->height - 0.5f), 0, tex->height - 1);
+        const std::size_t C = static_cast<std::size_t>(tex->channels);
+        const float* p = &tex->data[(static_cast<std::size_t>(y) * tex->width + x) * C];
+        const float* q = y + 1 < tex->height ? p + static_cast<std::size_t>(tex->width) * C : p;
+        __builtin_prefetch(p);
+        __builtin_prefetch(p + 2 * C - 1);
+        __builtin_prefetch(q);
+        __builtin_prefetch(q + 2 * C - 1);
+      }
+    }
+  }
+
+  // Per sample: the triangle's vertices and each band's surface (texture
+  // lookups through one TexCache per hit); misses get a harmless triangle.
+  // These are cache misses (vertices and texels far apart): each sample's
+  // vertices are prefetched 16 samples ahead, its texels 8 ahead.
+  void gather(int n) {
+    const std::size_t nn = static_cast<std::size_t>(n), cap = static_cast<std::size_t>(cap_);
+    constexpr std::size_t kVertsAhead = 16, kTexelsAhead = 8;
+    for (std::size_t j = 0; j < std::min(nn, kVertsAhead); ++j) prefetch_vertices(j);
+    for (std::size_t j = 0; j < std::min(nn, kTexelsAhead); ++j) prepare_texels(j);
+    for (std::size_t i = 0; i < cap; ++i) {
+      if (i + kVertsAhead < nn) prefetch_vertices(i + kVertsAhead);
+      if (i + kTexelsAhead < nn) prepare_texels(i + kTexelsAhead);
+      if (i >= nn || !hit_[i]) {
+        static constexpr float kDummy[18] = {0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, -1, 0, 0, -1, 0, 0, -1};
+        for (int k = 0; k < 18; ++k) rows(vtx_, k, cap_)[i] = kDummy[k];
+        hit_[i] = 0;
+        bu_[i] = bv_[i] = 0;
+        rows(ng_, 0, cap_)[i] = rows(ng_, 1, cap_)[i] = 0;
+        rows(ng_, 2, cap_)[i] = -1;
+        if (i >= nn) rows(dir_, 0, cap_)[i] = rows(dir_, 1, cap_)[i] = 0, rows(dir_, 2, cap_)[i] = 1;
+        for (std::size_t bi = 0; bi < bands_.size(); ++bi)
+          for (int k = 0; k < 5; ++k) surf(bi, k)[i] = 0;
+        continue;
+      }
+      const auto& g = s_.geometries[geom_[i]];
+      const unsigned prim = prim_[i];
+      const std::int32_t* tri = &g.triangles[3 * prim];
+      for (int v = 0; v < 3; ++v)
+        for (int k = 0; k < 3; ++k) {
+          rows(vtx_, 3 * v + k, cap_)[i] = g.positions[3 * static_cast<std::size_t>(tri[v]) + k];
+          rows(vtx_, 9 + 3 * v + k, cap_)[i] = g.normals[3 * static_cast<std::size_t>(tri[v]) + k];
+        }
+      const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
+      TexCache cache;
+      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+        const BandState& band = bands_[bi];
+        const Material& m = band.materials ? (*band.materials)[geom_[i]][mi] : g.materials[mi];
+        const SurfaceSample sf = surface(m, rows(uv_, 0, cap_)[i], rows(uv_, 1, cap_)[i], cache);
+        for (int c = 0; c < 3; ++c) surf(bi, c)[i] = sf.albedo[static_cast<std::size_t>(c)];
+        surf(bi, 3)[i] = sf.f0;
+        surf(bi, 4)[i] = sf.alpha;
+        sss_[bi * cap + i] = band.layers && m.subsurface ? -1 : 0;
+      }
+    }
+  }
+
+  // Shades the packet of samples [b, b + 8) in every band (hit lanes), queueing its occlusion rays.
+  template <int L>
+  HFR_VINLINE void shade(int b) {
+    typedef typename Lanes<L>::F F;
+    typedef typename Lanes<L>::I I;
+    const std::size_t nb = bands_.size();
+    const std::int32_t* hit = &hit_[static_cast<std::size_t>(b)];
+    for (int h = 0; h < 8; h += L) {
+      const std::size_t i = static_cast<std::size_t>(b + h);  // the first lane's chunk sample
+      const I hm = vload<I>(hit + h);
+      const V3<F> wo{-vload<F>(rows(dir_, 0, cap_) + i), -vload<F>(rows(dir_, 1, cap_) + i), -vload<F>(rows(dir_, 2, cap_) + i)};
+      auto vtx = [&](int k) { return vload<F>(rows(vtx_, k, cap_) + i); };
+      const F bu = vload<F>(&bu_[i]), bv = vload<F>(&bv_[i]), bw = 1.0f - bu - bv;
+      // Geometric normal (Embree's Ng is unnormalized), facing the viewer.
+      V3<F> ng = normalized(V3<F>{vload<F>(rows(ng_, 0, cap_) + i), vload<F>(rows(ng_, 1, cap_) + i), vload<F>(rows(ng_, 2, cap_) + i)});
+      ng = negate_where(dot(ng, wo) < 0, ng);
+      // Shading normal: interpolated vertex normals, facing the viewer.
+      V3<F> nrm{bw * vtx(9) + bu * vtx(12) + bv * vtx(15), bw * vtx(10) + bu * vtx(13) + bv * vtx(16),
+                bw * vtx(11) + bu * vtx(14) + bv * vtx(17)};
+      const I degenerate = dot(nrm, nrm) <= 0;
+      nrm = normalized(V3<F>{degenerate ? ng.x : nrm.x, degenerate ? ng.y : nrm.y, degenerate ? ng.z : nrm.z});
+      nrm = negate_where(dot(nrm, wo) < 0, nrm);
+      // Hit point, recomputed from the triangle for accuracy, then offset
+      // along the geometric normal for shadow rays.
+      const V3<F> p{bw * vtx(0) + bu * vtx(3) + bv * vtx(6), bw * vtx(1) + bu * vtx(4) + bv * vtx(7),
+                    bw * vtx(2) + bu * vtx(5) + bv * vtx(8)};
+      const F eps = vmax(vmax(vmax(splat<F>(1e-4f), vabs(p.x)), vabs(p.y)), vabs(p.z)) * 2e-5f;
+      const V3<F> po{p.x + eps * ng.x, p.y + eps * ng.y, p.z + eps * ng.z};
+      vstore(po_[0] + h, po.x);
+      vstore(po_[1] + h, po.y);
+      vstore(po_[2] + h, po.z);
+      vstore(&z_[i], R_[6] * p.x + R_[7] * p.y + R_[8] * p.z + tz_);
+      if (ao_) {
+        // One cosine-weighted direction around the shading normal, shared by
+        // every band's ambient light (visibility does not depend on the band).
+        const F r1 = vload<F>(rnd_at(1, 0) + i), r2 = vload<F>(rnd_at(1, 1) + i);
+        const F r = vsqrt(r1), zc = vsqrt(vmax(1.0f - r1, splat<F>(0)));
+        F sp, cp;
+        sincos_2pi(r2, sp, cp);
+        V3<F> t1, t2;
+        vbasis(nrm, t1, t2);
+        const F a = r * cp, c = r * sp;
+        const V3<F> d{a * t1.x + c * t2.x + zc * nrm.x, a * t1.y + c * t2.y + zc * nrm.y, a * t1.z + c * t2.z + zc * nrm.z};
+        ray(0, h, d, splat<F>(ao_far_), hm & (dot(d, ng) > 0));
+      }
+      const F nvr = dot(nrm, wo);
+      const I front = nvr > 0;
+      const F nv = vmax(nvr, splat<F>(0));
+      for (std::size_t bi = 0; bi < nb; ++bi) {
+        const BandState& band = bands_[bi];
+        const int C = band.C;
+        const F f0 = vload<F>(surf(bi, 3) + i), alpha = vload<F>(surf(bi, 4) + i);
+        // what does not depend on the light's direction
+        const F fr = vfresnel(f0, nv);
+        const F kd = front ? (1.0f - fr) / float(kPi) : splat<F>(0);
+        const F a2 = alpha * alpha;
+        const F gv = vsqrt(nv * nv * (1.0f - a2) + a2);  // the Smith term's view half
+        const I has_spec = f0 > 0;
+        F eamb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)}, spec_amb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)};
+        for (int c = 0; c < C; ++c) vstore(shade_at(bi, 0, c) + i, vload<F>(surf(bi, c) + i));
+        int kind = band.first_kind;
+        for (const Light& light : band.lights) {
+          if (const auto* am = std::get_if<AmbientLight>(&light)) {
+            for (int c = 0; c < C; ++c) {
+              eamb[c] = eamb[c] + (1.0f - fr) * am->rgb[static_cast<std::size_t>(c)];
+              spec_amb[c] = spec_amb[c] + fr * am->rgb[static_cast<std::size_t>(c)];
+            }
+            continue;
+          }
+          const int q = kind++;
+          const QLight& ql = lights_[static_cast<std::size_t>(q)];
+          V3<F> wi{ql.pos[0] - p.x, ql.pos[1] - p.y, ql.pos[2] - p.z};
+          const F d2 = dot(wi, wi);
+          const F d = vsqrt(d2);
+          wi = {wi.x / d, wi.y / d, wi.z / d};
+          I ok;
+          F tl, g;  // the shadow ray's length, the light's weight (cos / pdf times radiance / rgb)
+          if (!ql.sphere) {
+            ok = hm & (d2 > 0);
+            tl = d;
+            g = splat<F>(1) / d2;
+          } else {
+            ok = hm & (d2 > ql.r2);  // not inside the light
+            // Uniform sampling of the cone subtended by the sphere.
+            const F sin2_max = ql.r2 / d2;
+            const F cos_max = vsqrt(vmax(1.0f - sin2_max, splat<F>(0)));
+            const F omc = sin2_max / (1.0f + cos_max);  // 1 - cos_max, without cancellation
+            const F u1 = vload<F>(rnd_at(ql.draw, 0) + i), u2 = vload<F>(rnd_at(ql.draw, 1) + i);
+            const F x = u1 * omc;  // 1 - cos_t
+            const F cos_t = 1.0f - x;
+            const F sin2_t = x * (2.0f - x);
+            const F sin_t = vsqrt(sin2_t);
+            F sp, cp;
+            sincos_2pi(u2, sp, cp);
+            V3<F> t1, t2;
+            vbasis(wi, t1, t2);
+            const F a = sin_t * cp, c = sin_t * sp;
+            wi = {a * t1.x + c * t2.x + cos_t * wi.x, a * t1.y + c * t2.y + cos_t * wi.y, a * t1.z + c * t2.z + cos_t * wi.z};
+            // Distance to the sphere's near surface along wi.
+            tl = d * cos_t - vsqrt(vmax(ql.r2 - d2 * sin2_t, splat<F>(0)));
+            // radiance 1 / (pi r^2) times the solid angle 2 pi (1 - cos_max), per unit rgb
+            g = omc * (2.0f / ql.r2);
+          }
+          const F cosn = dot(nrm, wi);
+          ok = ok & (cosn > 0) & (dot(ng, wi) > 0) & front;
+          // the BRDF's diffuse weight and specular value (as brdf_parts)
+          const V3<F> hv = normalized(V3<F>{wi.x + wo.x, wi.y + wo.y, wi.z + wo.z});
+          const F nh = vmax(dot(nrm, hv), splat<F>(0)), vh = vmax(dot(wo, hv), splat<F>(0));
+          const F dd = nh * nh * (a2 - 1.0f) + 1.0f;
+          const F D = a2 / (float(kPi) * dd * dd);
+          const F V = 0.5f / (cosn * gv + nv * vsqrt(cosn * cosn * (1.0f - a2) + a2));
+          const F spec = D * V * vfresnel(f0, vh);
+          const F w = cosn * g;
+          vstore(&kes_[static_cast<std::size_t>(2 * q) * cap_ + i], ok ? kd * w : splat<F>(0));
+          vstore(&kes_[static_cast<std::size_t>(2 * q + 1) * cap_ + i], ok & has_spec ? spec * w : splat<F>(0));
+          ray(q, h, wi, tl * (1.0f - 1e-6f), ok);
+        }
+        for (int c = 0; c < C; ++c) {
+          vstore(shade_at(bi, 1, c) + i, hm ? eamb[c] : splat<F>(0));
+          vstore(shade_at(bi, 2, c) + i, hm ? spec_amb[c] : splat<F>(0));
+        }
+      }
+    }
+    // Compaction: each queue's rays of the packet, in sample order (branch
+    // free: every lane is written, the count moves on for the valid ones).
+    for (int q = 0; q < nq_; ++q) {
+      const PacketRays& pr = rays_[static_cast<std::size_t>(q)];
+      Queue& Q = queues_[static_cast<std::size_t>(q)];
+      for (int l = 0; l < 8; ++l) {
+        const std::size_t k = static_cast<std::size_t>(Q.n);
+        Q.ox[k] = po_[0][l];
+        Q.oy[k] = po_[1][l];
+        Q.oz[k] = po_[2][l];
+        Q.dx[k] = pr.dir[0][l];
+        Q.dy[k] = pr.dir[1][l];
+        Q.dz[k] = pr.dir[2][l];
+        Q.tfar[k] = pr.tfar[l];
+        Q.sample[k] = b + l;
+        Q.n += pr.valid[l] & 1;
+      }
+    }
+  }
+
+  // Lanes [h, h + L) of queue q's rays of the packet (from the hit points).
+  template <class F, class I>
+  HFR_VINLINE void ray(int q, int h, const V3<F>& d, F tfar, I ok) {
+    PacketRays& r = rays_[static_cast<std::size_t>(q)];
+    vstore(r.dir[0] + h, d.x);
+    vstore(r.dir[1] + h, d.y);
+    vstore(r.dir[2] + h, d.z);
+    vstore(r.tfar + h, tfar);
+    std::memcpy(r.valid + h, &ok, sizeof(I));
+  }
+
+  // Traces the queued rays in packets of 8, one queue at a time, and marks
+  // the samples whose ray nothing blocks.
+  void flush() {
+    for (int q = 0; q < nq_; ++q) {
+      const Queue& Q = queues_[static_cast<std::size_t>(q)];
+      float* vis = &vis_[static_cast<std::size_t>(q) * static_cast<std::size_t>(cap_)];
+      for (int b = 0; b < Q.n; b += 8) {
+        const int m = std::min(8, Q.n - b);
+        const std::size_t k = static_cast<std::size_t>(b);
+        alignas(32) RTCRay8 r;
+        alignas(32) int valid[8];
+        std::memcpy(r.org_x, &Q.ox[k], sizeof(r.org_x));  // the queues are padded: 8 lanes are there
+        std::memcpy(r.org_y, &Q.oy[k], sizeof(r.org_y));
+        std::memcpy(r.org_z, &Q.oz[k], sizeof(r.org_z));
+        std::memcpy(r.dir_x, &Q.dx[k], sizeof(r.dir_x));
+        std::memcpy(r.dir_y, &Q.dy[k], sizeof(r.dir_y));
+        std::memcpy(r.dir_z, &Q.dz[k], sizeof(r.dir_z));
+        std::memcpy(r.tfar, &Q.tfar[k], sizeof(r.tfar));
+        for (int l = 0; l < 8; ++l) {
+          valid[l] = l < m ? -1 : 0;
+          r.tnear[l] = 0;
+          r.time[l] = 0;
+          r.mask[l] = 0xFFFFFFFFu;
+          r.id[l] = 0;
+          r.flags[l] = 0;
+        }
+        rtcOccluded8(valid, s_.scene, &occ_ctx_, &r);
+        for (int l = 0; l < m; ++l)
+          if (!(r.tfar[l] < 0)) vis[Q.sample[k + static_cast<std::size_t>(l)]] = 1;
+      }
+      shadow_rays += static_cast<std::uint64_t>(Q.n);
+    }
+  }
+
+  // The packet's samples once the occlusion rays are traced, in each band:
+  // the diffuse irradiance term E (the ambient term times the AO visibility,
+  // then each unblocked light's) and what the sample adds to the image (the
+  // specular part only for subsurface materials: their diffuse part goes to
+  // the layers), in place of the ambient terms.
+  template <int L>
+  HFR_VINLINE void finish(int b) {
+    typedef typename Lanes<L>::F F;
+    typedef typename Lanes<L>::I I;
+    const std::size_t cap = static_cast<std::size_t>(cap_);
+    for (int h = 0; h < 8; h += L) {
+      const std::size_t i = static_cast<std::size_t>(b + h);
+      const F vis_ao = ao_ ? vload<F>(&vis_[i]) : splat<F>(1);
+      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+        const BandState& band = bands_[bi];
+        const I sss = vload<I>(&sss_[bi * cap + i]);
+        for (int c = 0; c < band.C; ++c) {
+          F e = vload<F>(shade_at(bi, 1, c) + i) * vis_ao, sp = vload<F>(shade_at(bi, 2, c) + i);
+          for (int q = band.first_kind; q < band.first_kind + band.kinds; ++q) {
+            const std::size_t k = static_cast<std::size_t>(q);
+            const F v = vload<F>(&vis_[k * cap + i]);
+            const float rgb = lights_[k].rgb[c];
+            e = e + vload<F>(&kes_[2 * k * cap + i]) * rgb * v;
+            sp = sp + vload<F>(&kes_[(2 * k + 1) * cap + i]) * rgb * v;
+          }
+          vstore(shade_at(bi, 1, c) + i, e);
+          vstore(shade_at(bi, 2, c) + i, sss ? sp : vload<F>(shade_at(bi, 0, c) + i) * e + sp);
+        }
+      }
+    }
+  }
+
+  // The chunk's pixels: each band's sums over the samples (in sample order).
+  void accumulate(std::size_t y, int x0, int np) {
+    const int W = o_.width, spp = o_.spp;
+    const std::size_t cap = static_cast<std::size_t>(cap_);
+    for (int p = 0; p < np; ++p) {
+      const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + p);
+      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+        const BandState& band = bands_[bi];
+        const int C = band.C;
+        double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
+        int n_sss = 0, n_hit = 0;
+        for (int k = 0; k < spp; ++k) {
+          const std::size_t i = static_cast<std::size_t>(p * spp + k);
+          if (!hit_[i]) continue;
+          ++n_hit;
+          const bool sss = sss_[bi * cap + i] != 0;
+          if (sss) {
+            ++n_sss;
+            z += z_[i];
+          }
+          for (int c = 0; c < C; ++c) {
+            L[c] += shade_at(bi, 2, c)[i];
+            if (sss) {
+              E[c] += shade_at(bi, 1, c)[i];
+              alb[c] += shade_at(bi, 0, c)[i];
+            }
+          }
+        }
+        float* out = &band.image[index * static_cast<std::size_t>(C)];
+        for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
+        RenderLayers* layers = band.layers;
+        if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
+        if (layers && n_sss > 0) {
+          layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
+          layers->depth[index] = static_cast<float>(z / n_sss);
+          for (int c = 0; c < C; ++c) {
+            layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
+            layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
+          }
+        }
+      }
+    }
   }
 };
 
@@ -809,12 +1247,11 @@ std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vect
       }
     }
   }
-  const int W = o.width, H = o.height, spp = o.spp;
+  const int W = o.width, H = o.height;
   const std::size_t npix = static_cast<std::size_t>(W) * H;
   const std::size_t nb = bands_in.size();
   std::vector<std::vector<float>> images(nb);
   // the scene's frame: scene = R^T (camera - t); lights and rays move there
-  const auto& A = o.pixel_to_image;
   const auto& R = o.scene_to_camera.R;
   const auto& t = o.scene_to_camera.t;
   auto to_scene = [&](const std::array<double, 3>& c) {
@@ -842,139 +1279,26 @@ std::vector<std::vector<float>> render_bands(const Scene& scene, const std::vect
     b.lights = in.lights;
     b.first_kind = kinds;
     for (Light& l : b.lights) {
-      if (auto* pl = std::get_if<PointLight>(&l)) pl->position = to_scene(pl->position), ++kinds;
-      if (auto* sl = std::get_if<SphereLight>(&l)) sl->centre = to_scene(sl->centre), ++kinds;
+      if (auto* pl = std::get_if<PointLight>(&l)) pl->position = to_scene(pl->position), ++kinds, ++b.kinds;
+      if (auto* sl = std::get_if<SphereLight>(&l)) sl->centre = to_scene(sl->centre), ++kinds, ++b.kinds;
       if (std::holds_alternative<AmbientLight>(l)) b.ambient = true;
     }
   }
   std::atomic<std::uint64_t> primary{0}, shadow{0};
   const std::uint64_t seed_mix = Rng{o.seed ^ 0x5DEECE66Dull}.next();
   const std::array<double, 3> eye = to_scene({0, 0, 0});
-
-  // Camera rays go to Embree in packets of 8 (rtcIntersect8, coherent):
-  // the samples of one pixel, or of neighbouring pixels when spp < 8. Their
-  // hits are shaded in every band, and the shadow and AO rays of the group
-  // go in packets of 8 too (rtcOccluded8), one light at a time. Each pixel
-  // keeps its own generator, so the image does not depend on the grouping
-  // or the thread count.
-  const int group = std::max(1, 8 / spp);
-  parallel_for(static_cast<std::size_t>(H), o.threads, [&](std::size_t y) {
+  // AVX2 where the CPU has it; HFR_RENDER_SIMD=sse forces the SSE2 code
+  // (the same bits: the tests compare them).
+  const char* simd = std::getenv("HFR_RENDER_SIMD");
+  const bool avx2 = __builtin_cpu_supports("avx2") && !(simd && std::string(simd) == "sse");
+  // One tracer per thread, the rows shared out one at a time.
+  const int threads = std::max(1, std::min(o.threads, H));
+  std::atomic<std::size_t> next_row{0};
+  parallel_for(static_cast<std::size_t>(threads), threads, [&](std::size_t) {
     const DenormalsOff ftz;
-    const std::size_t nmax = static_cast<std::size_t>(group * spp);
-    Tracer tracer{s, bands, o, kinds, nmax};
-    std::vector<int> perm(spp);
-    std::uint64_t rays = 0;
-    std::vector<std::array<double, 3>> dirs(nmax);
-    std::vector<SampleGeo> geo(nmax);
-    std::vector<BandShade> shades(nmax * nb);
-    std::vector<Rng> rngs(static_cast<std::size_t>(group), Rng{0});
-    RTCIntersectContext ctx;
-    rtcInitIntersectContext(&ctx);
-    ctx.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
-    for (int x0 = 0; x0 < W; x0 += group) {
-      const int nx = std::min(group, W - x0);
-      const std::size_t n = static_cast<std::size_t>(nx * spp);
-      for (int gx = 0; gx < nx; ++gx) {
-        const int x = x0 + gx;
-        const std::uint64_t index = static_cast<std::uint64_t>(y) * W + x;
-        Rng& rng = rngs[static_cast<std::size_t>(gx)];
-        rng = Rng{seed_mix ^ (index * 0xD1B54A32D192ED03ull)};
-        rng.next();
-        // n-rooks stratification: sample k takes column stratum k and a
-        // shuffled row stratum, each jittered.
-        std::iota(perm.begin(), perm.end(), 0);
-        for (int k = spp - 1; k > 0; --k) std::swap(perm[k], perm[rng.next() % static_cast<std::uint64_t>(k + 1)]);
-        for (int k = 0; k < spp; ++k) {
-          const double px = x + (k + rng.uniform()) / spp;
-          const double py = double(y) + (perm[k] + rng.uniform()) / spp;
-          const double ix = A[0] * px + A[1] * py + A[2], iy = A[3] * px + A[4] * py + A[5];
-          const double dc[3] = {(ix - o.camera.cx) / o.camera.fx, (iy - o.camera.cy) / o.camera.fy, 1.0};
-          double* dir = dirs[static_cast<std::size_t>(gx * spp + k)].data();
-          dir[0] = R[0] * dc[0] + R[3] * dc[1] + R[6] * dc[2];
-          dir[1] = R[1] * dc[0] + R[4] * dc[1] + R[7] * dc[2];
-          dir[2] = R[2] * dc[0] + R[5] * dc[1] + R[8] * dc[2];
-          normalize3(dir);
-        }
-      }
-      for (std::size_t b = 0; b < n; b += 8) {
-        alignas(32) RTCRayHit8 rh;
-        alignas(32) int valid[8];
-        for (int l = 0; l < 8; ++l) {
-          const std::size_t i = b + static_cast<std::size_t>(l);
-          valid[l] = i < n ? -1 : 0;
-          const double* d = dirs[std::min(i, n - 1)].data();
-          rh.ray.org_x[l] = float(eye[0]);
-          rh.ray.org_y[l] = float(eye[1]);
-          rh.ray.org_z[l] = float(eye[2]);
-          rh.ray.dir_x[l] = float(d[0]);
-          rh.ray.dir_y[l] = float(d[1]);
-          rh.ray.dir_z[l] = float(d[2]);
-          rh.ray.tnear[l] = 0;
-          rh.ray.tfar[l] = std::numeric_limits<float>::infinity();
-          rh.ray.time[l] = 0;
-          rh.ray.mask[l] = 0xFFFFFFFFu;
-          rh.ray.id[l] = 0;
-          rh.ray.flags[l] = 0;
-          rh.hit.geomID[l] = RTC_INVALID_GEOMETRY_ID;
-          rh.hit.instID[0][l] = RTC_INVALID_GEOMETRY_ID;
-        }
-        rtcIntersect8(valid, s.scene, &ctx, &rh);
-        for (int l = 0; l < 8 && b + static_cast<std::size_t>(l) < n; ++l) {
-          const std::size_t i = b + static_cast<std::size_t>(l);
-          const float ng[3] = {rh.hit.Ng_x[l], rh.hit.Ng_y[l], rh.hit.Ng_z[l]};
-          tracer.hit_geometry(dirs[i].data(), rh.hit.geomID[l], rh.hit.primID[l], rh.hit.u[l], rh.hit.v[l], ng, geo[i]);
-        }
-      }
-      rays += n;
-      // shading in sample order (each pixel's generator draws in a fixed order), then the occlusion rays
-      for (int gx = 0; gx < nx; ++gx) {
-        Rng& rng = rngs[static_cast<std::size_t>(gx)];
-        for (int k = 0; k < spp; ++k) {
-          const std::size_t i = static_cast<std::size_t>(gx * spp + k);
-          if (geo[i].g) tracer.shade(geo[i], static_cast<int>(i), rng, &shades[i * nb]);
-        }
-      }
-      tracer.flush(shades.data());
-      for (int gx = 0; gx < nx; ++gx) {
-        const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + gx);
-        for (std::size_t bi = 0; bi < nb; ++bi) {
-          const BandState& band = bands[bi];
-          double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
-          int n_sss = 0, n_hit = 0;
-          for (int k = 0; k < spp; ++k) {
-            const std::size_t i = static_cast<std::size_t>(gx * spp + k);
-            if (!geo[i].g) continue;
-            const BandShade& h = shades[i * nb + bi];
-            ++n_hit;
-            if (h.subsurface) {
-              ++n_sss;
-              z += geo[i].z;
-              for (int c = 0; c < 3; ++c) {
-                L[c] += h.S[c];
-                E[c] += h.E[c];
-                alb[c] += h.albedo[c];
-              }
-            } else {
-              for (int c = 0; c < 3; ++c) L[c] += h.albedo[c] * h.E[c] + h.S[c];
-            }
-          }
-          const int C = band.C;
-          float* out = &band.image[index * static_cast<std::size_t>(C)];
-          for (int c = 0; c < C; ++c) out[c] = static_cast<float>(L[c] / spp);
-          RenderLayers* layers = band.layers;
-          if (layers) layers->alpha[index] = static_cast<float>(double(n_hit) / spp);
-          if (layers && n_sss > 0) {
-            layers->coverage[index] = static_cast<float>(double(n_sss) / spp);
-            layers->depth[index] = static_cast<float>(z / n_sss);
-            for (int c = 0; c < C; ++c) {
-              layers->irradiance[index * C + c] = static_cast<float>(E[c] / n_sss);
-              layers->albedo[index * C + c] = static_cast<float>(alb[c] / n_sss);
-            }
-          }
-        }
-      }
-    }
-    primary += rays;
+    Tracer tracer{s, bands, o, kinds, eye, seed_mix};
+    for (std::size_t y; (y = next_row++) < static_cast<std::size_t>(H);) tracer.row(y, avx2);
+    primary += tracer.primary_rays;
     shadow += tracer.shadow_rays;
   });
   if (stats) {
