@@ -9,6 +9,7 @@
 #include <xxhash.h>
 #include <zstd.h>
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -339,8 +340,17 @@ __attribute__((target("f16c,avx"))) std::size_t half_to_float_f16c(const unsigne
   }
   return i;
 }
+// CPUID by hand: clang's __builtin_cpu_supports does not know "f16c".
 bool have_f16c() {
-  static const bool yes = (__builtin_cpu_init(), __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"));
+  static const bool yes = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), f16c = c & (1u << 29);
+    if (!(osxsave && avx && f16c)) return false;
+    unsigned lo = 0, hi = 0;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return (lo & 6u) == 6u;  // the OS saves the SSE and AVX registers
+  }();
   return yes;
 }
 }  // namespace
