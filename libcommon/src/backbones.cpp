@@ -274,6 +274,37 @@ void add_quality_head(Model& m, std::uint64_t seed) {
   m.checksum = model_checksum(m);
 }
 
+std::vector<torch::Tensor> quality_head_parameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                                                   std::int64_t dim, const std::string& context) {
+  // the Builder numbers its nodes in creation order: quality_fc_K, quality_fc_bias_K
+  std::vector<std::pair<long, torch::Tensor>> numbered;
+  for (const auto& [name, t] : params) {
+    if (name.rfind("quality_", 0) != 0) continue;
+    const auto us = name.rfind('_');
+    char* end = nullptr;
+    const long k = std::strtol(name.c_str() + us + 1, &end, 10);
+    if (us + 1 >= name.size() || *end) throw Error(context + ": unexpected quality head parameter " + name);
+    numbered.push_back({k, t});
+  }
+  std::sort(numbered.begin(), numbered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<torch::Tensor> head;
+  for (auto& [k, t] : numbered) head.push_back(t);
+  const bool ok = head.size() == 4 && head[0].dim() == 2 && head[0].size(0) == dim && head[0].size(1) == kQualityHidden &&
+                  head[1].dim() == 1 && head[1].size(0) == kQualityHidden && head[2].dim() == 2 &&
+                  head[2].size(0) == kQualityHidden && head[2].size(1) == 1 && head[3].numel() == 1;
+  if (!ok)
+    throw Error(context + ": its quality head is not hfr-train's (FC " + std::to_string(dim) + " x " +
+                std::to_string(kQualityHidden) + ", FC x 1)");
+  return head;
+}
+
+torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<torch::Tensor>& head) {
+  if (head.size() != 4) throw Error("quality_head: needs the head's 4 parameters");
+  const torch::Tensor e = embeddings.detach();
+  const torch::Tensor z = e * torch::rsqrt(e.square().sum(1, true) + 1e-12) * std::sqrt(static_cast<double>(e.size(1)));
+  return torch::sigmoid(torch::relu(torch::matmul(z, head[0]) + head[1]).matmul(head[2]) + head[3]).reshape({-1});
+}
+
 // ---- switch style modulation ------------------------------------------------------
 
 namespace {

@@ -472,23 +472,10 @@ int run(const Options& o) {
     else backbone.push_back(t);
   }
   torch::Tensor ui_centre;  // the unrecognisable-identity centre: running mean embedding of crops blurred to 4x4
-  // The quality head's weights in graph order (FC1, bias1, FC2, bias2; backbones.hpp), to score the
-  // blurred crops too: they are unrecognisable by construction, index 0.
+  // the quality head's parameters, to score the blurred crops too: they are
+  // unrecognisable by construction, index 0
   std::vector<torch::Tensor> qh;
-  {
-    std::vector<std::pair<int, torch::Tensor>> numbered;
-    for (auto& [name, t] : params)
-      if (name.rfind("quality_", 0) == 0) numbered.push_back({std::stoi(name.substr(name.rfind('_') + 1)), t});
-    std::sort(numbered.begin(), numbered.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [k, t] : numbered) qh.push_back(t);
-    if (use_ri && (qh.size() != 4 || qh[0].dim() != 2 || qh[0].size(0) != model.dim || qh[2].dim() != 2 || qh[2].size(1) != 1))
-      throw Error(o.model + ": its quality head is not hfr-train's (FC " + std::to_string(model.dim) + " x " +
-                  std::to_string(nn::kQualityHidden) + ", FC x 1)");
-  }
-  auto quality_of = [&](const torch::Tensor& emb) {  // the head of backbones.cpp, on embeddings without gradient
-    const torch::Tensor z = emb.detach() * torch::rsqrt(emb.detach().square().sum(1, true) + 1e-12) * std::sqrt(static_cast<double>(model.dim));
-    return torch::sigmoid(torch::relu(torch::matmul(z, qh[0]) + qh[1]).matmul(qh[2]) + qh[3]).reshape({-1});
-  };
+  if (use_ri) qh = nn::quality_head_parameters(params, model.dim, o.model);
   const std::int64_t C = static_cast<std::int64_t>(data.subjects.size()), D = model.dim;
   // The new classifier: N(0, 0.01) per weight (insightface's start). Imprinting
   // it with each subject's mean embedding was tried: the margin loss started
@@ -722,7 +709,7 @@ int run(const Options& o) {
     torch::Tensor ri_loss = torch::zeros({}), div = torch::zeros({}), ri_t;
     if (use_ri && emb_ok) {
       ri_t = losses::recognisability_index(f, labels, head, ui_centre);
-      ri_loss = torch::nn::functional::smooth_l1_loss(torch::cat({outs[1].reshape({-1}), quality_of(blurred_emb)}),
+      ri_loss = torch::nn::functional::smooth_l1_loss(torch::cat({outs[1].reshape({-1}), nn::quality_head(blurred_emb, qh)}),
                                                       torch::cat({ri_t, torch::zeros({blurred_emb.size(0)}, ri_t.options())}));
       if (o.ri_diversion > 0) div = losses::index_diversion_loss(f, ri_t, ui_centre, o.ri_margin);
     }

@@ -189,6 +189,46 @@ TEST_CASE("backbones: built from the seed, 512-d, trainable, saved and loaded ba
   }
 }
 
+TEST_CASE("quality head: quality_head on a program's embeddings gives the graph's quality output, gradients to the head only",
+          "[backbones][train][ri]") {
+  nn::Model m = nn::build_backbone("mobilefacenet", 5);
+  nn::add_quality_head(m, 9);
+  REQUIRE(nn::has_quality_head(m));
+  nn::CompileOptions co;
+  co.trainable = true;
+  nn::Program p = nn::compile(m, {"embedding", "quality"}, co);
+  const auto params = p.parameters();
+  const std::vector<torch::Tensor> head = nn::quality_head_parameters(params, m.dim, "test");
+  REQUIRE(head.size() == 4);
+  CHECK(head[0].sizes() == torch::IntArrayRef({512, nn::kQualityHidden}));
+  CHECK(head[2].sizes() == torch::IntArrayRef({nn::kQualityHidden, 1}));
+  // random head weights (the biases start at zero: make them matter too)
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(11);
+    for (auto& t : head) t.copy_(torch::randn_like(t) * 0.2);
+  }
+  torch::manual_seed(4);
+  const torch::Tensor x = torch::randn({3, 3, 112, 112});
+  const auto outs = p.run(x);
+  const torch::Tensor want = outs[1].reshape({-1});
+  const torch::Tensor got = nn::quality_head(outs[0], head);
+  REQUIRE(got.sizes() == torch::IntArrayRef({3}));
+  CHECK((got - want).abs().max().item<double>() < 1e-6);
+  CHECK(want.std().item<double>() > 1e-3);  // the outputs differ per image: not a constant head
+  // gradients reach the four parameters, nothing else
+  const torch::Tensor emb = p.forward(x)[0];
+  nn::quality_head(emb, head).sum().backward();
+  for (const auto& t : head) CHECK((t.grad().defined() && t.grad().abs().sum().item<double>() > 0));
+  for (const auto& [name, t] : params)
+    if (name.rfind("quality_", 0) != 0) CHECK_FALSE((t.grad().defined() && t.grad().abs().sum().item<double>() > 0));
+  // a model without the head, or another dimension, is refused by name
+  nn::Program plain = nn::compile(nn::build_backbone("mobilefacenet", 5), {"embedding"}, co);
+  CHECK_THROWS_WITH(nn::quality_head_parameters(plain.parameters(), 512, "plain.hft"),
+                    Catch::Contains("plain.hft: its quality head is not hfr-train's"));
+  CHECK_THROWS_AS(nn::quality_head_parameters(params, 256, "x"), Error);
+}
+
 namespace {
 
 // Debian's interpreter has python3-torch (see test_losses.cpp); HFR_REFERENCE_PYTHON overrides it.

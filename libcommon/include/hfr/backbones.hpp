@@ -59,6 +59,18 @@ Model build_backbone(const std::string& name, std::uint64_t seed);
 constexpr std::int64_t kQualityHidden = 64;
 bool has_quality_head(const Model& m);
 void add_quality_head(Model& m, std::uint64_t seed);
+// The quality head outside its graph, for scoring embeddings a program
+// computed elsewhere (hfr-train scores its blurred crops' embeddings, which
+// must not pass the batch-norm statistics again). quality_head_parameters
+// picks the head's four parameters (FC1 [D, 64], its bias, FC2 [64, 1], its
+// bias) out of a trainable program's parameters() by their node names, in
+// graph order; Error when they are not add_quality_head's for dimension D.
+// quality_head applies them to embeddings [N, D]: the graph's "quality"
+// output for those embeddings, as [N], with gradients to the parameters only
+// (the embeddings are read as constants, as the graph's StopGradient does).
+std::vector<torch::Tensor> quality_head_parameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,
+                                                   std::int64_t dim, const std::string& context);
+torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<torch::Tensor>& head);
 
 // Perceptibility attention (hfr-train --attention; methods.md §5): a
 // spatial gate on the last feature map of 7x7 or more the embedding depends
