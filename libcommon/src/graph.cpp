@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include "hfr/error.hpp"
 
@@ -428,6 +429,11 @@ struct Program::Impl {
   std::string context;
   bool channels_last = true;
   std::vector<bool> fresh;           // by slot: produced as a new tensor (not a view), may be updated in place
+  struct RouterNoise {
+    double sigma = 0;
+    std::uint64_t seed = 0;
+  };
+  std::shared_ptr<RouterNoise> router_noise = std::make_shared<RouterNoise>();  // read by SwitchStyleModulation steps
 };
 
 namespace {
@@ -1012,7 +1018,10 @@ class Compiler {
     const double eps = attr_float(n, "epsilon", 1e-5);
     if (!(eps > 0)) throw FormatError("epsilon must be > 0");
     bool c = nchw(x), pc = nchw(p);
-    emit(n, {x, p, in(n, 2), in(n, 3)}, true, [c, pc, E, C, eps](std::vector<Tensor>& a) {
+    std::shared_ptr<const Program::Impl::RouterNoise> noise = p_->router_noise;
+    std::uint64_t salt = 0x9e3779b97f4a7c15ULL;  // FNV-1a of the node's name: each block its own noise
+    for (unsigned char ch : n.name) salt = (salt ^ ch) * 0x100000001b3ULL;
+    emit(n, {x, p, in(n, 2), in(n, 3)}, true, [c, pc, E, C, eps, noise, salt](std::vector<Tensor>& a) {
       if (a[0].dim() != 4) throw FormatError("needs an image input");
       Tensor t = c ? a[0] : to_nchw(a[0]);
       const Tensor& prob = pc ? to_nhwc(a[1]) : a[1];
@@ -1020,7 +1029,16 @@ class Compiler {
       if (t.size(1) != C) throw FormatError("gamma is for " + std::to_string(C) + " channels, the input has " + std::to_string(t.size(1)));
       if (prob.dim() != 2 || prob.size(0) != N || prob.size(1) != E)
         throw FormatError("the probabilities must be [" + std::to_string(N) + ", " + std::to_string(E) + "]");
-      const Tensor k = prob.argmax(1);
+      Tensor k;
+      if (noise->sigma > 0 && at::GradMode::is_enabled()) {
+        // Gumbel-max: argmax(log p + g) is a draw from p
+        at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(noise->seed ^ salt);
+        const Tensor u = at::rand({N, E}, gen, at::TensorOptions().dtype(at::kFloat)).clamp_(1e-7f, 1.0f - 1e-7f);
+        const Tensor g = (-(-u.log()).log()).to(prob.device());
+        k = (prob.detach().clamp_min(1e-30).log() + noise->sigma * g).argmax(1);
+      } else {
+        k = prob.argmax(1);
+      }
       const Tensor gate = prob.gather(1, k.unsqueeze(1));  // [N, 1]
       const Tensor g = (a[2].index_select(0, k) * gate).reshape({N, C, 1, 1});
       const Tensor b = (a[3].index_select(0, k) * gate).reshape({N, C, 1, 1});
@@ -1441,6 +1459,12 @@ std::vector<torch::Tensor> Program::run(const torch::Tensor& input) const {
   // tensors, which callers could not update in place.)
   at::AutoGradMode no_grad(false);
   return execute(*impl_, input);
+}
+
+void Program::set_router_noise(double sigma, std::uint64_t seed) {
+  if (!(sigma >= 0) || !std::isfinite(sigma)) throw UsageError("router noise must be a finite sigma >= 0");
+  impl_->router_noise->sigma = sigma;
+  impl_->router_noise->seed = seed;
 }
 
 std::vector<torch::Tensor> Program::forward(const torch::Tensor& input) const {

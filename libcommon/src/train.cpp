@@ -672,6 +672,9 @@ int run(const Options& o) {
       const torch::Tensor e = torch::nn::functional::normalize(blurred_emb, torch::nn::functional::NormalizeFuncOptions().dim(1)).mean(0);
       ui_centre = ui_centre.defined() ? 0.9 * ui_centre + 0.1 * e : e;
     }
+    if (use_ssm && o.ssm_noise > 0)  // each step (and rank) its own draws: a resumed run draws the same
+      prog.set_router_noise(o.ssm_noise, splitmix64(o.seed ^ 0x726f757465ULL ^ (static_cast<std::uint64_t>(step) << 16) ^
+                                                    static_cast<std::uint64_t>(rank)));
     const auto outs = prog.forward(x);
     const torch::Tensor emb = outs[0];
     const bool emb_ok = torch::isfinite(emb).all().item<bool>();

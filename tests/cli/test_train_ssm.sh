@@ -95,6 +95,18 @@ expect_rc 0 "resumed to 4 steps"
 C1=$(model_checksum "$T/ssm.hft") C2=$(model_checksum "$T/half.hft")
 [ -n "$C1" ] && [ "$C1" = "$C2" ] && pass "resumed --ssm run equals the uninterrupted one ($C1)" || fail "resume differs: $C1 vs $C2"
 
+# stochastic routing (--ssm-noise): trains otherwise than top-1, and resumes exactly too
+run "${SSM[@]}" --ssm-noise 1 --steps 4 -o "$T/noisy.hft" "$T/w/mix.jsonl"
+expect_rc 0 "4 steps with --ssm-noise 1"
+run "${SSM[@]}" --ssm-noise 1 --steps 2 -o "$T/noisy2.hft" "$T/w/mix.jsonl"
+run "${SSM[@]}" --ssm-noise 1 --steps 4 --resume "$T/noisy2.hft.state" -o "$T/noisy2.hft" "$T/w/mix.jsonl"
+expect_rc 0 "resumed the --ssm-noise run"
+C3=$(model_checksum "$T/noisy.hft") C4=$(model_checksum "$T/noisy2.hft")
+[ -n "$C3" ] && [ "$C3" = "$C4" ] && pass "resumed --ssm-noise run equals the uninterrupted one" || fail "noisy resume differs: $C3 vs $C4"
+[ -n "$C3" ] && [ "$C3" != "$C1" ] && pass "--ssm-noise 1 trains another model than top-1 routing" || fail "noise changed nothing ($C3)"
+run "${SSM[@]}" --ssm-noise -1 --steps 1 -o "$T/x.hft" "$T/w/mix.jsonl"
+expect_rc 2 "--ssm-noise -1"
+
 # a model with blocks trains them again (two modalities now); another expert count is refused
 run hfr-train -t 1 --ids 4 --per-modality 2 --steps 1 -m "$T/ssm.hft" -o "$T/again.hft" "$T/w/images.jsonl"
 expect_rc 0 "a model with blocks fine-tunes again without --ssm"

@@ -121,6 +121,43 @@ TEST_CASE("SwitchRouter and SwitchStyleModulation: values and gradients equal a 
   CHECK_THROWS_WITH(nn::Program(bad, "x", {"router"}, "bad").run(x), Catch::Contains("3 channels"));
 }
 
+TEST_CASE("SwitchStyleModulation: router noise draws experts from p in forward() only, reproducibly from the seed",
+          "[graph][ssm]") {
+  torch::manual_seed(5);
+  // gamma 0, beta_k one-hot on channel k: y - x = p_k e_k tells which expert k a sample went to
+  Graph g = ssm_graph(torch::zeros({3, 4}), torch::eye(3, 4));
+  const std::int64_t N = 3000;
+  const torch::Tensor x = (torch::randn({1, 2, 5, 5}) * 0.2).expand({N, 2, 5, 5}).contiguous();  // one style, N times
+  nn::Program p(g, "x", {"ssm", "router"}, "ssm");
+  auto chosen = [&](const std::vector<torch::Tensor>& out) {
+    const torch::Tensor c = torch::matmul(x.permute({0, 2, 3, 1}), g.consts["w"].reshape({2, 4}));
+    return (out[0] - c).mean({1, 2}).narrow(1, 0, 3).argmax(1);  // [N]
+  };
+  const auto plain = p.run(x);
+  const torch::Tensor prob = plain[1][0];
+  const std::int64_t top = prob.argmax().item<std::int64_t>();
+  REQUIRE(prob.max().item<double>() < 0.9);  // every expert has a chance worth measuring
+  CHECK((chosen(plain) == top).all().item<bool>());
+  p.set_router_noise(1.0, 42);
+  CHECK((chosen(p.run(x)) == top).all().item<bool>());  // run(): never noisy
+  torch::Tensor a = chosen(p.forward(x));
+  for (std::int64_t e = 0; e < 3; ++e) {
+    INFO("expert " << e << " p " << prob[e].item<double>());
+    // Gumbel-max with sigma 1 draws from p: within 4 standard errors
+    const double f = (a == e).to(torch::kDouble).mean().item<double>(), pe = prob[e].item<double>();
+    CHECK(std::abs(f - pe) < 4 * std::sqrt(pe * (1 - pe) / N));
+  }
+  CHECK(torch::equal(a, chosen(p.forward(x))));           // the same seed: the same draws
+  p.set_router_noise(1.0, 43);
+  CHECK_FALSE(torch::equal(a, chosen(p.forward(x))));     // another seed: others
+  p.set_router_noise(0, 43);
+  CHECK((chosen(p.forward(x)) == top).all().item<bool>());  // sigma 0: top-1 again
+  p.set_router_noise(50, 7);                              // a large sigma: close to uniform
+  a = chosen(p.forward(x));
+  for (std::int64_t e = 0; e < 3; ++e) CHECK(std::abs((a == e).to(torch::kDouble).mean().item<double>() - 1.0 / 3) < 0.05);
+  CHECK_THROWS_AS(p.set_router_noise(-1, 0), UsageError);
+}
+
 TEST_CASE("switch style modulation blocks: inserted at the default places, the model unchanged at the start, saved and "
           "loaded back",
           "[backbones][ssm]") {

@@ -48,7 +48,7 @@ hfr::cli::ToolSpec spec() {
       "after the nodes --ssm-at names): each sends a sample to one of E experts, chosen by a router from the feature map's "
       "per-channel mean and standard deviation, and adds that expert's scale and shift of the instance-normalised features "
       "(zero at the start: the model is unchanged). Only the blocks train; besides the losses above, --ssm-balance weighs "
-      "the routers' load-balancing loss and --ssm-teacher the teacher-student loss that keeps gallery-modality embeddings "
+      "the routers' load-balancing loss, --ssm-noise makes the routing stochastic in training (so that every expert gets images to learn from), and --ssm-teacher the teacher-student loss that keeps gallery-modality embeddings "
       "where the frozen starting model puts them. The metrics log the routing decisions (the fraction of each modality's "
       "images sent to each expert). hfr-embed runs the model without being told the probe's modality.",
       "Data-parallel training across processes and machines (torch.distributed, Gloo): start one hfr-train per process, "
@@ -106,6 +106,8 @@ hfr::cli::ToolSpec spec() {
        Complete::none},
       {"ssm-at", 0, "NODES", "Insert the blocks after these graph nodes instead (comma-separated).", "", {}, Complete::none},
       {"ssm-balance", 0, "A", "Weight alpha of the routers' load-balancing loss.", "0.01", {}, Complete::none},
+      {"ssm-noise", 0, "S", "Stochastic routing in training: each image's expert is the argmax of log p + S * Gumbel noise "
+       "(1: drawn from the router's probabilities; 0: always the most probable, as at inference).", "0", {}, Complete::none},
       {"ssm-teacher", 0, "W", "Weight of the teacher-student loss: 1 - cos(student, frozen starting model) on the gallery "
        "modality (0: off).", "1", {}, Complete::none},
       {"no-flip", 0, "", "No random horizontal flips.", "", {}, Complete::none},
@@ -185,7 +187,9 @@ int main(int argc, char** argv) {
       if (node.empty()) throw hfr::UsageError("--ssm-at: an empty node name in '" + a.str("ssm-at") + "'");
     o.ssm_balance = a.number("ssm-balance");
     o.ssm_teacher = a.number("ssm-teacher");
-    if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0)) throw hfr::UsageError("--ssm-balance and --ssm-teacher must be >= 0");
+    o.ssm_noise = a.number("ssm-noise");
+    if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0 && o.ssm_noise >= 0))
+      throw hfr::UsageError("--ssm-balance, --ssm-noise and --ssm-teacher must be >= 0");
     if (!o.ssm_at.empty() && o.ssm_experts == 0) throw hfr::UsageError("--ssm-at needs --ssm E");
     o.flip = !a.flag("no-flip");
     o.augment.jitter = a.number("jitter");

@@ -128,6 +128,16 @@ class Program {
   std::vector<std::pair<std::string, torch::Tensor>> buffers() const;
   bool trainable() const;
 
+  // Stochastic routing for training switch style modulation (hfr-train
+  // --ssm-noise): in forward() only (never in run()), each sample's expert is
+  // the argmax of log p + sigma * g, g standard Gumbel noise per sample and
+  // expert drawn from `seed` (and the block's node name): sigma 1 draws the
+  // expert from the router's distribution p, 0 (the default) is the plain
+  // top-1. The gate value stays p_k of the chosen expert, so gradients reach
+  // the router as without noise. Set it before each step (the same seed gives
+  // the same choices).
+  void set_router_noise(double sigma, std::uint64_t seed);
+
   // Moves all constants to a device (cpu or cuda). Parameters stay leaves
   // (with their requires_grad) but are new tensors when the device changes:
   // take parameters() after to().

@@ -68,6 +68,7 @@ struct Options {
   int ssm_blocks = 2;                // blocks at the default places (nn::default_modulation_points)
   std::vector<std::string> ssm_at;   // or after these nodes
   double ssm_balance = 0.01;         // alpha of the routers' load-balancing loss
+  double ssm_noise = 0;              // Gumbel noise scale of the routers' choice in training (1: draw from p; 0: top-1)
   double ssm_teacher = 1;            // weight of the teacher-student loss on the gallery modality (0: off)
   bool flip = true;                  // random horizontal flips
   Augment augment;
