@@ -166,6 +166,7 @@ struct Scene::Impl {
   struct Geometry {
     std::vector<float> positions, normals, uvs;
     std::vector<std::int32_t> triangles, uv_triangles;
+    std::vector<float> triangle_uvs;  // per triangle its corners' uvs (6 floats): one fetch per hit
     std::vector<Material> materials;          // one, or one per material index
     std::vector<std::uint8_t> triangle_material;  // per triangle (empty: all material 0)
     RTCGeometry handle = nullptr;             // retained while the scene lives
@@ -322,6 +323,11 @@ int Scene::add(const mesh::TriMesh& m, const std::vector<Material>& materials,
   g.triangles = m.triangles;
   g.uvs = m.uvs;
   g.uv_triangles = m.uv_triangles;
+  g.triangle_uvs.resize(m.uv_triangles.size() * 2);
+  for (std::size_t k = 0; k < m.uv_triangles.size(); ++k) {
+    g.triangle_uvs[2 * k] = m.uvs[2 * static_cast<std::size_t>(m.uv_triangles[k])];
+    g.triangle_uvs[2 * k + 1] = m.uvs[2 * static_cast<std::size_t>(m.uv_triangles[k]) + 1];
+  }
   g.normals = normals ? *normals : mesh::vertex_normals(m.positions, m.triangles);
   g.materials = materials;
   g.triangle_material = triangle_material;
@@ -426,9 +432,36 @@ struct TexCache {
     footprint(t, u, v);
     const int slot = n < kSlots ? n++ : kSlots - 1;
     tex[slot] = t;
-    const int C = std::min(t->channels, kChannels);
-    for (int c = 0; c < C; ++c) val[slot][c] = lerp(t, c);
+    lerp_all(t, val[slot]);
     return val[slot][k];
+  }
+  // The first min(channels, kChannels) channels of t at the footprint (as lerp).
+  void lerp_all(const Texture* t, float* out) const {
+    const int C = std::min(t->channels, kChannels);
+    const std::size_t C4 = static_cast<std::size_t>(C + 3) & ~std::size_t{3};
+    const std::size_t far = std::max(std::max(idx[0], idx[1]), std::max(idx[2], idx[3])) * static_cast<std::size_t>(t->channels) + C4;
+    if (far <= t->data.size()) {
+      // 4 channels at a time (the same operations in the same order as lerp)
+      typedef float F4 __attribute__((vector_size(16)));
+      const std::size_t Ct = static_cast<std::size_t>(t->channels);
+      const float* d0 = t->data.data() + idx[0] * Ct;
+      const float* d1 = t->data.data() + idx[1] * Ct;
+      const float* d2 = t->data.data() + idx[2] * Ct;
+      const float* d3 = t->data.data() + idx[3] * Ct;
+      const F4 w0 = {wt[0], wt[0], wt[0], wt[0]}, w1 = {wt[1], wt[1], wt[1], wt[1]};
+      const F4 w2 = {wt[2], wt[2], wt[2], wt[2]}, w3 = {wt[3], wt[3], wt[3], wt[3]};
+      for (std::size_t c = 0; c < C4; c += 4) {
+        F4 a, b, e, f;
+        std::memcpy(&a, d0 + c, 16);
+        std::memcpy(&b, d1 + c, 16);
+        std::memcpy(&e, d2 + c, 16);
+        std::memcpy(&f, d3 + c, 16);
+        const F4 r = w0 * a + w1 * b + w2 * e + w3 * f;
+        std::memcpy(out + c, &r, 16);
+      }
+    } else {
+      for (int c = 0; c < C; ++c) out[c] = lerp(t, c);
+    }
   }
 };
 
@@ -649,6 +682,7 @@ class Tracer {
     prim_.resize(cap);
     vtx_.resize(18 * cap);
     rays_.resize(static_cast<std::size_t>(nq_));
+    make_plans();
     rtcInitIntersectContext(&cam_ctx_);
     cam_ctx_.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
     rtcInitIntersectContext(&occ_ctx_);
@@ -718,6 +752,68 @@ class Tracer {
   RTCIntersectContext cam_ctx_, occ_ctx_;
 
   std::vector<std::size_t> shade_first_;  // per band: its first row of shade_
+
+  // What a hit on one material (geometry, material index) looks up: the
+  // distinct textures of every band's material (one bilinear lookup of all
+  // their channels per hit), and per band where each parameter comes from.
+  // The same values as surface() with a TexCache (which looks up each
+  // texture's channels once per hit at the same footprint).
+  struct BandSurface {
+    const Material* m = nullptr;
+    int albedo_tex = -1, albedo_k[3] = {0, 0, 0};
+    int specular_tex = -1, specular_k = 0;
+    int roughness_tex = -1, roughness_k = 0;
+    std::int32_t sss = 0;
+  };
+  struct Plan {
+    static constexpr int kTextures = 4;
+    const Texture* tex[kTextures] = {nullptr, nullptr, nullptr, nullptr};
+    int ntex = 0;
+    bool slow = false;  // a texture or channel beyond TexCache::kChannels, or too many textures: surface()
+  };
+  std::vector<std::size_t> plan_first_;  // per geometry: its first plan
+  std::vector<Plan> plans_;
+  std::vector<BandSurface> plan_bands_;  // per plan, one per band
+
+  void make_plans() {
+    const std::size_t nb = bands_.size();
+    for (std::size_t gi = 0; gi < s_.geometries.size(); ++gi) {
+      const auto& g = s_.geometries[gi];
+      plan_first_.push_back(plans_.size());
+      for (std::size_t mi = 0; mi < g.materials.size(); ++mi) {
+        Plan pl;
+        auto slot = [&](const Texture* t, int k) {
+          if (!t) return -1;
+          if (k >= TexCache::kChannels || t->channels > TexCache::kChannels) pl.slow = true;
+          for (int i = 0; i < pl.ntex; ++i)
+            if (pl.tex[i] == t) return i;
+          if (pl.ntex == Plan::kTextures) {
+            pl.slow = true;
+            return -1;
+          }
+          pl.tex[pl.ntex] = t;
+          return pl.ntex++;
+        };
+        for (std::size_t bi = 0; bi < nb; ++bi) {
+          const BandState& band = bands_[bi];
+          const Material& m = band.materials ? (*band.materials)[gi][mi] : g.materials[mi];
+          BandSurface bs;
+          bs.m = &m;
+          bs.sss = band.layers && m.subsurface ? -1 : 0;
+          if (m.albedo) {
+            const int first = m.albedo_channel;
+            const int count = m.albedo_channels > 0 ? m.albedo_channels : m.albedo->channels - first;
+            for (int c = 0; c < 3; ++c) bs.albedo_k[c] = first + (count == 1 ? 0 : std::min(c, count - 1));
+            for (int c = 0; c < 3; ++c) bs.albedo_tex = slot(m.albedo, bs.albedo_k[c]);
+          }
+          if (m.specular) bs.specular_tex = slot(m.specular, bs.specular_k = m.specular_channel);
+          if (m.roughness) bs.roughness_tex = slot(m.roughness, bs.roughness_k = m.roughness_channel);
+          plan_bands_.push_back(bs);
+        }
+        plans_.push_back(pl);
+      }
+    }
+  }
 
   float* shade_at(std::size_t band, int what, int c) {
     return &shade_[(shade_first_[band] + static_cast<std::size_t>(what * bands_[band].C + c)) * static_cast<std::size_t>(cap_)];
@@ -822,7 +918,11 @@ class Tracer {
     for (int l = 0; l < 8; ++l) {
       const bool hit = valid[l] && rh.hit.geomID[l] != RTC_INVALID_GEOMETRY_ID;
       hit_[i + static_cast<std::size_t>(l)] = hit ? -1 : 0;
-      if (hit) __builtin_prefetch(&s_.geometries[rh.hit.geomID[l]].triangles[3 * rh.hit.primID[l]]);
+      if (hit) {
+        const auto& g = s_.geometries[rh.hit.geomID[l]];
+        __builtin_prefetch(&g.triangles[3 * rh.hit.primID[l]]);
+        if (!g.triangle_uvs.empty()) __builtin_prefetch(&g.triangle_uvs[6 * rh.hit.primID[l]]);
+      }
     }
   }
 
@@ -834,10 +934,6 @@ class Tracer {
     for (int v = 0; v < 3; ++v) {
       __builtin_prefetch(&g.positions[3 * static_cast<std::size_t>(tri[v])]);
       __builtin_prefetch(&g.normals[3 * static_cast<std::size_t>(tri[v])]);
-    }
-    if (!g.uv_triangles.empty()) {
-      const std::int32_t* t = &g.uv_triangles[3 * prim_[j]];
-      for (int v = 0; v < 3; ++v) __builtin_prefetch(&g.uvs[2 * static_cast<std::size_t>(t[v])]);
     }
   }
 
@@ -851,16 +947,14 @@ class Tracer {
     const unsigned prim = prim_[j];
     if (g.uv_triangles.empty()) return;
     const float bu = bu_[j], bv = bv_[j], bw = 1.0f - bu - bv;
-    const std::int32_t* t = &g.uv_triangles[3 * prim];
-    *uv = bw * g.uvs[2 * t[0]] + bu * g.uvs[2 * t[1]] + bv * g.uvs[2 * t[2]];
-    *uv1 = bw * g.uvs[2 * t[0] + 1] + bu * g.uvs[2 * t[1] + 1] + bv * g.uvs[2 * t[2] + 1];
+    const float* t = &g.triangle_uvs[6 * static_cast<std::size_t>(prim)];
+    *uv = bw * t[0] + bu * t[2] + bv * t[4];
+    *uv1 = bw * t[1] + bu * t[3] + bv * t[5];
     const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
-    const Texture* last = nullptr;
-    for (const BandState& band : bands_) {
-      const Material& m = band.materials ? (*band.materials)[geom_[j]][mi] : g.materials[mi];
-      for (const Texture* tex : {m.albedo, m.specular, m.roughness}) {
-        if (!tex || tex == last) continue;
-        last = tex;
+    const Plan& pl = plans_[plan_first_[geom_[j]] + mi];
+    {
+      for (int ti = 0; ti < pl.ntex; ++ti) {
+        const Texture* tex = pl.tex[ti];
         // the footprint's top-left texel (roughly: a prefetch) and the row below
         const int x = std::clamp(static_cast<int>(*uv * tex->width - 0.5f), 0, tex->width - 1);
         const int y = std::clamp(static_cast<int>((1.0f - *uv1) * tex->height - 0.5f), 0, tex->height - 1);
@@ -881,7 +975,16 @@ class Tracer {
   // vertices are prefetched 16 samples ahead, its texels 8 ahead.
   void gather(int n) {
     const std::size_t nn = static_cast<std::size_t>(n), cap = static_cast<std::size_t>(cap_);
+    const std::size_t nb = bands_.size();
     constexpr std::size_t kVertsAhead = 16, kTexelsAhead = 8;
+    float* vrow[18];
+    for (int k = 0; k < 18; ++k) vrow[k] = rows(vtx_, k, cap_);
+    float* srow[16][5];  // up to 16 bands through these pointers (more: surf())
+    const std::size_t nbs = std::min<std::size_t>(nb, 16);
+    for (std::size_t bi = 0; bi < nbs; ++bi)
+      for (int k = 0; k < 5; ++k) srow[bi][k] = surf(bi, k);
+    const float* urow = rows(uv_, 0, cap_);
+    const float* vrow_uv = rows(uv_, 1, cap_);
     for (std::size_t j = 0; j < std::min(nn, kVertsAhead); ++j) prefetch_vertices(j);
     for (std::size_t j = 0; j < std::min(nn, kTexelsAhead); ++j) prepare_texels(j);
     for (std::size_t i = 0; i < cap; ++i) {
@@ -889,37 +992,69 @@ class Tracer {
       if (i + kTexelsAhead < nn) prepare_texels(i + kTexelsAhead);
       if (i >= nn || !hit_[i]) {
         static constexpr float kDummy[18] = {0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, -1, 0, 0, -1, 0, 0, -1};
-        for (int k = 0; k < 18; ++k) rows(vtx_, k, cap_)[i] = kDummy[k];
+        for (int k = 0; k < 18; ++k) vrow[k][i] = kDummy[k];
         hit_[i] = 0;
         bu_[i] = bv_[i] = 0;
         rows(ng_, 0, cap_)[i] = rows(ng_, 1, cap_)[i] = 0;
         rows(ng_, 2, cap_)[i] = -1;
         if (i >= nn) rows(dir_, 0, cap_)[i] = rows(dir_, 1, cap_)[i] = 0, rows(dir_, 2, cap_)[i] = 1;
-        for (std::size_t bi = 0; bi < bands_.size(); ++bi)
+        for (std::size_t bi = 0; bi < nb; ++bi)
           for (int k = 0; k < 5; ++k) surf(bi, k)[i] = 0;
         continue;
       }
       const auto& g = s_.geometries[geom_[i]];
       const unsigned prim = prim_[i];
       const std::int32_t* tri = &g.triangles[3 * prim];
-      for (int v = 0; v < 3; ++v)
+      for (int v = 0; v < 3; ++v) {
+        const float* pv = &g.positions[3 * static_cast<std::size_t>(tri[v])];
+        const float* nv = &g.normals[3 * static_cast<std::size_t>(tri[v])];
         for (int k = 0; k < 3; ++k) {
-          rows(vtx_, 3 * v + k, cap_)[i] = g.positions[3 * static_cast<std::size_t>(tri[v]) + k];
-          rows(vtx_, 9 + 3 * v + k, cap_)[i] = g.normals[3 * static_cast<std::size_t>(tri[v]) + k];
+          vrow[3 * v + k][i] = pv[k];
+          vrow[9 + 3 * v + k][i] = nv[k];
         }
+      }
       const unsigned mi = g.triangle_material.empty() ? 0 : g.triangle_material[prim];
-      TexCache cache;
-      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
-        const BandState& band = bands_[bi];
-        const Material& m = band.materials ? (*band.materials)[geom_[i]][mi] : g.materials[mi];
-        const SurfaceSample sf = surface(m, rows(uv_, 0, cap_)[i], rows(uv_, 1, cap_)[i], cache);
-        for (int c = 0; c < 3; ++c) surf(bi, c)[i] = sf.albedo[static_cast<std::size_t>(c)];
-        surf(bi, 3)[i] = sf.f0;
-        surf(bi, 4)[i] = sf.alpha;
-        sss_[bi * cap + i] = band.layers && m.subsurface ? -1 : 0;
+      const std::size_t pi = plan_first_[geom_[i]] + mi;
+      const Plan& pl = plans_[pi];
+      const float u = urow[i], v = vrow_uv[i];
+      if (pl.slow || nb > nbs) {
+        TexCache cache;
+        for (std::size_t bi = 0; bi < nb; ++bi) {
+          const Material& m = *plan_bands_[pi * nb + bi].m;
+          const SurfaceSample sf = surface(m, u, v, cache);
+          for (int c = 0; c < 3; ++c) surf(bi, c)[i] = sf.albedo[static_cast<std::size_t>(c)];
+          surf(bi, 3)[i] = sf.f0;
+          surf(bi, 4)[i] = sf.alpha;
+          sss_[bi * cap + i] = plan_bands_[pi * nb + bi].sss;
+        }
+        continue;
+      }
+      // each texture's channels once, then each band's parameters (as surface())
+      alignas(16) float val[Plan::kTextures][TexCache::kChannels];
+      TexCache fp;
+      for (int t = 0; t < pl.ntex; ++t) {
+        fp.footprint(pl.tex[t], u, v);
+        fp.lerp_all(pl.tex[t], val[t]);
+      }
+      for (std::size_t bi = 0; bi < nb; ++bi) {
+        const BandSurface& bs = plan_bands_[pi * nb + bi];
+        const Material& m = *bs.m;
+        std::array<float, 3> albedo = m.albedo_value;
+        if (bs.albedo_tex >= 0)
+          for (int c = 0; c < 3; ++c) albedo[static_cast<std::size_t>(c)] = val[bs.albedo_tex][bs.albedo_k[c]];
+        for (auto& a : albedo) a = static_cast<float>(a * m.albedo_scale);
+        float f0 = bs.specular_tex >= 0 ? val[bs.specular_tex][bs.specular_k] : m.specular_value;
+        float alpha = bs.roughness_tex >= 0 ? val[bs.roughness_tex][bs.roughness_k] : m.roughness_value;
+        f0 = std::clamp(static_cast<float>(f0 * m.specular_scale), 0.0f, 1.0f);
+        alpha = std::clamp(alpha, 1e-3f, 1.0f);
+        for (int c = 0; c < 3; ++c) srow[bi][c][i] = albedo[static_cast<std::size_t>(c)];
+        srow[bi][3][i] = f0;
+        srow[bi][4][i] = alpha;
+        sss_[bi * cap + i] = bs.sss;
       }
     }
   }
+
 
   // Shades the packet of samples [b, b + 8) in every band (hit lanes), queueing its occlusion rays.
   template <int L>
