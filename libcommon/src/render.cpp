@@ -609,6 +609,20 @@ inline void uniform2(Rng& rng, float& a, float& b) {
   b = static_cast<float>((z >> 16) & 0xFFFFFFu) * 0x1p-24f;
 }
 
+// For each 8-lane mask: the indices of its set lanes, in order (then zeros):
+// the permutations that compact a packet's valid lanes.
+struct CompressTable {
+  alignas(32) std::int32_t p[256][8];
+  constexpr CompressTable() : p{} {
+    for (int m = 0; m < 256; ++m) {
+      int n = 0;
+      for (int l = 0; l < 8; ++l)
+        if (m >> l & 1) p[m][n++] = l;
+    }
+  }
+};
+constexpr CompressTable kCompress{};
+
 // Renders rows: one per thread. A row's samples go through in chunks of
 // whole pixels (about kChunk samples): the pixels' generators draw every
 // random number a sample needs (jitter, the AO direction, one cone sample
@@ -844,6 +858,17 @@ class Tracer {
     }
   }
 
+  // x % m, with the divisions of small m by constants (multiplications).
+  static std::size_t mod_small(std::uint64_t x, int m) {
+    switch (m) {
+      case 2: return x % 2;
+      case 3: return x % 3;
+      case 4: return x % 4;
+      case 8: return x % 8;
+      default: return x % static_cast<std::uint64_t>(m);
+    }
+  }
+
   // The chunk's random numbers and pixel positions, pixel by pixel.
   void draw(std::size_t y, int x0, int np) {
     const int W = o_.width, spp = o_.spp;
@@ -855,7 +880,7 @@ class Tracer {
       // n-rooks stratification: sample k takes column stratum k and a
       // shuffled row stratum, each jittered.
       std::iota(perm_.begin(), perm_.end(), 0);
-      for (int k = spp - 1; k > 0; --k) std::swap(perm_[k], perm_[rng.next() % static_cast<std::uint64_t>(k + 1)]);
+      for (int k = spp - 1; k > 0; --k) std::swap(perm_[k], perm_[mod_small(rng.next(), k + 1)]);
       for (int k = 0; k < spp; ++k) {
         const std::size_t i = static_cast<std::size_t>(p * spp + k);
         float ux, uy;
@@ -1181,6 +1206,10 @@ class Tracer {
     }
     // Compaction: each queue's rays of the packet, in sample order (branch
     // free: every lane is written, the count moves on for the valid ones).
+    if constexpr (L == 8) {
+      compact8(b);
+      return;
+    }
     for (int q = 0; q < nq_; ++q) {
       const PacketRays& pr = rays_[static_cast<std::size_t>(q)];
       Queue& Q = queues_[static_cast<std::size_t>(q)];
@@ -1196,6 +1225,32 @@ class Tracer {
         Q.sample[k] = b + l;
         Q.n += pr.valid[l] & 1;
       }
+    }
+  }
+
+  // The compaction with AVX2: the valid lanes moved to the front by one
+  // permutation per row (8 lanes stored; the queues are padded by 8).
+  HFR_VINLINE void compact8(int b) {
+    typedef float F8 __attribute__((vector_size(32)));
+    typedef std::int32_t I8 __attribute__((vector_size(32)));
+    const F8 ox = vload<F8>(po_[0]), oy = vload<F8>(po_[1]), oz = vload<F8>(po_[2]);
+    const I8 sample = I8{0, 1, 2, 3, 4, 5, 6, 7} + b;
+    for (int q = 0; q < nq_; ++q) {
+      const PacketRays& pr = rays_[static_cast<std::size_t>(q)];
+      Queue& Q = queues_[static_cast<std::size_t>(q)];
+      unsigned mask = 0;
+      for (int l = 0; l < 8; ++l) mask |= static_cast<unsigned>(pr.valid[l] & 1) << l;
+      const I8 perm = vload<I8>(kCompress.p[mask]);
+      const std::size_t k = static_cast<std::size_t>(Q.n);
+      vstore(&Q.ox[k], __builtin_shuffle(ox, perm));
+      vstore(&Q.oy[k], __builtin_shuffle(oy, perm));
+      vstore(&Q.oz[k], __builtin_shuffle(oz, perm));
+      vstore(&Q.dx[k], __builtin_shuffle(vload<F8>(pr.dir[0]), perm));
+      vstore(&Q.dy[k], __builtin_shuffle(vload<F8>(pr.dir[1]), perm));
+      vstore(&Q.dz[k], __builtin_shuffle(vload<F8>(pr.dir[2]), perm));
+      vstore(&Q.tfar[k], __builtin_shuffle(vload<F8>(pr.tfar), perm));
+      vstore(&Q.sample[k], __builtin_shuffle(sample, perm));
+      Q.n += __builtin_popcount(mask);
     }
   }
 
