@@ -890,8 +890,8 @@ class Tracer {
         for (int d = 1; d < draws_; ++d) uniform2(rng, rnd_at(d, 0)[i], rnd_at(d, 1)[i]);
       }
     }
-    // the padding: finite values, no rays
-    for (int i = np * spp; i < cap_; ++i) {
+    // the padding to the last packet: finite values, no rays
+    for (int i = np * spp; i < (np * spp + 7) / 8 * 8; ++i) {
       px_[static_cast<std::size_t>(i)] = py_[static_cast<std::size_t>(i)] = 0;
       for (int d = 1; d < draws_; ++d) rnd_at(d, 0)[i] = rnd_at(d, 1)[i] = 0;
     }
@@ -1012,7 +1012,9 @@ class Tracer {
     const float* vrow_uv = rows(uv_, 1, cap_);
     for (std::size_t j = 0; j < std::min(nn, kVertsAhead); ++j) prefetch_vertices(j);
     for (std::size_t j = 0; j < std::min(nn, kTexelsAhead); ++j) prepare_texels(j);
-    for (std::size_t i = 0; i < cap; ++i) {
+    // the samples, and the padding to the last packet (shade and finish read whole packets)
+    const std::size_t end = (nn + 7) / 8 * 8;
+    for (std::size_t i = 0; i < end; ++i) {
       if (i + kVertsAhead < nn) prefetch_vertices(i + kVertsAhead);
       if (i + kTexelsAhead < nn) prepare_texels(i + kTexelsAhead);
       if (i >= nn || !hit_[i]) {
