@@ -631,9 +631,9 @@ constexpr CompressTable kCompress{};
 // 8 consecutive samples (rtcIntersect8, coherent); the hits' vertices and
 // texels are gathered (with prefetches: they are cache misses); each packet
 // is shaded in every band at once; the shadow and AO rays it needs are
-// queued, one queue per light and one for AO, compacted, and traced in
-// packets of 8 (rtcOccluded8) once the chunk is shaded (fuller packets than
-// per camera packet); then the samples' sums per pixel. Each pixel
+// queued, one queue per light and one for AO, compacted, and traced once
+// the chunk is shaded, one stream call per queue (rtcOccludedNp); then the
+// samples' sums per pixel. Each pixel
 // keeps its own generator, so the image does not depend on the grouping or
 // the thread count.
 class Tracer {
@@ -699,7 +699,10 @@ class Tracer {
     make_plans();
     rtcInitIntersectContext(&cam_ctx_);
     cam_ctx_.flags = RTC_INTERSECT_CONTEXT_FLAG_COHERENT;
-    rtcInitIntersectContext(&occ_ctx_);
+    rtcInitIntersectContext(&occ_ctx_);  // incoherent
+    ray_zeros_.assign(cap + 8, 0.0f);
+    ray_mask_.assign(cap + 8, 0xFFFFFFFFu);
+    ray_ids_.assign(cap + 8, 0u);
   }
   std::uint64_t primary_rays = 0, shadow_rays = 0;
 
@@ -764,6 +767,9 @@ class Tracer {
   alignas(32) float po_[3][8];  // a packet's shadow ray origins
   std::vector<PacketRays> rays_;  // per queue
   RTCIntersectContext cam_ctx_, occ_ctx_;
+  // the occlusion rays' constant fields (tnear and time 0, every mask bit, id and flags 0)
+  std::vector<float> ray_zeros_;
+  std::vector<unsigned> ray_mask_, ray_ids_;
 
   std::vector<std::size_t> shade_first_;  // per band: its first row of shade_
 
@@ -1267,36 +1273,31 @@ class Tracer {
     std::memcpy(r.valid + h, &ok, sizeof(I));
   }
 
-  // Traces the queued rays in packets of 8, one queue at a time, and marks
-  // the samples whose ray nothing blocks.
+  // Traces each queue's rays with one call of Embree's stream API
+  // (rtcOccludedNp on the queue's SoA arrays, incoherent: Embree packs them
+  // itself; ~10 % less time than packets of 8 from the queues here, the same
+  // answers), and marks the samples whose ray nothing blocks.
   void flush() {
+    RTCRayNp r;
+    r.tnear = ray_zeros_.data();
+    r.time = ray_zeros_.data();
+    r.mask = ray_mask_.data();
+    r.id = ray_ids_.data();
+    r.flags = ray_ids_.data();
     for (int q = 0; q < nq_; ++q) {
-      const Queue& Q = queues_[static_cast<std::size_t>(q)];
+      Queue& Q = queues_[static_cast<std::size_t>(q)];
+      if (Q.n == 0) continue;
       float* vis = &vis_[static_cast<std::size_t>(q) * static_cast<std::size_t>(cap_)];
-      for (int b = 0; b < Q.n; b += 8) {
-        const int m = std::min(8, Q.n - b);
-        const std::size_t k = static_cast<std::size_t>(b);
-        alignas(32) RTCRay8 r;
-        alignas(32) int valid[8];
-        std::memcpy(r.org_x, &Q.ox[k], sizeof(r.org_x));  // the queues are padded: 8 lanes are there
-        std::memcpy(r.org_y, &Q.oy[k], sizeof(r.org_y));
-        std::memcpy(r.org_z, &Q.oz[k], sizeof(r.org_z));
-        std::memcpy(r.dir_x, &Q.dx[k], sizeof(r.dir_x));
-        std::memcpy(r.dir_y, &Q.dy[k], sizeof(r.dir_y));
-        std::memcpy(r.dir_z, &Q.dz[k], sizeof(r.dir_z));
-        std::memcpy(r.tfar, &Q.tfar[k], sizeof(r.tfar));
-        for (int l = 0; l < 8; ++l) {
-          valid[l] = l < m ? -1 : 0;
-          r.tnear[l] = 0;
-          r.time[l] = 0;
-          r.mask[l] = 0xFFFFFFFFu;
-          r.id[l] = 0;
-          r.flags[l] = 0;
-        }
-        rtcOccluded8(valid, s_.scene, &occ_ctx_, &r);
-        for (int l = 0; l < m; ++l)
-          if (!(r.tfar[l] < 0)) vis[Q.sample[k + static_cast<std::size_t>(l)]] = 1;
-      }
+      r.org_x = Q.ox.data();
+      r.org_y = Q.oy.data();
+      r.org_z = Q.oz.data();
+      r.dir_x = Q.dx.data();
+      r.dir_y = Q.dy.data();
+      r.dir_z = Q.dz.data();
+      r.tfar = Q.tfar.data();
+      rtcOccludedNp(s_.scene, &occ_ctx_, &r, static_cast<unsigned>(Q.n));
+      for (std::size_t k = 0; k < static_cast<std::size_t>(Q.n); ++k)
+        if (!(Q.tfar[k] < 0)) vis[Q.sample[k]] = 1;
       shadow_rays += static_cast<std::uint64_t>(Q.n);
     }
   }
