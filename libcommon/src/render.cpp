@@ -856,10 +856,14 @@ class Tracer {
       std::fill(vis_.begin(), vis_.end(), 0.0f);
       for (int b = 0; b < n; b += 8) intersect<L>(b, n);
       gather(n);
-      for (int b = 0; b < n; b += 8) shade<L>(b);
+      // packets that hit nothing (the backdrop) add nothing: neither rays nor
+      // values (accumulate skips missed samples)
+      for (int b = 0; b < n; b += 8)
+        if (packet_hits(b)) shade<L>(b);
       primary_rays += static_cast<std::uint64_t>(n);
       flush();
-      for (int b = 0; b < n; b += 8) finish<L>(b);
+      for (int b = 0; b < n; b += 8)
+        if (packet_hits(b)) finish<L>(b);
       accumulate(y, x0, np);
     }
   }
@@ -873,6 +877,13 @@ class Tracer {
       case 8: return x % 8;
       default: return x % static_cast<std::uint64_t>(m);
     }
+  }
+
+  // Whether a sample of the packet [b, b + 8) hit the scene.
+  bool packet_hits(int b) const {
+    std::int32_t any = 0;
+    for (int l = 0; l < 8; ++l) any |= hit_[static_cast<std::size_t>(b + l)];
+    return any != 0;
   }
 
   // The chunk's random numbers and pixel positions, pixel by pixel.
@@ -1023,6 +1034,15 @@ class Tracer {
     for (std::size_t i = 0; i < end; ++i) {
       if (i + kVertsAhead < nn) prefetch_vertices(i + kVertsAhead);
       if (i + kTexelsAhead < nn) prepare_texels(i + kTexelsAhead);
+      if (i % 8 == 0 && !packet_hits(static_cast<int>(i))) {
+        // a packet without hits is neither shaded nor finished: only the prefetches
+        for (std::size_t k = i + 1; k < i + 8; ++k) {
+          if (k + kVertsAhead < nn) prefetch_vertices(k + kVertsAhead);
+          if (k + kTexelsAhead < nn) prepare_texels(k + kTexelsAhead);
+        }
+        i += 7;
+        continue;
+      }
       if (i >= nn || !hit_[i]) {
         static constexpr float kDummy[18] = {0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, -1, 0, 0, -1, 0, 0, -1};
         for (int k = 0; k < 18; ++k) vrow[k][i] = kDummy[k];
@@ -1338,27 +1358,30 @@ class Tracer {
   void accumulate(std::size_t y, int x0, int np) {
     const int W = o_.width, spp = o_.spp;
     const std::size_t cap = static_cast<std::size_t>(cap_);
-    for (int p = 0; p < np; ++p) {
-      const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + p);
-      for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
-        const BandState& band = bands_[bi];
-        const int C = band.C;
+    for (std::size_t bi = 0; bi < bands_.size(); ++bi) {
+      const BandState& band = bands_[bi];
+      const int C = band.C;
+      const float *lrow[3], *erow[3], *arow[3];
+      for (int c = 0; c < C; ++c) lrow[c] = shade_at(bi, 2, c), erow[c] = shade_at(bi, 1, c), arow[c] = shade_at(bi, 0, c);
+      const std::int32_t* srow = &sss_[bi * cap];
+      for (int p = 0; p < np; ++p) {
+        const std::uint64_t index = static_cast<std::uint64_t>(y) * W + (x0 + p);
         double L[3] = {0, 0, 0}, E[3] = {0, 0, 0}, alb[3] = {0, 0, 0}, z = 0;
         int n_sss = 0, n_hit = 0;
         for (int k = 0; k < spp; ++k) {
           const std::size_t i = static_cast<std::size_t>(p * spp + k);
           if (!hit_[i]) continue;
           ++n_hit;
-          const bool sss = sss_[bi * cap + i] != 0;
+          const bool sss = srow[i] != 0;
           if (sss) {
             ++n_sss;
             z += z_[i];
           }
           for (int c = 0; c < C; ++c) {
-            L[c] += shade_at(bi, 2, c)[i];
+            L[c] += lrow[c][i];
             if (sss) {
-              E[c] += shade_at(bi, 1, c)[i];
-              alb[c] += shade_at(bi, 0, c)[i];
+              E[c] += erow[c][i];
+              alb[c] += arow[c][i];
             }
           }
         }
