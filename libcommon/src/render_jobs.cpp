@@ -910,7 +910,12 @@ struct Normal {
   bool have = false;
   double kept = 0;
   static double uniform(std::mt19937_64& g) {
-    const double u = static_cast<double>(g()) * 0x1p-64;
+    // static_cast<double> of the 64-bit draw without its branch on the top
+    // bit (a coin flip: mispredicted half the time): both halves are exact
+    // doubles, so their sum is the correctly rounded value, as the cast's
+    const std::uint64_t x = g();
+    const double u = (static_cast<double>(static_cast<std::uint32_t>(x >> 32)) * 0x1p32 +
+                      static_cast<double>(static_cast<std::uint32_t>(x))) * 0x1p-64;
     return u < 1 ? u : std::nextafter(1.0, 0.0);
   }
   double operator()(std::mt19937_64& g) {
@@ -958,19 +963,21 @@ cv::Mat develop(const Linear& l, double exposure, const std::array<float, 3>& ba
   // each channel's last input and its encoding: the backdrop repeats a value (one powf for it)
   std::uint32_t last_in[3] = {0xffffffffu, 0xffffffffu, 0xffffffffu};  // (a NaN: encode recomputes)
   float last_out[3] = {0, 0, 0};
-  for (int y = 0; y < lin.rows; ++y)
+  for (int y = 0; y < lin.rows; ++y) {
+    const float* row_in = lin.ptr<float>(y);
+    std::uint8_t* row_out = out.ptr<std::uint8_t>(y);
     for (int x = 0, c = 0; x < lin.cols * C; ++x, c = c + 1 == C ? 0 : c + 1) {
-      const float in = lin.ptr<float>(y)[x];
+      const float in = row_in[x];
       std::uint32_t bits;
       std::memcpy(&bits, &in, 4);
       if (bits != last_in[c]) last_in[c] = bits, last_out[c] = encode(in, static_cast<float>(j.gamma));
       const double v = last_out[c] + (noise > 0 ? noise * nd(rng) : 0.0);
       // std::lround (half away from zero) without the call: s - trunc(s) is exact for 0 <= s <= 255
       const double s = std::clamp(v, 0.0, 1.0) * 255;
-      int q = static_cast<int>(s);
-      if (s - q >= 0.5) ++q;
-      out.ptr<std::uint8_t>(y)[x] = static_cast<std::uint8_t>(q);
+      const int q = static_cast<int>(s);
+      row_out[x] = static_cast<std::uint8_t>(q + static_cast<int>(s - q >= 0.5));  // (no branch: a coin flip)
     }
+  }
   if (C == j.channels) return out;
   cv::Mat conv;
   if (C == 3 && j.channels == 1) cv::cvtColor(out, conv, cv::COLOR_RGB2GRAY);

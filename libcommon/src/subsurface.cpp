@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdlib>
 #include <deque>
 #include <limits>
 #include <map>
@@ -93,7 +94,8 @@ constexpr int kTableMax = 1 << 16;    // entries per kernel table (fewer per px^
 constexpr int kBinsPerOctave = 64;    // pixel-size quantisation: 1.1 % steps
 constexpr double kSampledFrom = 0.5;  // per-axis variance (px^2) from which a Gaussian is sampled...
 constexpr double kSampledFull = 1.0;  // ...and above which it is sampled only (below: three taps)
-constexpr int kLanes = 4;             // receivers processed together, one per vector lane
+constexpr int kLanes = 4;             // receivers processed together, one per vector lane (SSE2)
+constexpr int kMaxLanes = 8;          // (AVX2, where the CPU has it: the same operations per lane)
 constexpr int kMaxRadius = 256;       // px: kernels are cut there when pixels are tiny (< sigma / 85)
 
 // The separable 1-D kernel for one pixel size s (mm). The weight between two
@@ -214,28 +216,39 @@ void cache_kernel(KernelCache& c, int bin, std::shared_ptr<const Kernel> k) {
 }
 
 // Four floats / ints: GCC and Clang vector extensions (SSE2 on x86-64, NEON
-// on arm64), so that the passes work on kLanes receivers at once.
+// on arm64), so that the passes work on kLanes receivers at once; eight in
+// the AVX2 passes (x86-64 CPUs that have it). Only exactly rounded
+// operations, no FMA: both widths give the same bits.
 typedef float f4 __attribute__((vector_size(16)));
 typedef std::int32_t i4 __attribute__((vector_size(16)));
+template <int N>
+struct Vec {
+  typedef float F __attribute__((vector_size(4 * N)));
+  typedef std::int32_t I __attribute__((vector_size(4 * N)));
+};
+#define HFR_SS_INLINE inline __attribute__((always_inline))
 
 // The sub-pixel part's fall-off with the squared world distance q (px^2) to
 // a neighbour one pixel away: 1/q on a tilted surface (the foreshortened
 // variance), faded out between slopes of sqrt(3) and sqrt(8) (60-70 degrees)
 // so that it does not cross depth discontinuities. 0 for NaN.
-inline f4 sub_falloff(f4 q) {
-  f4 x = (q - 4) * 0.2f;
+template <class F>
+HFR_SS_INLINE F sub_falloff(F q) {
+  F x = (q - 4) * 0.2f;
   x = x > 0 ? x : 0;
   x = x < 1 ? x : 1;
-  const f4 f = (1 - x * x * (3 - 2 * x)) / q;
+  const F f = (1 - x * x * (3 - 2 * x)) / q;
   return q < 9 ? f : 0;
 }
 
-inline f4 load4(const float* p) {
-  f4 v;
+template <class F = f4>
+HFR_SS_INLINE F load4(const float* p) {
+  F v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store4(float* p, f4 v) { std::memcpy(p, &v, sizeof v); }
+template <class F>
+HFR_SS_INLINE void store4(float* p, F v) { std::memcpy(p, &v, sizeof v); }
 
 // log2 of a positive finite float to about 3e-5 (for choosing kernel bins).
 inline float fast_log2(float z) {
@@ -267,17 +280,20 @@ struct Grid {
 // (kColumns false) or along the column (true). n, d: the input's C numerator
 // and C denominator planes; on, od: the output's (the column pass writes the
 // ratio, numerator / denominator, to `on` only).
-template <int C, bool kColumns>
-void pass_row(const Grid& g, int y, const float* const* n, const float* const* d, float* const* on, float* const* od) {
+template <int C, bool kColumns, int N>
+HFR_SS_INLINE void pass_row_n(const Grid& g, int y, const float* const* n, const float* const* d, float* const* on,
+                              float* const* od) {
+  typedef typename Vec<N>::F f4;
+  typedef typename Vec<N>::I i4;
   const std::array<int, 4>& rr = g.row_r[y];
   const float* tab = g.tables.data();
-  for (int x0 = 0; x0 < g.W; x0 += kLanes) {
+  for (int x0 = 0; x0 < g.W; x0 += N) {
     const std::size_t r = g.at(x0, y);
-    const f4 zr = load4(&g.z[r]);
+    const f4 zr = load4<f4>(&g.z[r]);
     f4 kz = {}, qm = {}, kq = {}, c1[C] = {}, an[C] = {}, ad[C] = {};
     i4 off = {};
     bool any = false;
-    for (int l = 0; l < kLanes; ++l) {
+    for (int l = 0; l < N; ++l) {
       const bool covered = std::isfinite(zr[l]);  // lanes past the row's end are guard cells: not covered
       any = any || covered;
       const KernelHead& k = g.kernels[g.bin[r + l]];
@@ -300,19 +316,20 @@ void pass_row(const Grid& g, int y, const float* const* n, const float* const* d
           if (y + e < 0 || y + e >= g.H) continue;
           s = g.at(x0, y + e);
         }
-        const f4 dz = load4(&g.z[s]) - zr;
+        const f4 dz = load4<f4>(&g.z[s]) - zr;
         const f4 dz2 = dz * dz * kz;
         f4 q = dd + dz2;
         q = q < qm ? q : qm;  // also for NaN / inf (uncovered pixels): qm
         const i4 idx = off + __builtin_convertvector(q * kq + 0.5f, i4) * C;
-        f4 fall = {0, 0, 0, 0};
+        f4 fall = {};
         if (sub_pixel) fall = sub_falloff(1 + dz2);
         for (int c = 0; c < C; ++c) {
           if (C > 1 && k > rr[c]) continue;
-          f4 w = {tab[idx[0] + c], tab[idx[1] + c], tab[idx[2] + c], tab[idx[3] + c]};
+          f4 w;
+          for (int l = 0; l < N; ++l) w[l] = tab[idx[l] + c];
           if (sub_pixel) w += c1[c] * fall;
-          an[c] += w * load4(&n[c][s]);
-          ad[c] += w * load4(&d[c][s]);
+          an[c] += w * load4<f4>(&n[c][s]);
+          ad[c] += w * load4<f4>(&d[c][s]);
         }
       }
     };
@@ -328,12 +345,29 @@ void pass_row(const Grid& g, int y, const float* const* n, const float* const* d
   }
 }
 
+template <int C, bool kColumns>
+void pass_row(const Grid& g, int y, const float* const* n, const float* const* d, float* const* on, float* const* od) {
+  pass_row_n<C, kColumns, kLanes>(g, y, n, d, on, od);
+}
+#if defined(__x86_64__) && defined(__GNUC__)
+template <int C, bool kColumns>
+__attribute__((target("avx2"))) void pass_row_avx2(const Grid& g, int y, const float* const* n, const float* const* d,
+                                                   float* const* on, float* const* od) {
+  pass_row_n<C, kColumns, kMaxLanes>(g, y, n, d, on, od);
+}
+bool use_avx2() {
+  static const bool cpu = __builtin_cpu_supports("avx2");
+  const char* simd = std::getenv("HFR_RENDER_SIMD");  // "sse": the 4-lane passes (as render's shading)
+  return cpu && !(simd && std::string(simd) == "sse");
+}
+#endif
+
 // Both passes. planes: C planes of sqrt(a) E cov, then the coverage plane.
 // Returns C planes: the weighted means of sqrt(a) E.
 template <int C>
 std::unique_ptr<float[]> run_passes(const Grid& g, const std::vector<float>& planes, int threads) {
   const std::size_t PS = g.size();
-  // every float of these that is read is written first (rows in whole blocks of kLanes)
+  // every float of these that is read is written first (rows in whole blocks of kLanes or kMaxLanes)
   std::unique_ptr<float[]> mid(new float[2 * C * PS]), out(new float[C * PS]);
   const float *n1[C], *d1[C], *n2[C], *d2[C];
   float *m_n[C], *m_d[C], *o_n[C], *o_d[C];
@@ -343,6 +377,15 @@ std::unique_ptr<float[]> run_passes(const Grid& g, const std::vector<float>& pla
     n2[c] = m_n[c], d2[c] = m_d[c];
     o_n[c] = &out[c * PS], o_d[c] = nullptr;
   }
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (use_avx2()) {
+    parallel_for(static_cast<std::size_t>(g.H), threads,
+                 [&](std::size_t y) { pass_row_avx2<C, false>(g, static_cast<int>(y), n1, d1, m_n, m_d); });
+    parallel_for(static_cast<std::size_t>(g.H), threads,
+                 [&](std::size_t y) { pass_row_avx2<C, true>(g, static_cast<int>(y), n2, d2, o_n, o_d); });
+    return out;
+  }
+#endif
   parallel_for(static_cast<std::size_t>(g.H), threads,
                [&](std::size_t y) { pass_row<C, false>(g, static_cast<int>(y), n1, d1, m_n, m_d); });
   parallel_for(static_cast<std::size_t>(g.H), threads,
@@ -510,7 +553,7 @@ void scatter(const Layers& L, const Profile& p, double mm_per_px_at_1cm, std::ve
     std::copy(ks[b]->table.begin(), ks[b]->table.end(), g.tables.begin() + g.kernels[b].offset);
 
   // Planar layout with guards; pack sqrt(a) E cov per channel, then cov.
-  g.W = W, g.H = H, g.G = rmax + kLanes;
+  g.W = W, g.H = H, g.G = rmax + kMaxLanes;
   g.P = (static_cast<std::size_t>(W) + 2 * g.G + 15) / 16 * 16 + 16;  // not a multiple of 4 KiB
   const std::size_t PS = g.size();
   std::vector<float> planes((C + 1) * PS, 0.0f);
