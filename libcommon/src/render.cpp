@@ -573,6 +573,31 @@ HFR_VINLINE F vfresnel(F f0, F cos_theta) {
   return f0 + (f90 - f0) * m2 * m2 * m;
 }
 
+// The BRDF in lanes, as brdf_parts (f0 in [0, 1], alpha clamped to
+// [1e-3, 1] when the surface is sampled). vbrdf_view: what does not depend on
+// the light's direction, for the cosine nv = max(n.wo, 0): the diffuse weight
+// kd = (1 - F(nv)) / pi, a2 = alpha^2 and the view half of the Smith term.
+template <class F>
+struct VBrdfView {
+  F kd, a2, gv;
+};
+template <class F>
+HFR_VINLINE VBrdfView<F> vbrdf_view(F f0, F alpha, F nv) {
+  const F a2 = alpha * alpha;
+  return {(1.0f - vfresnel(f0, nv)) / float(kPi), a2, vsqrt(nv * nv * (1.0f - a2) + a2)};
+}
+// The specular value D V F for a light direction wi with cosn = n.wi > 0.
+template <class F>
+HFR_VINLINE F vbrdf_specular(const V3<F>& n, const V3<F>& wo, const V3<F>& wi, F cosn, F nv, const VBrdfView<F>& view, F f0) {
+  const V3<F> hv = normalized(V3<F>{wi.x + wo.x, wi.y + wo.y, wi.z + wo.z});
+  const F nh = vmax(dot(n, hv), splat<F>(0)), vh = vmax(dot(wo, hv), splat<F>(0));
+  const F a2 = view.a2;
+  const F dd = nh * nh * (a2 - 1.0f) + 1.0f;
+  const F D = a2 / (float(kPi) * dd * dd);
+  const F V = 0.5f / (cosn * view.gv + nv * vsqrt(cosn * cosn * (1.0f - a2) + a2));
+  return D * V * vfresnel(f0, vh);
+}
+
 // An orthonormal basis around a unit vector w (Duff et al. 2017).
 template <class F>
 HFR_VINLINE void vbasis(const V3<F>& w, V3<F>& u, V3<F>& v) {
@@ -1163,9 +1188,8 @@ class Tracer {
         const F f0 = vload<F>(surf(bi, 3) + i), alpha = vload<F>(surf(bi, 4) + i);
         // what does not depend on the light's direction
         const F fr = vfresnel(f0, nv);
-        const F kd = front ? (1.0f - fr) / float(kPi) : splat<F>(0);
-        const F a2 = alpha * alpha;
-        const F gv = vsqrt(nv * nv * (1.0f - a2) + a2);  // the Smith term's view half
+        const VBrdfView<F> view = vbrdf_view(f0, alpha, nv);
+        const F kd = front ? view.kd : splat<F>(0);
         const I has_spec = f0 > 0;
         F eamb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)}, spec_amb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)};
         for (int c = 0; c < C; ++c) vstore(shade_at(bi, 0, c) + i, vload<F>(surf(bi, c) + i));
@@ -1215,12 +1239,7 @@ class Tracer {
           const F cosn = dot(nrm, wi);
           ok = ok & (cosn > 0) & (dot(ng, wi) > 0) & front;
           // the BRDF's diffuse weight and specular value (as brdf_parts)
-          const V3<F> hv = normalized(V3<F>{wi.x + wo.x, wi.y + wo.y, wi.z + wo.z});
-          const F nh = vmax(dot(nrm, hv), splat<F>(0)), vh = vmax(dot(wo, hv), splat<F>(0));
-          const F dd = nh * nh * (a2 - 1.0f) + 1.0f;
-          const F D = a2 / (float(kPi) * dd * dd);
-          const F V = 0.5f / (cosn * gv + nv * vsqrt(cosn * cosn * (1.0f - a2) + a2));
-          const F spec = D * V * vfresnel(f0, vh);
+          const F spec = vbrdf_specular(nrm, wo, wi, cosn, nv, view, f0);
           const F w = cosn * g;
           vstore(&kes_[static_cast<std::size_t>(2 * q) * cap_ + i], ok ? kd * w : splat<F>(0));
           vstore(&kes_[static_cast<std::size_t>(2 * q + 1) * cap_ + i], ok & has_spec ? spec * w : splat<F>(0));
@@ -1401,6 +1420,42 @@ class Tracer {
     }
   }
 };
+
+}  // namespace
+
+namespace detail {
+
+void shading_brdf(std::size_t count, const float* n, const float* wo, const float* wi, const float* f0, const float* alpha,
+                  float* kd, float* spec) {
+  typedef Lanes<4>::F F;
+  typedef Lanes<4>::I I;
+  for (std::size_t b = 0; b < count; b += 4) {
+    float in[11][4];  // SoA: n, wo, wi (xyz each), f0, alpha
+    for (unsigned l = 0; l < 4; ++l) {
+      const std::size_t k = std::min(b + l, count - 1);  // the last lanes repeat the last entry
+      for (int c = 0; c < 3; ++c) in[c][l] = n[3 * k + c], in[3 + c][l] = wo[3 * k + c], in[6 + c][l] = wi[3 * k + c];
+      in[9][l] = f0[k];
+      in[10][l] = std::clamp(alpha[k], 1e-3f, 1.0f);  // as the surface sampling clamps it
+    }
+    const V3<F> nn{vload<F>(in[0]), vload<F>(in[1]), vload<F>(in[2])}, o{vload<F>(in[3]), vload<F>(in[4]), vload<F>(in[5])},
+        w{vload<F>(in[6]), vload<F>(in[7]), vload<F>(in[8])};
+    const F f0v = vload<F>(in[9]), av = vload<F>(in[10]);
+    // as Tracer::shade: the view terms, then a light direction's
+    const F nvr = dot(nn, o);
+    const I front = nvr > 0;
+    const F nv = vmax(nvr, splat<F>(0));
+    const VBrdfView<F> view = vbrdf_view(f0v, av, nv);
+    const F cosn = dot(nn, w);
+    const I ok = front & (cosn > 0);
+    const F kdv = ok ? view.kd : splat<F>(0);
+    const F sv = ok & (f0v > 0) ? vbrdf_specular(nn, o, w, cosn, nv, view, f0v) : splat<F>(0);
+    for (unsigned l = 0; l < 4 && b + l < count; ++l) kd[b + l] = kdv[l], spec[b + l] = sv[l];
+  }
+}
+
+}  // namespace detail
+
+namespace {
 
 void check_options(const RenderOptions& o, const std::vector<Light>& lights) {
   if (o.width <= 0 || o.height <= 0) throw Error("render: image size must be positive");

@@ -332,6 +332,68 @@ TEST_CASE("render: GGX highlight at the mirror direction, F0 = 0 gives none", "[
   }
 }
 
+TEST_CASE("render: the shading's float BRDF equals brdf() (the one the energy tests check)", "[render][brdf]") {
+  std::mt19937_64 gen(11);
+  std::uniform_real_distribution<double> U(0, 1);
+  auto unit = [&](double zmin) {  // a random unit vector with z >= zmin
+    for (;;) {
+      const double z = zmin + (1 - zmin) * U(gen), ph = 2 * kPi * U(gen), r = std::sqrt(std::max(0.0, 1 - z * z));
+      const double x = r * std::cos(ph), y = r * std::sin(ph);
+      if (std::abs(x * x + y * y + z * z - 1) < 1e-9) return std::array<double, 3>{x, y, z};
+    }
+  };
+  // random frames: n anywhere, wo and wi in n's frame (some below the surface), F0 and alpha over their ranges
+  const std::size_t N = 4003;  // not a multiple of the lanes
+  std::vector<float> n(3 * N), wo(3 * N), wi(3 * N), f0(N), alpha(N), kd(N), spec(N);
+  std::vector<std::array<double, 3>> dn(N), dwo(N), dwi(N);
+  for (std::size_t k = 0; k < N; ++k) {
+    const auto a = unit(-1), lo = unit(-0.2), li = unit(-0.2);
+    // a basis around a (Frisvad) to place wo, wi
+    const double s = a[2] >= 0 ? 1 : -1, p = -1 / (s + a[2]), q = a[0] * a[1] * p;
+    const std::array<double, 3> t1{1 + s * a[0] * a[0] * p, s * q, -s * a[0]}, t2{q, s + a[1] * a[1] * p, -a[1]};
+    auto place = [&](const std::array<double, 3>& v) {
+      std::array<double, 3> r;
+      for (int c = 0; c < 3; ++c) r[c] = v[0] * t1[c] + v[1] * t2[c] + v[2] * a[c];
+      return r;
+    };
+    dn[k] = a, dwo[k] = place(lo), dwi[k] = place(li);
+    for (int c = 0; c < 3; ++c) {
+      n[3 * k + c] = float(dn[k][c]), wo[3 * k + c] = float(dwo[k][c]), wi[3 * k + c] = float(dwi[k][c]);
+      dn[k][c] = n[3 * k + c], dwo[k][c] = wo[3 * k + c], dwi[k][c] = wi[3 * k + c];  // the same floats for both
+    }
+    f0[k] = k % 7 == 0 ? 0.0f : k % 11 == 0 ? 1.0f : float(U(gen) * 0.5);
+    alpha[k] = float(0.02 + 0.98 * U(gen));
+  }
+  render::detail::shading_brdf(N, n.data(), wo.data(), wi.data(), f0.data(), alpha.data(), kd.data(), spec.data());
+  std::size_t lit = 0, with_spec = 0;
+  double worst_kd = 0, worst_spec = 0;
+  for (std::size_t k = 0; k < N; ++k) {
+    // albedo (1, 0, 0): channel 0 = kd + spec, channel 1 = spec
+    const render::SurfaceSample s{{1, 0, 0}, f0[k], alpha[k]};
+    const auto f = render::brdf(s, dn[k].data(), dwo[k].data(), dwi[k].data());
+    const double want_kd = f[0] - f[1], want_spec = f[1];
+    INFO("k " << k << " f0 " << f0[k] << " alpha " << alpha[k] << " kd " << kd[k] << " / " << want_kd << " spec " << spec[k]
+              << " / " << want_spec);
+    if (want_kd == 0 && want_spec == 0) {  // a direction below the surface: the shading masks it too
+      CHECK(kd[k] == 0);
+      CHECK(spec[k] == 0);
+      continue;
+    }
+    ++lit;
+    with_spec += want_spec > 0;
+    // float against double: relative 1e-4 (the specular peak of alpha 0.02 spans many orders of
+    // magnitude), and 1e-7 absolute (1 - F at grazing angles cancels in float)
+    worst_kd = std::max(worst_kd, std::abs(kd[k] - want_kd) / want_kd);
+    worst_spec = std::max(worst_spec, std::abs(spec[k] - want_spec) / std::max(want_spec, 1e-6));
+    CHECK(kd[k] == Approx(want_kd).epsilon(1e-4).margin(1e-7));
+    CHECK(spec[k] == Approx(want_spec).epsilon(1e-4).margin(1e-7));
+  }
+  INFO("lit " << lit << " with specular " << with_spec << " worst relative kd " << worst_kd << " spec " << worst_spec);
+  CHECK(lit > N / 2);  // both kinds of case are exercised
+  CHECK(lit < N);
+  CHECK(with_spec > N / 3);
+}
+
 TEST_CASE("render: the BRDF reflects no more than it receives (white furnace)", "[render]") {
   std::mt19937_64 gen(7);
   std::uniform_real_distribution<double> U(0, 1);

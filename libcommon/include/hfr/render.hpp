@@ -100,6 +100,17 @@ struct SurfaceSample {
 // Zero when either direction is below the surface.
 std::array<double, 3> brdf(const SurfaceSample& s, const double n[3], const double wo[3], const double wi[3]);
 
+namespace detail {
+// The BRDF as the renderer's shading evaluates it (float lanes, the 4-wide
+// path; the 8-wide one runs the same code), for tests against brdf(): for k
+// in [0, count), the unit vectors n, wo, wi at 3k (xyz) and the surface's
+// f0, alpha at k give the diffuse weight kd[k] (f = kd albedo + spec) and
+// the specular value spec[k]; both 0 where wo or wi is below n, spec 0 where
+// f0 = 0 (the renderer's masks).
+void shading_brdf(std::size_t count, const float* n, const float* wo, const float* wi, const float* f0, const float* alpha,
+                  float* kd, float* spec);
+}  // namespace detail
+
 struct AmbientLight {
   std::array<float, 3> rgb{0, 0, 0};
 };
