@@ -153,5 +153,8 @@ run hfr-train --steps 0 -o "$T/x.hft" "$T/w/images.jsonl"
 expect_rc 2 "--steps 0 is a usage error"
 run hfr-train "$T/w/images.jsonl"
 expect_rc 2 "no -o is a usage error"
+run hfr-train --device cuda --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--device cuda is refused (CPU training only so far), not ignored"
+expect_err "CPU only" "says why"
 
 finish

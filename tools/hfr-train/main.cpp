@@ -149,6 +149,8 @@ int main(int argc, char** argv) {
     o.model = a.str("model");
     o.validation = a.str("validation");
     o.modalities = a.str("modalities");
+    if (a.common().device != "cpu")  // not silently on the CPU instead
+      throw hfr::UsageError("--device " + a.common().device + ": hfr-train trains on the CPU only so far (docs/train.md)");
     o.steps = static_cast<int>(a.integer("steps", 1, 100000000));
     o.ids_per_batch = static_cast<int>(a.integer("ids", 2, 100000));
     o.per_modality = static_cast<int>(a.integer("per-modality", 1, 1000));
