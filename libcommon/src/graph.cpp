@@ -16,6 +16,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "hfr/error.hpp"
+#include "hfr/hash.hpp"
 
 namespace hfr::nn {
 namespace {
@@ -1019,8 +1020,7 @@ class Compiler {
     if (!(eps > 0)) throw FormatError("epsilon must be > 0");
     bool c = nchw(x), pc = nchw(p);
     std::shared_ptr<const Program::Impl::RouterNoise> noise = p_->router_noise;
-    std::uint64_t salt = 0x9e3779b97f4a7c15ULL;  // FNV-1a of the node's name: each block its own noise
-    for (unsigned char ch : n.name) salt = (salt ^ ch) * 0x100000001b3ULL;
+    const std::uint64_t salt = fnv1a64(n.name, 0x9e3779b97f4a7c15ULL);  // each block its own noise
     emit(n, {x, p, in(n, 2), in(n, 3)}, true, [c, pc, E, C, eps, noise, salt](std::vector<Tensor>& a) {
       if (a[0].dim() != 4) throw FormatError("needs an image input");
       Tensor t = c ? a[0] : to_nchw(a[0]);

@@ -579,12 +579,12 @@ HFR_VINLINE F vfresnel(F f0, F cos_theta) {
 // kd = (1 - F(nv)) / pi, a2 = alpha^2 and the view half of the Smith term.
 template <class F>
 struct VBrdfView {
-  F kd, a2, gv;
+  F fr, kd, a2, gv;  // fr = F(nv), also the ambient light's split
 };
 template <class F>
 HFR_VINLINE VBrdfView<F> vbrdf_view(F f0, F alpha, F nv) {
-  const F a2 = alpha * alpha;
-  return {(1.0f - vfresnel(f0, nv)) / float(kPi), a2, vsqrt(nv * nv * (1.0f - a2) + a2)};
+  const F a2 = alpha * alpha, fr = vfresnel(f0, nv);
+  return {fr, (1.0f - fr) / float(kPi), a2, vsqrt(nv * nv * (1.0f - a2) + a2)};
 }
 // The specular value D V F for a light direction wi with cosn = n.wi > 0.
 template <class F>
@@ -1187,8 +1187,8 @@ class Tracer {
         const int C = band.C;
         const F f0 = vload<F>(surf(bi, 3) + i), alpha = vload<F>(surf(bi, 4) + i);
         // what does not depend on the light's direction
-        const F fr = vfresnel(f0, nv);
         const VBrdfView<F> view = vbrdf_view(f0, alpha, nv);
+        const F fr = view.fr;
         const F kd = front ? view.kd : splat<F>(0);
         const I has_spec = f0 > 0;
         F eamb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)}, spec_amb[3] = {splat<F>(0), splat<F>(0), splat<F>(0)};

@@ -45,12 +45,6 @@ std::array<double, 3> cie_xyz(double nm) {
 
 // ---- random draws ----------------------------------------------------------
 
-std::uint64_t hash_str(const std::string& s) {
-  std::uint64_t h = 1469598103934665603ULL;  // FNV-1a
-  for (unsigned char c : s) h = (h ^ c) * 1099511628211ULL;
-  return h;
-}
-
 struct Rng {
   std::mt19937_64 e;
   explicit Rng(std::uint64_t s) : e(s) {}
@@ -434,7 +428,7 @@ int run(const Options& o) {
       who.subject = who.id;
       who.sampled = true;
       who.file = unique_file(who.id);
-      Rng r(splitmix64(o.seed ^ splitmix64(hash_str(who.id))));
+      Rng r(splitmix64(o.seed ^ splitmix64(fnv1a64(who.id))));
       Maps maps = first.maps;
       maps.channels = 3;
       maps.albedo.assign(mean_albedo.size(), 0.f);
@@ -473,7 +467,7 @@ int run(const Options& o) {
     for (int p = 0; p < o.poses; ++p) {
       const std::uint64_t variation = i * static_cast<std::uint64_t>(o.poses) + static_cast<std::uint64_t>(p);
       if (static_cast<int>(variation % static_cast<std::uint64_t>(o.shards)) != o.shard - 1) continue;
-      const std::uint64_t vseed = splitmix64(o.seed ^ splitmix64(hash_str(who.id) + static_cast<std::uint64_t>(p)));
+      const std::uint64_t vseed = splitmix64(o.seed ^ splitmix64(fnv1a64(who.id) + static_cast<std::uint64_t>(p)));
       Rng r(vseed);
       const Variation v = draw(r, o, full_head);
       char pbuf[16];
@@ -497,7 +491,7 @@ int run(const Options& o) {
         j["lights"] = nir ? var.nir_lights : var.vis_lights;
         j["sensor"] = nir ? var.nir_sensor : var.vis_sensor;
         j["output"] = (fs::path(o.renders_dir) / stem / (std::string(pbuf) + "_" + spectrum + ".png")).string();
-        j["seed"] = static_cast<std::uint32_t>(splitmix64(vseed ^ hash_str(spectrum)) & 0xffffffffu);
+        j["seed"] = static_cast<std::uint32_t>(splitmix64(vseed ^ fnv1a64(spectrum)) & 0xffffffffu);
         rw.write(j);
         ++jobs;
       };

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace hfr {
 
@@ -33,6 +34,14 @@ inline std::uint64_t splitmix64(std::uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
+}
+
+// FNV-1a over a string's bytes, from `basis` (FNV's offset basis by
+// default): a cheap, stable hash of names for deriving seeds (hfr-synth's
+// identities, the router noise of each switch style modulation block).
+inline std::uint64_t fnv1a64(std::string_view s, std::uint64_t basis = 1469598103934665603ULL) {
+  for (unsigned char c : s) basis = (basis ^ c) * 1099511628211ULL;
+  return basis;
 }
 
 }  // namespace hfr
