@@ -2,6 +2,7 @@
 # stdout and stderr. Each test is a bash script run by CTest; exit 77 = skip.
 set -u
 BIN=${HFR_BIN:?HFR_BIN must point at the built binaries}
+BIN=$(cd "$BIN" && pwd) # absolute: some tests change directory
 export PATH="$BIN:$PATH"
 SRC=${HFR_SRC:?}
 T=$(mktemp -d /tmp/hfr-cli.XXXXXX)
@@ -72,7 +73,9 @@ render_training_pairs() {
   require_file "$photo" "face-api sample photo"
   if [ -f "$data/ict-facekit/neutral.obj" ]; then m=(--ict "$data/ict-facekit") SX=(--ict "$data/ict-facekit"); else m=(-m facemesh) SX=(); fi
   unset HFR_ICT_FACEKIT
-  run hfr-reconstruct -t 2 --texture-size 128 --faces all "${m[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$photo"
+  pushd "$(dirname "$photo")" >/dev/null # relative ids: same draws wherever the checkout lives
+  run hfr-reconstruct -t 2 --texture-size 128 --faces all "${m[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$photo")"
+  popd >/dev/null
   [ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
   mkdir -p "$T/w"
   run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \

@@ -24,7 +24,11 @@ unset HFR_ICT_FACEKIT
 
 # ---------------------------------------------------------------------------
 # Set-up: three reconstructions, one sampled identity, 2 poses, VIS + 850 nm.
-run hfr-reconstruct -t 2 --texture-size 256 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$PHOTO"
+# From the photo's folder, so the records' ids ("sample3.jpg#K") and with them
+# hfr-synth's per-identity draws do not depend on where the checkout lives.
+pushd "$(dirname "$PHOTO")" >/dev/null
+run hfr-reconstruct -t 2 --texture-size 256 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
+popd >/dev/null
 NF=$(ls "$T/faces" 2>/dev/null | grep -c '\.hft$')
 if [ "$RC" -ne 0 ] || [ "$NF" -ne 3 ]; then
   fail "set-up: hfr-reconstruct exit $RC, $NF faces (expected 3): $(head -c 400 "$T/err")"
@@ -74,7 +78,11 @@ for j, r in zip(jobs, recs):
     assert frame.shape[:2] == (j["camera"]["height"], j["camera"]["width"]), (frame.shape, j["camera"])
     lm = np.array(r["landmarks"]) - 0.5  # crop landmarks (pixel centres at +0.5) vs the template (OpenCV)
     err = np.abs(lm - tmpl).max(axis=1)  # a similarity cannot fit a turned face exactly: the nose moves most
-    assert err[:2].max() < 5 and err.max() < 14, (r["id"], err, lm.tolist())
+    # eyes within 4 px + 0.1 px per degree of |yaw| + |pitch| (a similarity
+    # cannot map a turned 3D face onto the frontal template exactly: face-mesh
+    # identities at ~30 degrees give 5.5-6.6 px, ICT heads less)
+    turn = abs(j["pose"]["yaw"]) + abs(j["pose"]["pitch"])
+    assert err[:2].max() < 4 + 0.1 * turn and err.max() < 14, (r["id"], turn, err, lm.tolist())
     assert abs(r["eye_px"] - j["camera"]["eye_px"]) / j["camera"]["eye_px"] < 0.35, (r["eye_px"], j["camera"]["eye_px"])
     # the face is lit and textured where the template puts it; not a flat image
     face = crop[45:100, 35:77].astype(float)

@@ -25,7 +25,11 @@ synth() { hfr-synth ${SX[@]+"${SX[@]}"} -q "$@"; }
 
 # ---------------------------------------------------------------------------
 # Set-up: three reconstructions from one photo.
-run hfr-reconstruct -t 1 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$PHOTO"
+# From the photo's folder: ids ("sample3.jpg#K"), and the draws that follow
+# them, do not depend on where the checkout lives.
+pushd "$(dirname "$PHOTO")" >/dev/null
+run hfr-reconstruct -t 1 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
+popd >/dev/null
 NF=$(ls "$T/faces" 2>/dev/null | grep -c '\.hft$')
 if [ "$RC" -ne 0 ] || [ "$NF" -ne 3 ]; then
   fail "set-up: hfr-reconstruct exit $RC, $NF faces (expected 3): $(head -c 400 "$T/err")"
