@@ -7,6 +7,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#if HFR_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "hfr/error.hpp"
 
@@ -50,10 +53,12 @@ Env env_from_environment() {
 
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  torch::Device comm = torch::kCPU;  // where the collectives' buffers live
+  const char* backend = "Gloo";
 };
 
-Group::Group(const Env& env, std::chrono::milliseconds timeout) : env_(env) {
+Group::Group(const Env& env, std::chrono::milliseconds timeout, const torch::Device& device) : env_(env) {
   if (!env.distributed()) return;
   impl_ = std::make_unique<Impl>();
   try {
@@ -65,6 +70,19 @@ Group::Group(const Env& env, std::chrono::milliseconds timeout) : env_(env) {
     so.timeout = timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
     impl_->store = c10::make_intrusive<c10d::PrefixStore>("hfr", tcp);
+#if HFR_HAVE_NCCL
+    if (device.is_cuda()) {  // NCCL between the GPUs: buffers stay on the device
+      auto nopts = c10d::ProcessGroupNCCL::Options::create();
+      nopts->timeout = timeout;
+      impl_->pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl_->store, env.rank, env.world_size, nopts);
+      impl_->comm = device;
+      impl_->backend = "NCCL";
+      return;
+    }
+#else
+    (void)device;
+#endif
+    // Gloo: CPU buffers (CUDA tensors are copied to the host and back)
     auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (ifname && *ifname)
@@ -99,14 +117,15 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what
 
 namespace {
 
-// The tensors as one float buffer (one collective for all of them) ...
-torch::Tensor pack(const std::vector<torch::Tensor>& tensors) {
+// The tensors as one float buffer on `device` (one collective for all of
+// them, wherever each tensor lives) ...
+torch::Tensor pack(const std::vector<torch::Tensor>& tensors, const torch::Device& device) {
   std::vector<torch::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(torch::kFloat));
+  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(device, torch::kFloat));
   return torch::cat(flat);
 }
 
-// ... and back into them, in place.
+// ... and back into them, in place (copied to each tensor's device).
 void unpack(const torch::Tensor& buf, const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard ng;
   std::int64_t off = 0;
@@ -121,14 +140,14 @@ void unpack(const torch::Tensor& buf, const std::vector<torch::Tensor>& tensors)
 
 void Group::allreduce_sum(const std::vector<torch::Tensor>& tensors) {
   if (!impl_ || tensors.empty()) return;
-  std::vector<torch::Tensor> buf{pack(tensors)};
+  std::vector<torch::Tensor> buf{pack(tensors, impl_->comm)};
   wait(impl_->pg->allreduce(buf), env_.rank, "allreduce");
   unpack(buf[0], tensors);
 }
 
 void Group::broadcast_from_root(const std::vector<torch::Tensor>& tensors) {
   if (!impl_ || tensors.empty()) return;
-  std::vector<torch::Tensor> buf{pack(tensors)};
+  std::vector<torch::Tensor> buf{pack(tensors, impl_->comm)};
   c10d::BroadcastOptions bo;
   bo.rootRank = 0;
   wait(impl_->pg->broadcast(buf, bo), env_.rank, "broadcast");
@@ -138,13 +157,17 @@ void Group::broadcast_from_root(const std::vector<torch::Tensor>& tensors) {
 std::vector<std::uint64_t> Group::allgather(std::uint64_t value) {
   if (!impl_) return {value};
   // one slot per rank, the others zero: a sum gathers them
-  std::vector<torch::Tensor> buf{torch::zeros({env_.world_size}, torch::kLong)};
-  buf[0][env_.rank] = static_cast<std::int64_t>(value);
+  torch::Tensor slots = torch::zeros({env_.world_size}, torch::kLong);
+  slots[env_.rank] = static_cast<std::int64_t>(value);
+  std::vector<torch::Tensor> buf{slots.to(impl_->comm)};
   wait(impl_->pg->allreduce(buf), env_.rank, "allgather");
+  buf[0] = buf[0].to(torch::kCPU);
   std::vector<std::uint64_t> out(static_cast<std::size_t>(env_.world_size));
   for (int r = 0; r < env_.world_size; ++r) out[static_cast<std::size_t>(r)] = static_cast<std::uint64_t>(buf[0][r].item<std::int64_t>());
   return out;
 }
+
+const char* Group::backend() const { return impl_ ? impl_->backend : "none"; }
 
 void Group::barrier() {
   if (!impl_) return;

@@ -312,7 +312,7 @@ torch::Tensor recognisability_index(const torch::Tensor& features, const torch::
   const torch::Tensor w = l2_rows(weight.detach().to(torch::kDouble));
   const torch::Tensor u = l2_rows(ui_centre.detach().to(torch::kDouble).unsqueeze(0));
   const torch::Tensor ang = torch::acos(torch::mm(f, w.t()).clamp(-1, 1));  // [B, C]
-  const torch::Tensor yy = y.unsqueeze(1);
+  const torch::Tensor yy = y.to(f.device()).unsqueeze(1);
   const torch::Tensor th_y = ang.gather(1, yy).squeeze(1);
   const torch::Tensor th_n = ang.scatter(1, yy, 10.0).amin(1);  // own class masked by an angle > pi
   const torch::Tensor th_u = torch::acos(torch::mm(f, u.t()).squeeze(1).clamp(-1, 1));

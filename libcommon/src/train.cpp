@@ -28,10 +28,12 @@
 #include "hfr/log.hpp"
 #include "hfr/losses.hpp"
 #include "hfr/metrics.hpp"
+#include "hfr/mixed_precision.hpp"
 #include "hfr/model.hpp"
 #include "hfr/parallel.hpp"
 #include "hfr/progress.hpp"
 #include "hfr/records.hpp"
+#include "hfr/tensor_torch.hpp"
 #include "hfr/tensorfile.hpp"
 #include "hfr/version.hpp"
 
@@ -288,7 +290,7 @@ torch::Tensor embed_all(nn::Program& prog, const Dataset& d, const std::vector<s
   for (std::size_t b = 0; b < idx.size(); b += kChunk) {
     std::vector<std::size_t> part(idx.begin() + static_cast<std::ptrdiff_t>(b),
                                   idx.begin() + static_cast<std::ptrdiff_t>(std::min(idx.size(), b + kChunk)));
-    out.push_back(prog.run(load_input(d, part, {}, pre, threads))[0]);
+    out.push_back(prog.run(load_input(d, part, {}, pre, threads).to(prog.device()))[0]);
   }
   return torch::nn::functional::normalize(torch::cat(out), torch::nn::functional::NormalizeFuncOptions().dim(1));
 }
@@ -301,7 +303,7 @@ Validation validate(nn::Program& prog, const Dataset& v, const nn::Preprocess& p
   r.probes = probes.size();
   if (gallery.empty() || probes.empty()) return r;
   const torch::Tensor G = embed_all(prog, v, gallery, pre, threads), Pr = embed_all(prog, v, probes, pre, threads);
-  const torch::Tensor S = torch::matmul(Pr, G.t()).contiguous();
+  const torch::Tensor S = torch::matmul(Pr, G.t()).to(torch::kCPU).contiguous();
   const float* s = S.data_ptr<float>();
   std::vector<double> genuine, impostor;
   std::size_t hits = 0, enrolled = 0;
@@ -397,14 +399,23 @@ int run(const Options& o) {
   const int W = env.world_size, rank = env.rank;
   const bool root = rank == 0;
   if (!root) Progress::set_mode(ProgressMode::never);
+  // the device: "cuda" in a data-parallel run is each process's own GPU (LOCAL_RANK)
+  const torch::Device dev =
+      torch_device(o.device == "cuda" && env.distributed() ? "cuda:" + std::to_string(env.local_rank) : o.device);
   dist::Group group;
   if (env.distributed()) {
-    group = dist::Group(env, std::chrono::milliseconds(static_cast<std::int64_t>(o.dist_timeout * 1000)));
+    group = dist::Group(env, std::chrono::milliseconds(static_cast<std::int64_t>(o.dist_timeout * 1000)), dev);
     if (root)
-      log::notice("data-parallel training on " + std::to_string(W) + " processes (Gloo, rendezvous " + env.master_addr + ":" +
+      log::notice("data-parallel training on " + std::to_string(W) + " processes (" + group.backend() + ", rendezvous " + env.master_addr + ":" +
                   std::to_string(env.master_port) + ")");
   }
   if (!root && log::level() > log::Level::quiet) log::set_level(log::Level::quiet);  // rank 0 reports
+  const amp::Precision precision = amp::parse_precision(o.precision);
+  if (precision == amp::Precision::fp16 && !dev.is_cuda())
+    throw UsageError("--precision fp16 needs --device cuda (autocast on the CPU computes in bfloat16: --precision bf16)");
+  amp::LossScaler scaler(precision == amp::Precision::fp16);
+  if (root && (dev.is_cuda() || precision != amp::Precision::fp32))
+    log::notice("training on " + dev.str() + " in " + amp::precision_name(precision));
 
   const std::size_t M = mods.size();
   const Dataset data = load_dataset(o.inputs, mods, "training");
@@ -430,7 +441,10 @@ int run(const Options& o) {
   // the teacher is a frozen copy of the starting network
   const bool use_ssm = o.ssm_experts > 0 || nn::has_switch_modulation(model);
   std::optional<nn::Program> teacher;
-  if (use_ssm && o.ssm_teacher > 0) teacher = nn::compile(model, {"embedding"});
+  if (use_ssm && o.ssm_teacher > 0) {
+    teacher = nn::compile(model, {"embedding"});
+    teacher->to(dev);
+  }
   json ssm_where = json::array();
   if (o.ssm_experts > 0 && !nn::has_switch_modulation(model)) {
     const std::vector<std::string> at = o.ssm_at.empty() ? nn::default_modulation_points(model, o.ssm_blocks) : o.ssm_at;
@@ -461,6 +475,7 @@ int run(const Options& o) {
   const std::size_t router_out = roles.size();  // outs[router_out + b]: router b's probabilities
   roles.insert(roles.end(), routers.begin(), routers.end());
   nn::Program prog = nn::compile(model, roles, co);
+  prog.to(dev);  // before parameters(): moving makes new leaf tensors
   auto params = prog.parameters();
   const auto buffers = prog.buffers();  // batch-norm running statistics (backbones trained from scratch)
   // backbone: what trains at --lr (with --ssm, the blocks only); the quality
@@ -480,7 +495,8 @@ int run(const Options& o) {
   // The new classifier: N(0, 0.01) per weight (insightface's start). Imprinting
   // it with each subject's mean embedding was tried: the margin loss started
   // lower but the held-out NIR-VIS EER came out worse (14.1 % against 9.7 %).
-  torch::Tensor head = torch::randn({C, D}, torch::TensorOptions().dtype(torch::kFloat)) * 0.01;
+  // (drawn on the CPU whatever the device: the same start on every device)
+  torch::Tensor head = (torch::randn({C, D}, torch::TensorOptions().dtype(torch::kFloat)) * 0.01).to(dev);
   head.requires_grad_(true);
 
   std::vector<torch::optim::OptimizerParamGroup> groups;
@@ -533,7 +549,7 @@ int run(const Options& o) {
     auto tensor_of = [&](const std::string& name, const torch::Tensor& like) {
       std::vector<float> m = read_floats(r, name, o.resume);
       if (static_cast<std::int64_t>(m.size()) != like.numel()) throw Error(o.resume + ": " + name + " has another shape");
-      return torch::from_blob(m.data(), like.sizes(), torch::kFloat).clone();
+      return torch::from_blob(m.data(), like.sizes(), torch::kFloat).to(like.device(), /*non_blocking=*/false, /*copy=*/true);
     };
     for (auto& group : opt.param_groups())
       for (auto& p : group.params()) {
@@ -554,8 +570,10 @@ int run(const Options& o) {
     if (use_ri && r.find("ui_centre")) {
       std::vector<float> u = read_floats(r, "ui_centre", o.resume);
       if (static_cast<std::int64_t>(u.size()) != D) throw Error(o.resume + ": ui_centre has another shape");
-      ui_centre = torch::from_blob(u.data(), {D}, torch::kFloat).clone();
+      ui_centre = torch::from_blob(u.data(), {D}, torch::kFloat).to(dev, /*non_blocking=*/false, /*copy=*/true);
     }
+    if (scaler.enabled() && meta.contains("loss_scale"))
+      scaler.restore(meta.value("loss_scale", 65536.0), meta.value("loss_scale_growth_tracker", 0));
     start = meta.value("step", std::int64_t{0});
     log::notice("resuming at step " + std::to_string(start) + " from " + o.resume);
   }
@@ -582,18 +600,22 @@ int run(const Options& o) {
                           {"optimizer", o.optimizer}, {"from_scratch", from_scratch},
                           {"augment", {{"flip", o.flip}, {"jitter_px", o.augment.jitter}, {"color", o.augment.color},
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
-                          {"modalities", mods}, {"subjects", C}, {"seed", o.seed}};
+                          {"modalities", mods}, {"subjects", C}, {"seed", o.seed},
+                          {"device", dev.str()}, {"precision", amp::precision_name(precision)}};
     if (use_ssm)
       details["switch_modulation"] = {{"experts", model.provenance["switch_modulation"].value("experts", 0)},
                                       {"inserted_after", ssm_where}, {"balance", o.ssm_balance}, {"teacher", o.ssm_teacher},
                                       {"backbone", "frozen"}};
-    Named all = params;
-    all.insert(all.end(), buffers.begin(), buffers.end());
+    Named all;  // float32 on the CPU, whatever the device
+    for (const auto& [name, t] : params) all.emplace_back(name, t.detach().to(torch::kCPU));
+    for (const auto& [name, t] : buffers) all.emplace_back(name, t.detach().to(torch::kCPU));
     nn::save_model(nn::with_parameters(model, all, details), path);
   };
   auto checkpoint = [&](std::int64_t step) {
     if (!root) return;
-    save_state(state_path, step, params, buffers, head, opt, state_meta, ui_centre);
+    json meta = state_meta;
+    if (scaler.enabled()) meta["loss_scale"] = scaler.scale(), meta["loss_scale_growth_tracker"] = scaler.growth_tracker();
+    save_state(state_path, step, params, buffers, head, opt, meta, ui_centre);
     if (val.samples.empty()) save_model_file(o.output);
   };
   auto run_validation = [&](std::int64_t step) {
@@ -636,7 +658,7 @@ int run(const Options& o) {
     if (o.augment.any())  // its own stream: batches are the same with and without augmentation
       for (const std::size_t r : rows)
         aug_seeds.push_back(splitmix64(o.seed ^ splitmix64(0x61756721ULL + static_cast<std::uint64_t>(step) * 1000003ULL + r)));
-    torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads, o.augment, aug_seeds);
+    torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads, o.augment, aug_seeds).to(dev);
     return std::make_pair(std::move(b), std::move(x));
   };
   std::future<std::pair<Batch, torch::Tensor>> next = std::async(std::launch::async, prepare, start);
@@ -668,19 +690,26 @@ int run(const Options& o) {
       torch::NoGradGuard ng;
       const torch::Tensor xs = x.narrow(0, 0, std::min<std::int64_t>(8, x.size(0)));
       const torch::Tensor blurred = torch::upsample_bilinear2d(torch::adaptive_avg_pool2d(xs, {4, 4}), {xs.size(2), xs.size(3)}, false);
-      blurred_emb = prog.run(blurred)[0];
+      amp::Autocast ac(precision, dev);
+      blurred_emb = prog.run(blurred)[0].to(torch::kFloat);
       const torch::Tensor e = torch::nn::functional::normalize(blurred_emb, torch::nn::functional::NormalizeFuncOptions().dim(1)).mean(0);
       ui_centre = ui_centre.defined() ? 0.9 * ui_centre + 0.1 * e : e;
     }
     if (use_ssm && o.ssm_noise > 0)  // each step (and rank) its own draws: a resumed run draws the same
       prog.set_router_noise(o.ssm_noise, splitmix64(o.seed ^ 0x726f757465ULL ^ (static_cast<std::uint64_t>(step) << 16) ^
                                                     static_cast<std::uint64_t>(rank)));
-    const auto outs = prog.forward(x);
+    std::vector<torch::Tensor> outs;
+    {
+      amp::Autocast ac(precision, dev);  // the network in --precision; its outputs and the losses in float32
+      outs = prog.forward(x);
+    }
+    for (auto& t : outs) t = t.to(torch::kFloat);
     const torch::Tensor emb = outs[0];
     const bool emb_ok = torch::isfinite(emb).all().item<bool>();
-    if (!emb_ok && !group.active()) throw diverged("embedding");
+    // fp16: an overflow skips the step (the loss scale backs off) instead of ending the run
+    if (!emb_ok && !group.active() && !scaler.enabled()) throw diverged("embedding");
     const torch::Tensor f = torch::nn::functional::normalize(emb, torch::nn::functional::NormalizeFuncOptions().dim(1));
-    const torch::Tensor labels = torch::tensor(batch.labels, torch::kLong);
+    const torch::Tensor labels = torch::tensor(batch.labels, torch::kLong).to(dev);
     const losses::MarginOptions mo =
         o.loss == "cosface" ? losses::MarginOptions::cosface(o.scale, margin) : losses::MarginOptions::arcface(o.scale, margin);
     torch::Tensor ce = losses::margin_loss(f, labels, head, mo);
@@ -688,7 +717,7 @@ int run(const Options& o) {
     const std::int64_t half = f.size(0) / static_cast<std::int64_t>(M);
     const torch::Tensor fa = f.narrow(0, 0, half);
     const torch::Tensor ids = labels.narrow(0, 0, half);
-    torch::Tensor mmd = torch::zeros({}), ct = torch::zeros({});
+    torch::Tensor mmd = torch::zeros({}, f.options()), ct = torch::zeros({}, f.options());
     for (std::size_t m = 1; m < M; ++m) {
       const torch::Tensor fb = f.narrow(0, static_cast<std::int64_t>(m) * half, half);
       if (o.idmmd > 0) mmd = mmd + losses::id_mmd(fa, ids, fb, ids) / static_cast<double>(M - 1);
@@ -697,19 +726,20 @@ int run(const Options& o) {
                       static_cast<double>(M - 1);
     }
     // switch style modulation: the routers' load balance, the teacher on the gallery rows
-    torch::Tensor balance = torch::zeros({}), teach = torch::zeros({});
+    torch::Tensor balance = torch::zeros({}, f.options()), teach = torch::zeros({}, f.options());
     if (use_ssm) {
       for (std::size_t b = 0; b < routers.size(); ++b) balance = balance + losses::switch_balance_loss(outs[router_out + b], o.ssm_balance);
       if (teacher) {
         torch::Tensor t;
         {
           torch::NoGradGuard ng;
-          t = teacher->run(x.narrow(0, 0, half))[0];
+          amp::Autocast ac(precision, dev);
+          t = teacher->run(x.narrow(0, 0, half))[0].to(torch::kFloat);
         }
         teach = losses::teacher_student_loss(emb.narrow(0, 0, half), t);
       }
     }
-    torch::Tensor ri_loss = torch::zeros({}), div = torch::zeros({}), ri_t;
+    torch::Tensor ri_loss = torch::zeros({}, f.options()), div = torch::zeros({}, f.options()), ri_t;
     if (use_ri && emb_ok) {
       ri_t = losses::recognisability_index(f, labels, head, ui_centre);
       ri_loss = torch::nn::functional::smooth_l1_loss(torch::cat({outs[1].reshape({-1}), nn::quality_head(blurred_emb, qh)}),
@@ -719,8 +749,9 @@ int run(const Options& o) {
     torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div + balance + o.ssm_teacher * teach;
     double loss_v = total.item<double>(), ce_v = ce.item<double>(), mmd_v = mmd.item<double>(), ct_v = ct.item<double>();
     const bool ok = emb_ok && std::isfinite(loss_v);
-    if (!ok && !group.active()) throw diverged("loss");
-    if (ok) total.backward();
+    if (!ok && !group.active() && !scaler.enabled()) throw diverged("loss");
+    if (ok) scaler.scale_loss(total).backward();
+    bool found_inf = !ok;  // fp16: skip this step
     bool stop = g_signal != 0;
     if (group.active()) {
       // one collective per step: the gradients, the batch-norm statistics and
@@ -750,11 +781,24 @@ int run(const Options& o) {
       torch::NoGradGuard ng;
       for (std::size_t i = 0; i + 1 < sync.size(); ++i) sync[i].div_(W);
       const float* st = status.data_ptr<float>();
-      if (st[4] > 0) throw diverged(ok ? "loss on another rank" : emb_ok ? "loss" : "embedding");
+      if (st[4] > 0 && !scaler.enabled()) throw diverged(ok ? "loss on another rank" : emb_ok ? "loss" : "embedding");
+      found_inf = st[4] > 0;
       loss_v = st[0] / W, ce_v = st[1] / W, mmd_v = st[2] / W, ct_v = st[3] / W;
       stop = st[5] > 0;
     }
-    if (o.clip > 0) {
+    if (scaler.enabled()) {
+      // the gradients back to their true size before clipping; Inf/NaN in
+      // any (the same sums on every rank) skips the step on all ranks
+      std::vector<torch::Tensor> trained = backbone;
+      trained.push_back(head);
+      trained.insert(trained.end(), quality_head.begin(), quality_head.end());
+      if (!found_inf && !scaler.unscale(trained)) found_inf = true;
+      if (!scaler.update(found_inf))
+        throw diverged("fp16 loss scale (it fell below 2^-16: every step overflowed)");
+      if (found_inf) log::info("step " + std::to_string(step) + ": Inf/NaN gradients in fp16; step skipped, loss scale now " +
+                               std::to_string(scaler.scale()));
+    }
+    if (o.clip > 0 && !found_inf) {
       std::vector<torch::Tensor> all = backbone;
       // switch style modulation blocks on their own too: the margin loss's
       // gradients on the new classifier would scale theirs to nothing
@@ -764,7 +808,7 @@ int run(const Options& o) {
       // on its own: the margin loss's large gradients would scale the quality head's to nothing
       if (!quality_head.empty()) torch::nn::utils::clip_grad_norm_(quality_head, o.clip);
     }
-    opt.step();
+    if (!found_inf) opt.step();
     const double step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     progress.add();
     if (mw && (o.log_every <= 1 || step % o.log_every == 0 || step + 1 == o.steps)) {
@@ -773,6 +817,7 @@ int run(const Options& o) {
                 {"images_per_s", static_cast<double>(x.size(0)) * W / (step_ms / 1000)}, {"loader_wait_ms", wait_ms},
                 {"step_ms", step_ms}};
       if (W > 1) m["processes"] = W;
+      if (scaler.enabled()) m["loss_scale"] = scaler.scale(), m["skipped"] = found_inf;
       if (use_ssm) {
         // routing decisions: per block and modality, the fraction of this process's rows sent to each expert
         m["ssm_balance"] = balance.item<double>();
@@ -820,7 +865,7 @@ int run(const Options& o) {
     // the ranks' weights must have stayed bitwise identical
     Sha256 h;
     for (const auto& t : replicated) {
-      const torch::Tensor c = t.detach().contiguous();
+      const torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
       h.update(c.data_ptr(), static_cast<std::size_t>(c.numel()) * c.element_size());
     }
     const auto d = h.digest();

@@ -153,8 +153,42 @@ run hfr-train --steps 0 -o "$T/x.hft" "$T/w/images.jsonl"
 expect_rc 2 "--steps 0 is a usage error"
 run hfr-train "$T/w/images.jsonl"
 expect_rc 2 "no -o is a usage error"
-run hfr-train --device cuda --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
-expect_rc 2 "--device cuda is refused (CPU training only so far), not ignored"
-expect_err "CPU only" "says why"
+run hfr-train --precision fp16 --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--precision fp16 on the CPU is a usage error"
+expect_err "needs --device cuda" "says fp16 needs CUDA"
+run hfr-train --precision fp8 --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--precision fp8 is a usage error"
+if ! nvidia-smi -L >/dev/null 2>&1; then
+  run hfr-train --device cuda --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
+  expect_rc 1 "--device cuda without a GPU fails, not silently on the CPU"
+  expect_err "CUDA is not available" "says why"
+  [ -e "$T/x.hft" ] && fail "--device cuda without a GPU left a model" || pass "no model written"
+fi
+
+# --precision bf16 (autocast on the CPU): trains, the saved model is float32
+# and close to the fp32 run's after the same 2 steps
+run hfr-train -t 2 --steps 2 --ids 2 --per-modality 1 --seed 5 --precision bf16 --metrics "$T/bf.jsonl" -o "$T/bf.hft" "$T/w/images.jsonl"
+expect_rc 0 "--precision bf16 trains"
+expect_err "in bf16" "says the precision"
+run hfr-train -t 2 --steps 2 --ids 2 --per-modality 1 --seed 5 --metrics "$T/f32.jsonl" -o "$T/f32.hft" "$T/w/images.jsonl"
+expect_rc 0 "the same run in fp32"
+if $PY - "$T/bf.jsonl" "$T/f32.jsonl" <<'PY' 2>"$T/err"; then pass "bf16 losses within 2 % of fp32's, finite"; else fail "bf16 vs fp32 losses: $(cat "$T/err")"; fi
+import json, math, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 2, (len(a), len(b))
+for x, y in zip(a, b):
+    assert math.isfinite(x["loss"]), x
+    assert abs(x["loss"] - y["loss"]) <= 0.02 * abs(y["loss"]), (x["loss"], y["loss"])
+    assert "loss_scale" not in x  # bf16: no loss scaling
+PY
+if hfr-tensor info --json "$T/bf.hft" | $PY -c '
+import json, sys
+recs = [json.loads(l) for l in sys.stdin]
+m = recs[0]["metadata"]
+assert m["provenance"]["fine_tuning"]["precision"] == "bf16", m["provenance"]
+w = [r for r in recs[1:] if r.get("type") == "tensor" and r["name"].startswith("const/conv") and r["dtype"] != "i64"]
+assert w and all(r["dtype"] == "f32" for r in w), [r for r in w if r["dtype"] != "f32"][:3]
+' 2>"$T/err"; then pass "bf16 model file: float32 weights, precision in its provenance"; else fail "bf16 model file: $(head -c 600 "$T/err")"; fi
 
 finish

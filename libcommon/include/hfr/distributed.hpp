@@ -5,8 +5,9 @@
 //
 // as torchrun and Slurm wrappers set it. Rank 0 hosts the TCP rendezvous
 // store on MASTER_ADDR:MASTER_PORT; every rank then joins a Gloo group
-// (CPU tensors; GLOO_SOCKET_IFNAME picks the network interface, as in
-// PyTorch). Without WORLD_SIZE (or with WORLD_SIZE=1) there is no group and
+// (CPU buffers; GLOO_SOCKET_IFNAME picks the network interface, as in
+// PyTorch), or an NCCL group for a CUDA device when LibTorch was built with
+// NCCL (HFR_HAVE_NCCL; else CUDA tensors go through Gloo via host copies). Without WORLD_SIZE (or with WORLD_SIZE=1) there is no group and
 // every call is a no-op on one process.
 #pragma once
 #include <chrono>
@@ -35,7 +36,10 @@ class Group {
   // No group: one process.
   Group();
   // Joins the group `env` describes; waits up to `timeout` for the others.
-  explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(10));
+  // `device`: where this rank's tensors live (a CUDA device selects NCCL
+  // when built with it).
+  explicit Group(const Env& env, std::chrono::milliseconds timeout = std::chrono::minutes(10),
+                 const torch::Device& device = torch::kCPU);
   ~Group();
   Group(Group&&) noexcept;
   Group& operator=(Group&&) noexcept;
@@ -43,6 +47,7 @@ class Group {
   int rank() const { return env_.rank; }
   int size() const { return env_.world_size; }
   bool active() const { return impl_ != nullptr; }
+  const char* backend() const;  // "Gloo", "NCCL" or "none"
 
   // Sums the float tensors across ranks in place, packed into one buffer (one
   // collective per call). The result is bitwise the same on every rank.

@@ -77,6 +77,8 @@ struct Options {
   int validate_every = 0;            // steps; 0: only at the end
   std::uint64_t seed = 0;
   int threads = 1;
+  std::string device = "cpu";        // cpu | cuda | cuda:N (data-parallel "cuda": cuda:LOCAL_RANK)
+  std::string precision = "fp32";    // fp32 | bf16 | fp16 (CUDA): hfr/mixed_precision.hpp
   double dist_timeout = 600;         // seconds to wait for the other processes (data-parallel runs)
 };
 
