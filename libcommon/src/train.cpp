@@ -794,7 +794,7 @@ int run(const Options& o) {
       trained.insert(trained.end(), quality_head.begin(), quality_head.end());
       if (!found_inf && !scaler.unscale(trained)) found_inf = true;
       if (!scaler.update(found_inf))
-        throw diverged("fp16 loss scale (it fell below 2^-16: every step overflowed)");
+        throw diverged("loss in fp16 (the loss scale fell below 2^-16: every step overflowed)");
       if (found_inf) log::info("step " + std::to_string(step) + ": Inf/NaN gradients in fp16; step skipped, loss scale now " +
                                std::to_string(scaler.scale()));
     }

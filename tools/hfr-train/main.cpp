@@ -2,6 +2,7 @@
 #include "hfr/cli.hpp"
 #include "hfr/error.hpp"
 #include "hfr/mixed_precision.hpp"
+#include "hfr/tensor_torch.hpp"
 #include "hfr/train.hpp"
 
 namespace {
@@ -146,6 +147,7 @@ hfr::cli::ToolSpec spec() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hfr::tune_allocator();  // the step's large activations stay in the heap (bench/results-train.md)
   return hfr::cli::run(spec(), argc, argv, [](const hfr::cli::Args& a) {
     hfr::train::Options o;
     o.inputs = a.positionals();
