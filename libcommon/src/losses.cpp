@@ -282,6 +282,17 @@ torch::Tensor switch_balance_loss(const torch::Tensor& router_probs, double alph
   return alpha * static_cast<double>(N) * (f * P).sum();
 }
 
+torch::Tensor routing_hint_loss(const torch::Tensor& router_probs, const torch::Tensor& expert) {
+  const std::string where = "routing hint";
+  check_features(where, "router_probs", router_probs);
+  const int64_t B = router_probs.size(0), N = router_probs.size(1);
+  torch::Tensor e = check_index(where, "expert", expert, B);
+  if (e.min().item<int64_t>() < 0 || e.max().item<int64_t>() >= N)
+    fail(where, "expert must lie in [0, " + std::to_string(N) + ")");
+  const torch::Tensor p = router_probs.gather(1, e.to(router_probs.device()).unsqueeze(1)).squeeze(1);
+  return -p.clamp_min(1e-12).log().mean();
+}
+
 // ---- teacher-student -----------------------------------------------------------------------------
 
 torch::Tensor teacher_student_loss(const torch::Tensor& student, const torch::Tensor& teacher) {

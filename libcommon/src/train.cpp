@@ -460,6 +460,8 @@ int run(const Options& o) {
     if (!o.ssm_at.empty()) throw UsageError(o.model + " already has switch style modulation blocks: --ssm-at cannot move them");
   }
   const std::vector<std::string> routers = nn::router_roles(model);
+  if (o.ssm_route_hint > 0 && !use_ssm)
+    throw UsageError("--ssm-route-hint needs switch style modulation blocks (--ssm E, or a model that has them)");
   // perceptibility attention (methods.md §5): a spatial gate on the last feature map
   if (o.attention && !nn::has_perceptibility_attention(model)) {
     nn::add_perceptibility_attention(model, o.seed);
@@ -605,6 +607,7 @@ int run(const Options& o) {
     if (use_ssm)
       details["switch_modulation"] = {{"experts", model.provenance["switch_modulation"].value("experts", 0)},
                                       {"inserted_after", ssm_where}, {"balance", o.ssm_balance}, {"teacher", o.ssm_teacher},
+                                      {"route_hint", o.ssm_route_hint}, {"noise", o.ssm_noise},
                                       {"backbone", "frozen"}};
     Named all;  // float32 on the CPU, whatever the device
     for (const auto& [name, t] : params) all.emplace_back(name, t.detach().to(torch::kCPU));
@@ -726,9 +729,18 @@ int run(const Options& o) {
                       static_cast<double>(M - 1);
     }
     // switch style modulation: the routers' load balance, the teacher on the gallery rows
-    torch::Tensor balance = torch::zeros({}, f.options()), teach = torch::zeros({}, f.options());
+    torch::Tensor balance = torch::zeros({}, f.options()), teach = torch::zeros({}, f.options()),
+                  hint = torch::zeros({}, f.options());
     if (use_ssm) {
       for (std::size_t b = 0; b < routers.size(); ++b) balance = balance + losses::switch_balance_loss(outs[router_out + b], o.ssm_balance);
+      if (o.ssm_route_hint > 0 && !routers.empty()) {
+        // the supervised hint: rows of modality m (a block of `half` rows) to expert m mod E, averaged over the blocks
+        const std::int64_t E = outs[router_out].size(1);
+        const torch::Tensor want =
+            torch::arange(static_cast<std::int64_t>(M), torch::kLong).remainder(E).repeat_interleave(half);
+        for (std::size_t b = 0; b < routers.size(); ++b)
+          hint = hint + losses::routing_hint_loss(outs[router_out + b], want) / static_cast<double>(routers.size());
+      }
       if (teacher) {
         torch::Tensor t;
         {
@@ -746,7 +758,8 @@ int run(const Options& o) {
                                                       torch::cat({ri_t, torch::zeros({blurred_emb.size(0)}, ri_t.options())}));
       if (o.ri_diversion > 0) div = losses::index_diversion_loss(f, ri_t, ui_centre, o.ri_margin);
     }
-    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div + balance + o.ssm_teacher * teach;
+    torch::Tensor total = ce + o.idmmd * mmd + o.contrastive * ct + o.ri * ri_loss + o.ri_diversion * div + balance + o.ssm_teacher * teach +
+                          o.ssm_route_hint * hint;
     double loss_v = total.item<double>(), ce_v = ce.item<double>(), mmd_v = mmd.item<double>(), ct_v = ct.item<double>();
     const bool ok = emb_ok && std::isfinite(loss_v);
     if (!ok && !group.active() && !scaler.enabled()) throw diverged("loss");
@@ -822,6 +835,7 @@ int run(const Options& o) {
         // routing decisions: per block and modality, the fraction of this process's rows sent to each expert
         m["ssm_balance"] = balance.item<double>();
         m["ssm_teacher"] = teach.item<double>();
+        if (o.ssm_route_hint > 0) m["ssm_route_hint"] = hint.item<double>();
         json routing = json::object();
         for (std::size_t b = 0; b < routers.size(); ++b) {
           const torch::Tensor k = outs[router_out + b].detach().argmax(1);

@@ -10,6 +10,8 @@
 #       the network frozen, CosFace + ID-MMD + load balance (alpha 0.01) + teacher
 #   (k) as (s) with a load-balancing weight alpha of 1 (CONFIGS="k" to run it)
 #   (n) as (s) with stochastic routing in training, --ssm-noise 1 (CONFIGS="n")
+#   (h) as (s) with the supervised routing hint, --ssm-route-hint 10: VIS,
+#       NIR850 and NIR940 to experts 0, 1 and 2 in training (CONFIGS="h")
 # Cross-modal Rank-1, TAR@FAR and EER of each band's probes against the VIS
 # gallery, mean ± std over the training seeds, and the routing decisions.
 #
@@ -45,6 +47,7 @@ declare -A FLAGS=(
   [s]="--idmmd 1 --ssm 3 --lr $SSM_LR"
   [k]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-balance 1"
   [n]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-noise 1"
+  [h]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-route-hint 10"
 )
 declare -A NAME=(
   [a]="(a) pretrained dlib ResNet, as is"
@@ -52,6 +55,7 @@ declare -A NAME=(
   [s]="(s) switch style modulation (3 experts, network frozen)"
   [k]="(k) as (s), load-balancing alpha 1"
   [n]="(n) as (s), stochastic routing (--ssm-noise 1)"
+  [h]="(h) as (s), supervised routing hint (--ssm-route-hint 10)"
 )
 printf 'config\tseed\tband\tseconds\trank1\ttar_1e-3\ttar_1e-2\teer\n' >"$OUT/runs-ssm.tsv"
 evaluate() { # config seed model dir seconds
@@ -71,7 +75,7 @@ evaluate() { # config seed model dir seconds
 mkdir -p "$OUT/ssm-a"
 evaluate a - dlib "$OUT/ssm-a" 0
 for seed in $SEEDS; do
-  for c in s m k n; do
+  for c in s m k n h; do
     R=$OUT/ssm-$c-$seed
     # train the configurations asked for; evaluate (from cache) every one already trained
     if [[ " $CONFIGS " == *" $c "* ]]; then
@@ -92,19 +96,19 @@ for seed in $SEEDS; do
   done
 done
 
-$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "${NAME[k]}" "${NAME[n]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
+$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "${NAME[k]}" "${NAME[n]}" "${NAME[h]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
   >"$OUT/summary-ssm.md" <<'PY'
 import csv, glob, json, os, statistics, sys
 out = sys.argv[1]
-names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4], "k": sys.argv[5], "n": sys.argv[6]}
-steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[7:14]
+names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4], "k": sys.argv[5], "n": sys.argv[6], "h": sys.argv[7]}
+steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[8:15]
 rows = list(csv.DictReader(open(os.path.join(out, "runs-ssm.tsv")), delimiter="\t"))
 def cell(vals):
     if len(vals) == 1: return "%.1f" % (100 * vals[0])
     return "%.1f ± %.1f" % (100 * statistics.mean(vals), 100 * statistics.stdev(vals))
 print("| configuration | probes | Rank-1 % | TAR@FAR=1e-3 % | TAR@FAR=1e-2 % | EER % | seeds |")
 print("|---|---|---|---|---|---|---|")
-for c in "amskn":
+for c in "amsknh":
     for band in ("nir850", "nir940"):
         rs = [r for r in rows if r["config"] == c and r["band"] == band]
         if not rs: continue
@@ -114,9 +118,9 @@ for c in "amskn":
 print()
 print("Held-out: the VIS, NIR 850 and NIR 940 images of %s sampled identities (%s poses each). Training: %s steps "
       "(%s classifier-only), %s ids x %s images per modality (VIS, NIR850, NIR940) per batch; (s) trains its blocks at "
-      "--lr %s (k: the same with --ssm-balance 1; n: with --ssm-noise 1)." % (test_ids, poses, steps, head, ids, per, ssm_lr))
+      "--lr %s (k: the same with --ssm-balance 1; n: with --ssm-noise 1; h: with --ssm-route-hint 10)." % (test_ids, poses, steps, head, ids, per, ssm_lr))
 # routing decisions at the last logged step of each (s) run
-for f in sorted(glob.glob(os.path.join(out, "ssm-[skn]-*", "metrics.jsonl"))):
+for f in sorted(glob.glob(os.path.join(out, "ssm-[sknh]-*", "metrics.jsonl"))):
     last = [json.loads(l) for l in open(f) if '"routing"' in l][-1]
     print()
     print("Routing, %s, step %d (fraction of each modality's batch images per expert):" % (os.path.basename(os.path.dirname(f)), last["step"]))

@@ -107,6 +107,29 @@ C3=$(model_checksum "$T/noisy.hft") C4=$(model_checksum "$T/noisy2.hft")
 run "${SSM[@]}" --ssm-noise -1 --steps 1 -o "$T/x.hft" "$T/w/mix.jsonl"
 expect_rc 2 "--ssm-noise -1"
 
+# the supervised routing hint (VIS -> expert 0, NIR -> expert 1): its loss is logged and falls,
+# the routers learn to tell the modalities apart, the model file says so
+run hfr-train -t 1 --ids 4 --per-modality 2 --seed 3 --ssm 2 --lr 0.01 --ssm-route-hint 10 --steps 12 --log-every 1 \
+  --metrics "$T/hint.jsonl" -o "$T/hint.hft" "$T/w/images.jsonl"
+expect_rc 0 "12 steps with --ssm-route-hint 10"
+if $PY - "$T/hint.jsonl" "$T/hint.hft" >"$T/py.out" 2>&1 <<'PY'
+import json, subprocess, sys
+m = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+h = [r["ssm_route_hint"] for r in m]
+assert len(h) == 12 and abs(h[0] - 0.693) < 0.05, h          # two experts at ~1/2 each: log 2
+assert max(h[-3:]) < 0.92 * h[0], h                           # and falling
+meta = json.loads(subprocess.run(["hfr-tensor", "info", "--json", sys.argv[2]], capture_output=True, text=True,
+                                 check=True).stdout.splitlines()[0])["metadata"]
+assert meta["provenance"]["fine_tuning"]["switch_modulation"]["route_hint"] == 10, meta["provenance"]["fine_tuning"]
+print("hint loss %.3f -> %.3f" % (h[0], h[-1]))
+PY
+then pass "routing hint: $(cat "$T/py.out")"; else fail "routing hint: $(tail -c 500 "$T/py.out")"; fi
+run hfr-train -t 1 --ids 4 --per-modality 2 --steps 1 --ssm-route-hint 1 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--ssm-route-hint without blocks"
+expect_err "needs switch style modulation" "says why"
+run "${SSM[@]}" --ssm-route-hint -1 --steps 1 -o "$T/x.hft" "$T/w/mix.jsonl"
+expect_rc 2 "--ssm-route-hint -1"
+
 # a model with blocks trains them again (two modalities now); another expert count is refused
 run hfr-train -t 1 --ids 4 --per-modality 2 --steps 1 -m "$T/ssm.hft" -o "$T/again.hft" "$T/w/images.jsonl"
 expect_rc 0 "a model with blocks fine-tunes again without --ssm"

@@ -339,6 +339,24 @@ TEST_CASE("losses: switch load balancing equals alpha when balanced", "[losses]"
   CHECK(torch::allclose(p.grad(), (0.01 * 3 * f / 4).expand({4, 3})));
 }
 
+TEST_CASE("losses: the routing hint is the cross-entropy of the asked expert", "[losses]") {
+  torch::Tensor p = torch::tensor({0.7, 0.2, 0.1, 0.1, 0.6, 0.3, 0.25, 0.25, 0.5}, torch::kDouble).view({3, 3}).requires_grad_();
+  torch::Tensor e = torch::tensor({0, 1, 2}, torch::kLong);
+  torch::Tensor l = routing_hint_loss(p, e);
+  CHECK(l.item<double>() == Approx(-(std::log(0.7) + std::log(0.6) + std::log(0.5)) / 3).epsilon(1e-12));
+  l.backward();
+  // d/dp_i,e_i = -1 / (B p_i,e_i), zero elsewhere
+  torch::Tensor g = torch::zeros({3, 3}, torch::kDouble);
+  g[0][0] = -1 / (3 * 0.7), g[1][1] = -1 / (3 * 0.6), g[2][2] = -1 / (3 * 0.5);
+  CHECK(torch::allclose(p.grad(), g));
+  // one-hot on the asked expert: 0; a zero probability stays finite
+  CHECK(routing_hint_loss(torch::eye(3, torch::kDouble), e).item<double>() == Approx(0).margin(1e-12));
+  CHECK(std::isfinite(routing_hint_loss(torch::eye(3, torch::kDouble), torch::tensor({1, 2, 0})).item<double>()));
+  CHECK_THROWS_AS(routing_hint_loss(p.detach(), torch::tensor({0, 1, 3})), Error);
+  CHECK_THROWS_AS(routing_hint_loss(p.detach(), torch::tensor({0, 1})), Error);
+  CHECK_THROWS_AS(routing_hint_loss(p.detach(), torch::tensor({0.0, 1.0, 2.0})), Error);
+}
+
 TEST_CASE("losses: DVG contrastive and teacher-student on hand-made inputs", "[losses]") {
   // positives identical (cos 1), negatives orthogonal (hinge inactive): -1
   torch::Tensor e = torch::eye(3, torch::kDouble);

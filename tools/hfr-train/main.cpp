@@ -50,7 +50,7 @@ hfr::cli::ToolSpec spec() {
       "after the nodes --ssm-at names): each sends a sample to one of E experts, chosen by a router from the feature map's "
       "per-channel mean and standard deviation, and adds that expert's scale and shift of the instance-normalised features "
       "(zero at the start: the model is unchanged). Only the blocks train; besides the losses above, --ssm-balance weighs "
-      "the routers' load-balancing loss, --ssm-noise makes the routing stochastic in training (so that every expert gets images to learn from), and --ssm-teacher the teacher-student loss that keeps gallery-modality embeddings "
+      "the routers' load-balancing loss, --ssm-noise makes the routing stochastic in training (so that every expert gets images to learn from), --ssm-route-hint asks the routers to send each training modality to its own expert, and --ssm-teacher the teacher-student loss that keeps gallery-modality embeddings "
       "where the frozen starting model puts them. The metrics log the routing decisions (the fraction of each modality's "
       "images sent to each expert). hfr-embed runs the model without being told the probe's modality.",
       "Data-parallel training across processes and machines (torch.distributed, Gloo): start one hfr-train per process, "
@@ -113,6 +113,9 @@ hfr::cli::ToolSpec spec() {
       {"ssm-balance", 0, "A", "Weight alpha of the routers' load-balancing loss.", "0.01", {}, Complete::none},
       {"ssm-noise", 0, "S", "Stochastic routing in training: each image's expert is the argmax of log p + S * Gumbel noise "
        "(1: drawn from the router's probabilities; 0: always the most probable, as at inference).", "0", {}, Complete::none},
+      {"ssm-route-hint", 0, "W", "Weight of a supervised routing hint in training: a cross-entropy asking each router to send "
+       "the images of the m-th modality of --modalities to expert m mod E (0: off, the routers learn alone). Inference still "
+       "routes by the router alone, without the modality.", "0", {}, Complete::none},
       {"ssm-teacher", 0, "W", "Weight of the teacher-student loss: 1 - cos(student, frozen starting model) on the gallery "
        "modality (0: off).", "1", {}, Complete::none},
       {"no-flip", 0, "", "No random horizontal flips.", "", {}, Complete::none},
@@ -197,8 +200,9 @@ int main(int argc, char** argv) {
     o.ssm_balance = a.number("ssm-balance");
     o.ssm_teacher = a.number("ssm-teacher");
     o.ssm_noise = a.number("ssm-noise");
-    if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0 && o.ssm_noise >= 0))
-      throw hfr::UsageError("--ssm-balance, --ssm-noise and --ssm-teacher must be >= 0");
+    o.ssm_route_hint = a.number("ssm-route-hint");
+    if (!(o.ssm_balance >= 0 && o.ssm_teacher >= 0 && o.ssm_noise >= 0 && o.ssm_route_hint >= 0))
+      throw hfr::UsageError("--ssm-balance, --ssm-noise, --ssm-route-hint and --ssm-teacher must be >= 0");
     if (!o.ssm_at.empty() && o.ssm_experts == 0) throw hfr::UsageError("--ssm-at needs --ssm E");
     o.flip = !a.flag("no-flip");
     o.augment.jitter = a.number("jitter");

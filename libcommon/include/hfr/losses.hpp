@@ -127,6 +127,13 @@ torch::Tensor random_derangement(std::int64_t n, std::uint64_t seed);
 // gradient), P_i = mean of column i.   L_aux = alpha · N · Σ_i f_i · P_i   (= alpha when balanced).
 torch::Tensor switch_balance_loss(const torch::Tensor& router_probs, double alpha = 0.01);
 
+// A supervised routing hint (hfr's addition, not in the paper): the cross-entropy asking row i's
+// router to choose expert[i] (an integer tensor [B] of values in [0, N)):
+//   L_hint = -1/B Σ_i log max(p_i,expert[i], 1e-12)
+// hfr-train --ssm-route-hint sends modality m to expert m mod N in training; inference still
+// routes by the router alone.
+torch::Tensor routing_hint_loss(const torch::Tensor& router_probs, const torch::Tensor& expert);
+
 // ---- 5. Teacher-student identity loss (methods.md §4) --------------------------------------------
 
 // student [B, D], teacher [B, D]: 1 − mean_i cos(student_i, teacher_i); the teacher is detached.
