@@ -977,7 +977,11 @@ class Compiler {
       const std::int64_t axis = c ? 1 : t.dim() - 1;
       if (t.dim() < 1 || t.size(axis) % 2) throw FormatError("needs an even number of channels");
       const std::int64_t half = t.size(axis) / 2;
-      return at::maximum(t.narrow(axis, 0, half), t.narrow(axis, half, half));
+      // split, not two narrows: its backward writes both halves' gradients
+      // into one tensor (a cat), where two narrows' backward would each
+      // zero-fill a full-size tensor and then add them
+      const std::vector<Tensor> h = t.split(half, axis);
+      return at::maximum(h[0], h[1]);
     });
   }
 
