@@ -118,20 +118,23 @@ void wait(const c10::intrusive_ptr<c10d::Work>& work, int rank, const char* what
 namespace {
 
 // The tensors as one float buffer on `device` (one collective for all of
-// them, wherever each tensor lives) ...
+// them): packed where the first tensor lives, then moved in one copy (CUDA
+// gradients reduced through Gloo cross to the host once, not per tensor) ...
 torch::Tensor pack(const std::vector<torch::Tensor>& tensors, const torch::Device& device) {
+  const torch::Device home = tensors.front().device();
   std::vector<torch::Tensor> flat;
-  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(device, torch::kFloat));
-  return torch::cat(flat);
+  for (const auto& t : tensors) flat.push_back(t.detach().reshape({-1}).to(home, torch::kFloat));
+  return torch::cat(flat).to(device);
 }
 
-// ... and back into them, in place (copied to each tensor's device).
+// ... and back into them, in place (the buffer moved back in one copy first).
 void unpack(const torch::Tensor& buf, const std::vector<torch::Tensor>& tensors) {
   torch::NoGradGuard ng;
+  const torch::Tensor src = buf.to(tensors.front().device());
   std::int64_t off = 0;
   for (const auto& t : tensors) {
     torch::Tensor dst = t;
-    dst.copy_(buf.narrow(0, off, t.numel()).view(t.sizes()));
+    dst.copy_(src.narrow(0, off, t.numel()).view(t.sizes()));
     off += t.numel();
   }
 }

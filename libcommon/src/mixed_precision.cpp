@@ -23,11 +23,15 @@ const char* precision_name(Precision p) {
   }
 }
 
+void require_supported(Precision p, const torch::Device& device) {
+  if (p == Precision::fp16 && !device.is_cuda())
+    throw UsageError("--precision fp16 needs --device cuda (autocast on the CPU computes in bfloat16: --precision bf16)");
+}
+
 Autocast::Autocast(Precision p, const torch::Device& device) {
   if (p == Precision::fp32) return;
+  require_supported(p, device);
   cuda_ = device.is_cuda();
-  if (!cuda_ && p == Precision::fp16)
-    throw UsageError("--precision fp16 needs --device cuda (autocast on the CPU computes in bfloat16: --precision bf16)");
   const at::ScalarType dtype = p == Precision::fp16 ? at::kHalf : at::kBFloat16;
   if (cuda_) {
     prev_enabled_ = at::autocast::is_enabled();

@@ -411,8 +411,7 @@ int run(const Options& o) {
   }
   if (!root && log::level() > log::Level::quiet) log::set_level(log::Level::quiet);  // rank 0 reports
   const amp::Precision precision = amp::parse_precision(o.precision);
-  if (precision == amp::Precision::fp16 && !dev.is_cuda())
-    throw UsageError("--precision fp16 needs --device cuda (autocast on the CPU computes in bfloat16: --precision bf16)");
+  amp::require_supported(precision, dev);  // before any work
   amp::LossScaler scaler(precision == amp::Precision::fp16);
   if (root && (dev.is_cuda() || precision != amp::Precision::fp32))
     log::notice("training on " + dev.str() + " in " + amp::precision_name(precision));
@@ -664,6 +663,9 @@ int run(const Options& o) {
     torch::Tensor x = load_input(data, b.samples, b.flips, model.pre, o.threads, o.augment, aug_seeds).to(dev);
     return std::make_pair(std::move(b), std::move(x));
   };
+  std::vector<torch::Tensor> trained = backbone;  // what the loss scaler unscales
+  trained.push_back(head);
+  trained.insert(trained.end(), quality_head.begin(), quality_head.end());
   std::future<std::pair<Batch, torch::Tensor>> next = std::async(std::launch::async, prepare, start);
   for (std::int64_t step = start; step < o.steps; ++step) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -802,9 +804,6 @@ int run(const Options& o) {
     if (scaler.enabled()) {
       // the gradients back to their true size before clipping; Inf/NaN in
       // any (the same sums on every rank) skips the step on all ranks
-      std::vector<torch::Tensor> trained = backbone;
-      trained.push_back(head);
-      trained.insert(trained.end(), quality_head.begin(), quality_head.end());
       if (!found_inf && !scaler.unscale(trained)) found_inf = true;
       if (!scaler.update(found_inf))
         throw diverged("loss in fp16 (the loss scale fell below 2^-16: every step overflowed)");

@@ -15,6 +15,9 @@ pass() { echo "ok: $*"; }
 
 # run CMD...: runs with stdout in $T/out, stderr in $T/err, status in $RC.
 run() { "$@" >"$T/out" 2>"$T/err"; RC=$?; }
+# run_in DIR CMD...: run, from DIR (relative input paths: ids that do not
+# depend on where the checkout lives, and neither do the draws seeded by them).
+run_in() { pushd "$1" >/dev/null; shift; run "$@"; popd >/dev/null; }
 
 expect_rc() { # expected description
   if [ "$RC" -eq "$1" ]; then pass "$2 (exit $RC)"; else fail "$2: exit $RC, expected $1; stderr: $(head -c 400 "$T/err")"; fi
@@ -73,9 +76,7 @@ render_training_pairs() {
   require_file "$photo" "face-api sample photo"
   if [ -f "$data/ict-facekit/neutral.obj" ]; then m=(--ict "$data/ict-facekit") SX=(--ict "$data/ict-facekit"); else m=(-m facemesh) SX=(); fi
   unset HFR_ICT_FACEKIT
-  pushd "$(dirname "$photo")" >/dev/null # relative ids: same draws wherever the checkout lives
-  run hfr-reconstruct -t 2 --texture-size 128 --faces all "${m[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$photo")"
-  popd >/dev/null
+  run_in "$(dirname "$photo")" hfr-reconstruct -t 2 --texture-size 128 --faces all "${m[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$photo")"
   [ "$RC" -eq 0 ] || { fail "set-up: hfr-reconstruct exit $RC: $(head -c 300 "$T/err")"; finish; }
   mkdir -p "$T/w"
   run hfr-synth ${SX[@]+"${SX[@]}"} -q -O "$T/w/ids" -r "$T/w/jobs.jsonl" --poses 2 --new-identities 5 --bands 850 --seed 4 \

@@ -24,11 +24,8 @@ unset HFR_ICT_FACEKIT
 
 # ---------------------------------------------------------------------------
 # Set-up: three reconstructions, one sampled identity, 2 poses, VIS + 850 nm.
-# From the photo's folder, so the records' ids ("sample3.jpg#K") and with them
-# hfr-synth's per-identity draws do not depend on where the checkout lives.
-pushd "$(dirname "$PHOTO")" >/dev/null
-run hfr-reconstruct -t 2 --texture-size 256 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
-popd >/dev/null
+# From the photo's folder: ids "sample3.jpg#K", the same poses in every checkout.
+run_in "$(dirname "$PHOTO")" hfr-reconstruct -t 2 --texture-size 256 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
 NF=$(ls "$T/faces" 2>/dev/null | grep -c '\.hft$')
 if [ "$RC" -ne 0 ] || [ "$NF" -ne 3 ]; then
   fail "set-up: hfr-reconstruct exit $RC, $NF faces (expected 3): $(head -c 400 "$T/err")"

@@ -25,11 +25,8 @@ synth() { hfr-synth ${SX[@]+"${SX[@]}"} -q "$@"; }
 
 # ---------------------------------------------------------------------------
 # Set-up: three reconstructions from one photo.
-# From the photo's folder: ids ("sample3.jpg#K"), and the draws that follow
-# them, do not depend on where the checkout lives.
-pushd "$(dirname "$PHOTO")" >/dev/null
-run hfr-reconstruct -t 1 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
-popd >/dev/null
+# From the photo's folder: ids "sample3.jpg#K", the same draws in every checkout.
+run_in "$(dirname "$PHOTO")" hfr-reconstruct -t 1 --texture-size 128 --faces all "${M[@]}" -O "$T/faces" -r "$T/faces.jsonl" "$(basename "$PHOTO")"
 NF=$(ls "$T/faces" 2>/dev/null | grep -c '\.hft$')
 if [ "$RC" -ne 0 ] || [ "$NF" -ne 3 ]; then
   fail "set-up: hfr-reconstruct exit $RC, $NF faces (expected 3): $(head -c 400 "$T/err")"

@@ -26,9 +26,13 @@ enum class Precision { fp32, bf16, fp16 };
 Precision parse_precision(const std::string& name);
 const char* precision_name(Precision p);
 
+// UsageError if `p` cannot run on `device` (fp16 on the CPU: CPU autocast
+// computes in bfloat16 only).
+void require_supported(Precision p, const torch::Device& device);
+
 // Autocast on `device`'s type for this thread while alive (nestable, like
-// `with torch.autocast(...)`). fp32: does nothing. fp16 on the CPU is refused
-// (UsageError): CPU autocast computes in bfloat16 only.
+// `with torch.autocast(...)`). fp32: does nothing. Refuses what
+// require_supported refuses.
 class Autocast {
  public:
   Autocast(Precision p, const torch::Device& device);
