@@ -52,6 +52,8 @@ class Builder {
   std::string binary(const std::string& op, const std::string& a, const std::string& b) { return node(op, {a, b}); }
   // a rank-0 constant: not a trainable parameter
   std::string scalar(const std::string& kind, float v) { return constant(kind, at::scalar_tensor(v, at::kFloat)); }
+  // a constant with the given value (trainable when floating point and of rank >= 1)
+  std::string given(const std::string& kind, at::Tensor t) { return constant(kind, std::move(t)); }
   // rows scaled to L2 norm sqrt(d): unit-variance components whatever the embedding's scale
   std::string rms_normalise(const std::string& x, std::int64_t d) {
     const std::string axis = constant("axis", at::tensor(std::vector<std::int64_t>{1}, at::kLong));
@@ -252,9 +254,21 @@ Graph lightcnn29(std::uint64_t seed) {
 
 }  // namespace
 
-bool has_quality_head(const Model& m) { return m.outputs.count("quality") > 0; }
+namespace {
+bool output_from(const Model& m, const std::string& role, const std::string& prefix) {
+  const auto it = m.outputs.find(role);
+  return it != m.outputs.end() && it->second.rfind(prefix, 0) == 0;
+}
+}  // namespace
+
+bool has_quality_head(const Model& m) { return output_from(m, "ri", "quality_") || output_from(m, "quality", "quality_"); }
 
 void add_quality_head(Model& m, std::uint64_t seed) {
+  if (output_from(m, "quality", "quality_")) {  // saved before the head's output was named "ri"
+    m.outputs["ri"] = m.outputs.at("quality");
+    m.outputs.erase("quality");
+    m.checksum = model_checksum(m);
+  }
   if (has_quality_head(m)) return;
   if (m.task != "embedding" || !m.outputs.count("embedding") || m.dim <= 0)
     throw Error(m.name + ": a quality head needs an embedding model");
@@ -268,8 +282,8 @@ void add_quality_head(Model& m, std::uint64_t seed) {
     if (n.name.rfind("quality_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
   for (auto& n : head.nodes) m.graph.nodes.push_back(std::move(n));
   for (auto& [k, v] : head.consts) m.graph.consts[k] = std::move(v);
-  m.outputs["quality"] = m.graph.nodes.back().name;
-  m.provenance["quality_head"] = {{"what", "recognisability index regressor (hfr-train --ri), sigmoid output in [0, 1]"},
+  m.outputs["ri"] = m.graph.nodes.back().name;
+  m.provenance["quality_head"] = {{"what", "recognisability index regressor (hfr-train --ri), sigmoid output in [0, 1], output \"ri\""},
                                   {"hidden", kQualityHidden}, {"init_seed", seed}};
   m.checksum = model_checksum(m);
 }
@@ -303,6 +317,48 @@ torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<to
   const torch::Tensor e = embeddings.detach();
   const torch::Tensor z = e * torch::rsqrt(e.square().sum(1, true) + 1e-12) * std::sqrt(static_cast<double>(e.size(1)));
   return torch::sigmoid(torch::relu(torch::matmul(z, head[0]) + head[1]).matmul(head[2]) + head[3]).reshape({-1});
+}
+
+bool has_ui_quality(const Model& m) { return output_from(m, "quality", "uiq_"); }
+
+void remove_ui_quality(Model& m) {
+  bool changed = false;
+  std::vector<Node> kept;
+  for (auto& n : m.graph.nodes)
+    if (n.name.rfind("uiq_", 0) == 0) changed = true;
+    else kept.push_back(std::move(n));
+  m.graph.nodes = std::move(kept);
+  for (auto it = m.graph.consts.begin(); it != m.graph.consts.end();)
+    it = it->first.rfind("uiq_", 0) == 0 ? m.graph.consts.erase(it) : std::next(it);
+  if (has_ui_quality(m)) m.outputs.erase("quality");
+  if (m.provenance.is_object() && m.provenance.contains("ui_quality")) m.provenance.erase("ui_quality"), changed = true;
+  if (changed) m.checksum = model_checksum(m);
+}
+
+void set_ui_quality(Model& m, const torch::Tensor& ui_centre) {
+  if (m.task != "embedding" || !m.outputs.count("embedding") || m.dim <= 0)
+    throw Error(m.name + ": a UI-distance quality needs an embedding model");
+  if (!ui_centre.defined() || !ui_centre.is_floating_point() || ui_centre.dim() != 1 || ui_centre.size(0) != m.dim)
+    throw Error(m.name + ": the UI centre must be a float vector of the embedding's " + std::to_string(m.dim) + " values");
+  const at::Tensor u = ui_centre.detach().to(at::kCPU, at::kDouble);
+  const double norm = u.norm().item<double>();
+  if (!std::isfinite(norm) || norm < 1e-12) throw Error(m.name + ": the UI centre is zero or not finite");
+  if (m.outputs.count("quality") && !has_ui_quality(m))
+    throw Error(m.name + ": the model has another \"quality\" output (" + m.outputs.at("quality") + ")");
+  remove_ui_quality(m);
+  Builder b(0, "uiq_");
+  const std::string f = b.rms_normalise(b.unary("StopGradient", m.outputs.at("embedding")), 1);  // unit rows
+  const std::string w = b.given("centre", (u / norm * -0.5).to(at::kFloat).reshape({m.dim, 1}).contiguous());
+  const std::string q = b.binary("AddV2", b.binary("MatMul", f, w), b.scalar("half", 0.5f));
+  Graph g = b.take();
+  for (const auto& n : m.graph.nodes)
+    if (n.name.rfind("uiq_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
+  for (auto& n : g.nodes) m.graph.nodes.push_back(std::move(n));
+  for (auto& [k, v] : g.consts) m.graph.consts[k] = std::move(v);
+  m.outputs["quality"] = q;
+  m.provenance["ui_quality"] = {{"what", "(1 - cos(embedding, unrecognisable-identity centre)) / 2 (hfr-train --ri)"},
+                                {"centre", "running mean of the embeddings of training crops averaged down to 4x4 pixels"}};
+  m.checksum = model_checksum(m);
 }
 
 // ---- switch style modulation ------------------------------------------------------

@@ -91,12 +91,14 @@ int run(const Options& o) {
   if (model.task != "embedding") throw UsageError("model " + model.name + " is a " + model.task + " model, not an embedding model");
   if (model.name == "mobilefacenet") log::warn("mobilefacenet: " + model.note);
   if (model.dim <= 0) throw FormatError(o.model + ": the model does not declare its embedding size");
-  // models trained with hfr-train --ri also give a quality score (the recognisability index's regressor)
-  const bool has_quality = model.outputs.count("quality") > 0;
+  // models trained with hfr-train --ri also give a quality score (the angle to the unrecognisable-identity
+  // centre) and the recognisability index's regressor (docs/losses.md §6)
+  const bool has_quality = model.outputs.count("quality") > 0, has_ri = model.outputs.count("ri") > 0;
   // models with switch style modulation blocks (hfr-train --ssm): each face's expert per block
   const std::vector<std::string> routers = nn::router_roles(model);
   std::vector<std::string> roles{"embedding"};
   if (has_quality) roles.push_back("quality");
+  if (has_ri) roles.push_back("ri");
   const std::size_t router_out = roles.size();
   roles.insert(roles.end(), routers.begin(), routers.end());
   nn::Program embedder = nn::compile(model, roles);
@@ -224,7 +226,7 @@ int run(const Options& o) {
       for (std::size_t k = 0; k < nf; ++k) cv::flip(*crops[k], flipped[k], 1);
       for (auto& m : flipped) crops.push_back(&m);
     }
-    torch::Tensor emb, quality, experts;
+    torch::Tensor emb, quality, ri, experts;
     if (nf) {
       const auto outs = detect::run_sliced(embedder, nn::crops_to_input(crops, model.pre), o.net_batch, dev);
       emb = outs[0].to(at::kFloat);
@@ -234,12 +236,15 @@ int run(const Options& o) {
           ks.push_back(outs.at(router_out + b).to(torch::kCPU).argmax(1).slice(0, 0, static_cast<std::int64_t>(nf)));
         experts = torch::stack(ks, 1).contiguous();
       }
-      if (has_quality) {
-        quality = outs.at(1).to(torch::kCPU, at::kFloat).reshape({-1});
-        if (quality.size(0) != emb.size(0)) throw Error("model " + model.name + ": the quality output has another number of rows");
-        if (o.flip) quality = (quality.slice(0, 0, static_cast<std::int64_t>(nf)) + quality.slice(0, static_cast<std::int64_t>(nf))) / 2;
-        quality = quality.contiguous();
-      }
+      // a score per face (with --flip the mean of both crops')
+      auto per_face = [&](std::size_t out, const char* what) {
+        torch::Tensor v = outs.at(out).to(torch::kCPU, at::kFloat).reshape({-1});
+        if (v.size(0) != emb.size(0)) throw Error("model " + model.name + ": the " + what + " output has another number of rows");
+        if (o.flip) v = (v.slice(0, 0, static_cast<std::int64_t>(nf)) + v.slice(0, static_cast<std::int64_t>(nf))) / 2;
+        return v.contiguous();
+      };
+      if (has_quality) quality = per_face(1, "quality");
+      if (has_ri) ri = per_face(has_quality ? 2 : 1, "ri");
       if (emb.dim() != 2 || emb.size(1) != model.dim)
         throw Error("model " + model.name + " returned shape " + shape_string(Shape(emb.sizes().begin(), emb.sizes().end())) +
                     ", expected [N, " + std::to_string(model.dim) + "]");
@@ -285,6 +290,7 @@ int run(const Options& o) {
           r["crop"] = crop_path;
         }
         if (quality.defined()) r["quality"] = round_decimals(quality[k].item<double>(), 4);
+        if (ri.defined()) r["ri"] = round_decimals(ri[k].item<double>(), 4);
         if (experts.defined()) {
           std::vector<std::int64_t> e(static_cast<std::size_t>(experts.size(1)));
           for (std::size_t b = 0; b < e.size(); ++b) e[b] = experts[k][static_cast<std::int64_t>(b)].item<std::int64_t>();

@@ -469,10 +469,12 @@ int run(const Options& o) {
   // the recognisability index (methods.md §5): a quality head on the embedding
   const bool use_ri = o.ri > 0 || o.ri_diversion > 0;
   if (use_ri) nn::add_quality_head(model, o.seed);
+  if (!use_ri && nn::has_ui_quality(model))
+    log::notice(o.model + ": its UI-distance quality is left out of the output (it needs --ri to follow the new embedding)");
   nn::CompileOptions co;
   co.trainable = true;
   std::vector<std::string> roles{"embedding"};
-  if (use_ri) roles.push_back("quality");
+  if (use_ri) roles.push_back("ri");
   const std::size_t router_out = roles.size();  // outs[router_out + b]: router b's probabilities
   roles.insert(roles.end(), routers.begin(), routers.end());
   nn::Program prog = nn::compile(model, roles, co);
@@ -611,7 +613,12 @@ int run(const Options& o) {
     Named all;  // float32 on the CPU, whatever the device
     for (const auto& [name, t] : params) all.emplace_back(name, t.detach().to(torch::kCPU));
     for (const auto& [name, t] : buffers) all.emplace_back(name, t.detach().to(torch::kCPU));
-    nn::save_model(nn::with_parameters(model, all, details), path);
+    nn::Model out = nn::with_parameters(model, all, details);
+    // the quality score hfr-embed writes: the angle to the UI centre (docs/losses.md §6); a centre
+    // estimated with an earlier embedding no longer fits
+    if (ui_centre.defined()) nn::set_ui_quality(out, ui_centre.detach().to(torch::kCPU));
+    else if (nn::has_ui_quality(out)) nn::remove_ui_quality(out);
+    nn::save_model(out, path);
   };
   auto checkpoint = [&](std::int64_t step) {
     if (!root) return;
@@ -854,7 +861,9 @@ int run(const Options& o) {
         m["ri_loss"] = ri_loss.item<double>();
         m["index_diversion"] = div.item<double>();
         if (ri_t.defined()) m["ri_mean"] = ri_t.mean().item<double>();
-        m["quality_mean"] = outs[1].mean().item<double>();
+        m["ri_head_mean"] = outs[1].mean().item<double>();
+        if (ui_centre.defined())  // the UI-distance quality of the batch (nn::set_ui_quality's formula)
+          m["ui_quality_mean"] = ((1 - torch::matmul(f.detach(), torch::nn::functional::normalize(ui_centre, torch::nn::functional::NormalizeFuncOptions().dim(0)))) / 2).mean().item<double>();
       }
       mw->write(m);
       mw->flush();

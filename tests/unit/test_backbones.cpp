@@ -189,14 +189,16 @@ TEST_CASE("backbones: built from the seed, 512-d, trainable, saved and loaded ba
   }
 }
 
-TEST_CASE("quality head: quality_head on a program's embeddings gives the graph's quality output, gradients to the head only",
+TEST_CASE("quality head: quality_head on a program's embeddings gives the graph's ri output, gradients to the head only",
           "[backbones][train][ri]") {
   nn::Model m = nn::build_backbone("mobilefacenet", 5);
   nn::add_quality_head(m, 9);
   REQUIRE(nn::has_quality_head(m));
   nn::CompileOptions co;
   co.trainable = true;
-  nn::Program p = nn::compile(m, {"embedding", "quality"}, co);
+  CHECK(m.outputs.count("ri") == 1);
+  CHECK(m.outputs.count("quality") == 0);
+  nn::Program p = nn::compile(m, {"embedding", "ri"}, co);
   const auto params = p.parameters();
   const std::vector<torch::Tensor> head = nn::quality_head_parameters(params, m.dim, "test");
   REQUIRE(head.size() == 4);
@@ -227,6 +229,67 @@ TEST_CASE("quality head: quality_head on a program's embeddings gives the graph'
   CHECK_THROWS_WITH(nn::quality_head_parameters(plain.parameters(), 512, "plain.hft"),
                     Catch::Contains("plain.hft: its quality head is not hfr-train's"));
   CHECK_THROWS_AS(nn::quality_head_parameters(params, 256, "x"), Error);
+}
+
+TEST_CASE("quality head: a model saved with the head as \"quality\" has it renamed to \"ri\"", "[backbones][train][ri]") {
+  nn::Model m = nn::build_backbone("mobilefacenet", 5);
+  nn::add_quality_head(m, 9);
+  const std::string node = m.outputs.at("ri");
+  m.outputs.erase("ri");
+  m.outputs["quality"] = node;  // the layout before the rename
+  REQUIRE(nn::has_quality_head(m));
+  nn::add_quality_head(m, 9);
+  CHECK(m.outputs.at("ri") == node);
+  CHECK(m.outputs.count("quality") == 0);
+  CHECK_FALSE(nn::has_ui_quality(m));
+}
+
+TEST_CASE("UI-distance quality: the graph computes (1 - cos(embedding, u)) / 2; replaced, removed, bad centres refused",
+          "[backbones][train][ri]") {
+  nn::Model m = nn::build_backbone("mobilefacenet", 5);
+  nn::add_quality_head(m, 9);
+  const std::size_t nodes = m.graph.nodes.size(), consts = m.graph.consts.size();
+  const std::string before = m.checksum;
+  torch::manual_seed(21);
+  const torch::Tensor u = torch::randn({512}) * 3;  // not normalised: set_ui_quality does it
+  nn::set_ui_quality(m, u);
+  REQUIRE(nn::has_ui_quality(m));
+  CHECK(m.checksum != before);
+  CHECK(m.provenance.contains("ui_quality"));
+  torch::manual_seed(4);
+  const torch::Tensor x = torch::randn({4, 3, 112, 112});
+  {
+    const auto outs = nn::compile(m, {"embedding", "quality", "ri"}).run(x);
+    REQUIRE(outs[1].sizes() == torch::IntArrayRef({4, 1}));
+    const torch::Tensor f = torch::nn::functional::normalize(outs[0].to(torch::kDouble), torch::nn::functional::NormalizeFuncOptions().dim(1));
+    const torch::Tensor want = (1 - torch::matmul(f, u.to(torch::kDouble) / u.to(torch::kDouble).norm())) / 2;
+    CHECK((outs[1].reshape({-1}).to(torch::kDouble) - want).abs().max().item<double>() < 1e-6);
+    CHECK(want.min().item<double>() >= 0);
+    CHECK(want.max().item<double>() <= 1);
+    // an embedding at the centre scores 0, one opposite it 1
+    nn::Model at = m;
+    nn::set_ui_quality(at, outs[0][0]);
+    CHECK(nn::compile(at, {"quality"}).run(x.narrow(0, 0, 1))[0].item<double>() == Approx(0).margin(1e-6));
+    nn::set_ui_quality(at, -outs[0][0]);
+    CHECK(nn::compile(at, {"quality"}).run(x.narrow(0, 0, 1))[0].item<double>() == Approx(1).margin(1e-6));
+  }
+  // a second centre replaces the first (no duplicate nodes); the centre is a constant of the file's graph
+  nn::set_ui_quality(m, -u);
+  CHECK(m.graph.nodes.size() > nodes);
+  const std::size_t with = m.graph.nodes.size();
+  nn::set_ui_quality(m, u);
+  CHECK(m.graph.nodes.size() == with);
+  nn::remove_ui_quality(m);
+  CHECK_FALSE(nn::has_ui_quality(m));
+  CHECK(m.graph.nodes.size() == nodes);
+  CHECK(m.graph.consts.size() == consts);
+  CHECK(m.checksum == before);
+  CHECK(nn::has_quality_head(m));  // the head stays
+  // bad centres
+  CHECK_THROWS_WITH(nn::set_ui_quality(m, torch::zeros({512})), Catch::Contains("zero or not finite"));
+  CHECK_THROWS_WITH(nn::set_ui_quality(m, torch::full({512}, std::nan(""))), Catch::Contains("zero or not finite"));
+  CHECK_THROWS_WITH(nn::set_ui_quality(m, torch::ones({128})), Catch::Contains("512 values"));
+  CHECK_THROWS_WITH(nn::set_ui_quality(m, torch::ones({512}, torch::kLong)), Catch::Contains("float vector"));
 }
 
 namespace {

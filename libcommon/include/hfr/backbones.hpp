@@ -52,10 +52,12 @@ Model build_backbone(const std::string& name, std::uint64_t seed);
 
 // The recognisability-index head (hfr-train --ri; methods.md §5): a small MLP
 // on the embedding, StopGradient -> scale -> FC D x 64 + bias -> ReLU -> FC 64 x 1 +
-// bias -> sigmoid, as the output role "quality" ([N, 1], in [0, 1]; higher =
-// more recognisable), its nodes named quality_*. The embedding is first scaled
-// to L2 norm sqrt(D) (the index is a property of its direction). hfr-embed writes it per face.
-// Added in place (checksum recomputed); a model that has one is left as is.
+// bias -> sigmoid, as the output role "ri" ([N, 1], in [0, 1]; the predicted
+// index), its nodes named quality_*. The embedding is first scaled to L2 norm
+// sqrt(D) (the index is a property of its direction). hfr-embed writes it per
+// face as "ri". Added in place (checksum recomputed); a model that has one is
+// left as is (one saved before the head's output was renamed, with the head as
+// "quality", has it renamed to "ri").
 constexpr std::int64_t kQualityHidden = 64;
 bool has_quality_head(const Model& m);
 void add_quality_head(Model& m, std::uint64_t seed);
@@ -71,6 +73,19 @@ void add_quality_head(Model& m, std::uint64_t seed);
 std::vector<torch::Tensor> quality_head_parameters(const std::vector<std::pair<std::string, torch::Tensor>>& params,
                                                    std::int64_t dim, const std::string& context);
 torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<torch::Tensor>& head);
+
+// The UI-distance quality (hfr-train --ri; docs/losses.md §6): the output role
+// "quality" = (1 - cos(embedding, u)) / 2 in [0, 1], u the unrecognisable-identity
+// centre (normalised here; [D], finite, not zero), computed in the graph
+// (StopGradient -> L2 normalise -> MatMul with the constant -u/2 -> + 1/2),
+// its nodes named uiq_*. Embeddings at the UI centre score 0, those 90 degrees
+// from it 1/2. Replaces an earlier one (the centre moves as the model trains);
+// hfr-embed writes it per face as "quality". remove_ui_quality takes it out
+// (a model fine-tuned without --ri: its centre no longer fits); both recompute
+// the checksum. Error for a model without an embedding or a bad centre.
+bool has_ui_quality(const Model& m);
+void set_ui_quality(Model& m, const torch::Tensor& ui_centre);
+void remove_ui_quality(Model& m);
 
 // Perceptibility attention (hfr-train --attention; methods.md §5): a
 // spatial gate on the last feature map of 7x7 or more the embedding depends
