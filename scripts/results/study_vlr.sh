@@ -13,8 +13,9 @@
 #       perceptibility attention (--attention)
 # Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes,
 # and of both sets together ("mix"); for (r), the error-versus-reject curve
-# of its quality score (hfr-eval --quality), which on "mix" shows whether the
-# score ranks the VLR probes below the others.
+# of its quality score (hfr-eval --quality: the angle to the unrecognisable-
+# identity centre, and as config "r-ri" the index head's prediction), which on
+# "mix" shows whether the score ranks the VLR probes below the others.
 #
 # Usage: scripts/results/study_vlr.sh [BUILD_DIR] [OUT_DIR]
 #   env: SEEDS="1 2 3" CONFIGS="l r" STEPS=200 HEAD_STEPS=50 IDS=8 PER=2 NEW_IDS=100 TEST_IDS=40 POSES=6 THREADS=2
@@ -102,6 +103,13 @@ PY
     fi
     printf '%s\t%s\n' "$(report_row "$R/report-$p.json" "$c" "$seed" "$p")" "$(evr_columns "$R/report-$p.json")" \
       >>"$OUT/runs-vlr.tsv"
+    # the index head's prediction ("ri") as the quality, for comparison: config "<c>-ri"
+    if grep -q '"ri"' "$R/emb-$p.jsonl"; then
+      [ -f "$R/report-$p-ri.json" ] || "${BIN}hfr-eval" --name "$c-ri-$seed-$p" --quality "$R/emb-$p.jsonl,$R/emb-vis.jsonl" \
+        --quality-field ri --report "$R/report-$p-ri.json" "$R/scores-$p.hft" >/dev/null
+      printf '%s\t%s\n' "$(report_row "$R/report-$p-ri.json" "$c-ri" "$seed" "$p")" "$(evr_columns "$R/report-$p-ri.json")" \
+        >>"$OUT/runs-vlr.tsv"
+    fi
   done
 }
 mkdir -p "$OUT/vlr-a"

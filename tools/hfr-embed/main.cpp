@@ -41,8 +41,9 @@ hfr::cli::ToolSpec spec() {
   };
   s.reads = "images (JPEG, PNG, PNM, BMP, TIFF, WebP, GIF), folders of them, or JSON-lines records with a path field (- is stdin).";
   s.writes = "an embedding set as a tensor file (-o), and one JSON-lines record per face or failed image (--records, default stdout); "
-             "with a model trained with hfr-train --ri, each face's record has a \"quality\" in [0, 1] (the recognisability "
-             "index's regressor; higher = more recognisable); with a model trained with hfr-train --ssm, \"experts\" lists the "
+             "with a model trained with hfr-train --ri, each face's record has a \"quality\" in [0, 1] ((1 - cos) / 2 of the "
+             "angle between its embedding and the unrecognisable-identity centre; higher = more recognisable) and an \"ri\" "
+             "in [0, 1] (the recognisability-index head's prediction), with --flip the mean of both crops'; with a model trained with hfr-train --ssm, \"experts\" lists the "
              "expert each switch style modulation block's router chose for the face. Both are written atomically.";
   s.positionals = {{"INPUT", "Image, folder, records file, or - for records on stdin.", Complete::file, {}, false, true}};
   s.options = {

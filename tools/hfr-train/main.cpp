@@ -35,8 +35,10 @@ hfr::cli::ToolSpec spec() {
       "every draw from --seed, the step and the row, so batches and resumed runs stay reproducible.",
       "Very-low-resolution faces (methods.md §5): --ri adds a recognisability-index head, trained to predict hfr's index "
       "(docs/losses.md: high for a sample near its class prototype and far from the nearest other class and from the "
-      "unrecognisable-identity (UI) centre, the running mean embedding of crops averaged down to 4x4 pixels); hfr-embed "
-      "writes its output as each face's \"quality\". --ri-diversion pushes low-index embeddings out of a cone around the "
+      "unrecognisable-identity (UI) centre, the running mean embedding of crops averaged down to 4x4 pixels); the model "
+      "also keeps that centre, and hfr-embed writes each face's \"quality\", (1 - cos(embedding, centre)) / 2, which ranks "
+      "faces better than the head's prediction (written as \"ri\"; docs/results.md). Fine-tuning such a model again "
+      "without --ri drops its quality output (the centre would no longer fit). --ri-diversion pushes low-index embeddings out of a cone around the "
       "UI centre. --attention adds a perceptibility attention module, a learned spatial gate on the network's last "
       "feature map. Combine with --low-res to train on very-low-resolution faces.",
       "The output is an hfr model file with the same architecture, preprocessing and a provenance that names the base "
@@ -97,12 +99,12 @@ hfr::cli::ToolSpec spec() {
       {"margin", 0, "M", "Margin (default 0.40 for CosFace, 0.50 for ArcFace).", "", {}, Complete::none},
       {"idmmd", 0, "W", "Weight of the ID-MMD loss (0: off; the paper's 100 collapsed the dlib embeddings on small synthetic sets).", "1", {}, Complete::none},
       {"contrastive", 0, "W", "Weight of the paired contrastive loss (0: off).", "0", {}, Complete::none},
-      {"ri", 0, "W", "Weight of the recognisability-index loss: adds a quality head (the index's regressor) whose output "
-       "hfr-embed writes per face (0: no head).", "0", {}, Complete::none},
+      {"ri", 0, "W", "Weight of the recognisability-index loss: adds the index's head and the UI centre's quality "
+       "output, which hfr-embed writes per face as \"ri\" and \"quality\" (0: neither).", "0", {}, Complete::none},
       {"ri-diversion", 0, "W", "Weight of the index diversion loss: pushes low-index embeddings away from the "
        "unrecognisable-identity centre (0: off).", "0", {}, Complete::none},
       {"ri-margin", 0, "COS", "The index diversion's cone around that centre, as a cosine.", "0.5", {}, Complete::none},
-      {"ri-lr", 0, "LR", "Learning rate of the quality head (--ri).", "0.01", {}, Complete::none},
+      {"ri-lr", 0, "LR", "Learning rate of the recognisability-index head (--ri).", "0.01", {}, Complete::none},
       {"attention", 0, "", "Add perceptibility attention: a learned spatial gate on the last feature map, weighing the "
        "face's more recognisable regions (starts as the identity; trained with the rest).", "", {}, Complete::none},
       {"ssm", 0, "E", "Switch style modulation: insert blocks of E experts (2-64) with a top-1 router and train them alone, "
