@@ -11,6 +11,10 @@
 #    fixed input tensor (no data loading at all: in Python's favour);
 #    channels-last as hfr-train's executor runs convolutions, and also
 #    PyTorch's default layout.
+# Both sides use the same malloc settings: hfr-train sets them itself
+# (tune_allocator: no mmap for large blocks, 1 GB trim threshold, 64 MB top
+# pad), Python gets them through glibc's MALLOC_*_ variables (PY_MALLOC=default
+# leaves Python on glibc's defaults).
 # Each side: median over the timed steps after one warm-up step.
 # Usage: bench/run_train.sh [BUILD_DIR] [STEPS]   (writes bench/results-train.md;
 #        needs the demo's images: make demo, or DEMO_IMAGES=images.jsonl)
@@ -42,8 +46,10 @@ print("%.2f %.1f %d" % (statistics.median(r["images_per_s"] for r in m),
                         statistics.median(r["loader_wait_ms"] for r in m), int(sys.argv[2]) // 1024))
 EOF
 }
+PY_ENV=(env MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864)
+[ "${PY_MALLOC:-tuned}" = default ] && PY_ENV=(env)
 py() { # model [--channels-last] -> images/s
-  $PY "$SRC/scripts/bench/train_reference.py" --model "$1" --batch 128 --threads $THREADS --steps "$STEPS" --warmup 1 \
+  "${PY_ENV[@]}" $PY "$SRC/scripts/bench/train_reference.py" --model "$1" --batch 128 --threads $THREADS --steps "$STEPS" --warmup 1 \
     --classes "$subjects" --json "${@:2}" 2>"$W/py.err" | $PY -c 'import json,sys; print("%.2f" % json.load(sys.stdin)["images_per_s"])' ||
     { cat "$W/py.err" >&2; exit 1; }
 }
@@ -57,6 +63,7 @@ py() { # model [--channels-last] -> images/s
   echo "SGD with momentum, gradient clipping; $subjects classes; median of $STEPS steps after a warm-up step."
   echo "hfr-train reads, aligns and batches the demo's rendered crops itself (loader in the background);"
   echo "the Python reference trains on one fixed tensor (no loading)."
+  echo "Allocator: hfr-train's tune_allocator(); Python: \`${PY_ENV[*]}\`."
   echo
   echo "| model | hfr-train images/s | loader wait per step (ms) | hfr-train peak MB | Python images/s (channels-last) | Python images/s (default layout) | hfr-train / best Python |"
   echo "|---|---|---|---|---|---|---|"
