@@ -293,6 +293,16 @@ torch::Tensor routing_hint_loss(const torch::Tensor& router_probs, const torch::
   return -p.clamp_min(1e-12).log().mean();
 }
 
+torch::Tensor route_hint_experts(std::int64_t modalities, std::int64_t experts) {
+  if (modalities < 1 || experts < 1)
+    fail("routing hint", "needs at least one modality and one expert (got " + std::to_string(modalities) + " and " +
+                             std::to_string(experts) + ")");
+  torch::Tensor out = torch::zeros({modalities}, torch::kLong);
+  if (experts > 1)
+    for (std::int64_t k = 1; k < modalities; ++k) out[k] = 1 + (k - 1) % (experts - 1);
+  return out;
+}
+
 // ---- teacher-student -----------------------------------------------------------------------------
 
 torch::Tensor teacher_student_loss(const torch::Tensor& student, const torch::Tensor& teacher) {

@@ -743,10 +743,9 @@ int run(const Options& o) {
     if (use_ssm) {
       for (std::size_t b = 0; b < routers.size(); ++b) balance = balance + losses::switch_balance_loss(outs[router_out + b], o.ssm_balance);
       if (o.ssm_route_hint > 0 && !routers.empty()) {
-        // the supervised hint: rows of modality m (a block of `half` rows) to expert m mod E, averaged over the blocks
+        // the supervised hint: rows of modality m (a block of `half` rows) to route_hint_experts' m-th, averaged over the blocks
         const std::int64_t E = outs[router_out].size(1);
-        const torch::Tensor want =
-            torch::arange(static_cast<std::int64_t>(M), torch::kLong).remainder(E).repeat_interleave(half);
+        const torch::Tensor want = losses::route_hint_experts(static_cast<std::int64_t>(M), E).repeat_interleave(half);
         for (std::size_t b = 0; b < routers.size(); ++b)
           hint = hint + losses::routing_hint_loss(outs[router_out + b], want) / static_cast<double>(routers.size());
       }

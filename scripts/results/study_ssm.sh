@@ -12,6 +12,8 @@
 #   (n) as (s) with stochastic routing in training, --ssm-noise 1 (CONFIGS="n")
 #   (h) as (s) with the supervised routing hint, --ssm-route-hint 10: VIS,
 #       NIR850 and NIR940 to experts 0, 1 and 2 in training (CONFIGS="h")
+#   (v) as (h) with 2 experts: VIS to expert 0, both NIR bands to expert 1
+#       (CONFIGS="v")
 # Cross-modal Rank-1, TAR@FAR and EER of each band's probes against the VIS
 # gallery, mean ± std over the training seeds, and the routing decisions.
 #
@@ -48,6 +50,7 @@ declare -A FLAGS=(
   [k]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-balance 1"
   [n]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-noise 1"
   [h]="--idmmd 1 --ssm 3 --lr $SSM_LR --ssm-route-hint 10"
+  [v]="--idmmd 1 --ssm 2 --lr $SSM_LR --ssm-route-hint 10"
 )
 declare -A NAME=(
   [a]="(a) pretrained dlib ResNet, as is"
@@ -56,6 +59,7 @@ declare -A NAME=(
   [k]="(k) as (s), load-balancing alpha 1"
   [n]="(n) as (s), stochastic routing (--ssm-noise 1)"
   [h]="(h) as (s), supervised routing hint (--ssm-route-hint 10)"
+  [v]="(v) as (h) with 2 experts (VIS; both NIR bands)"
 )
 printf 'config\tseed\tband\tseconds\trank1\ttar_1e-3\ttar_1e-2\teer\n' >"$OUT/runs-ssm.tsv"
 evaluate() { # config seed model dir seconds
@@ -75,7 +79,7 @@ evaluate() { # config seed model dir seconds
 mkdir -p "$OUT/ssm-a"
 evaluate a - dlib "$OUT/ssm-a" 0
 for seed in $SEEDS; do
-  for c in s m k n h; do
+  for c in s m k n h v; do
     R=$OUT/ssm-$c-$seed
     # train the configurations asked for; evaluate (from cache) every one already trained
     if [[ " $CONFIGS " == *" $c "* ]]; then
@@ -96,19 +100,19 @@ for seed in $SEEDS; do
   done
 done
 
-$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "${NAME[k]}" "${NAME[n]}" "${NAME[h]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
+$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "${NAME[k]}" "${NAME[n]}" "${NAME[h]}" "${NAME[v]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
   >"$OUT/summary-ssm.md" <<'PY'
 import csv, glob, json, os, statistics, sys
 out = sys.argv[1]
-names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4], "k": sys.argv[5], "n": sys.argv[6], "h": sys.argv[7]}
-steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[8:15]
+names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4], "k": sys.argv[5], "n": sys.argv[6], "h": sys.argv[7], "v": sys.argv[8]}
+steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[9:16]
 rows = list(csv.DictReader(open(os.path.join(out, "runs-ssm.tsv")), delimiter="\t"))
 def cell(vals):
     if len(vals) == 1: return "%.1f" % (100 * vals[0])
     return "%.1f ± %.1f" % (100 * statistics.mean(vals), 100 * statistics.stdev(vals))
 print("| configuration | probes | Rank-1 % | TAR@FAR=1e-3 % | TAR@FAR=1e-2 % | EER % | seeds |")
 print("|---|---|---|---|---|---|---|")
-for c in "amsknh":
+for c in "amsknhv":
     for band in ("nir850", "nir940"):
         rs = [r for r in rows if r["config"] == c and r["band"] == band]
         if not rs: continue
@@ -118,9 +122,9 @@ for c in "amsknh":
 print()
 print("Held-out: the VIS, NIR 850 and NIR 940 images of %s sampled identities (%s poses each). Training: %s steps "
       "(%s classifier-only), %s ids x %s images per modality (VIS, NIR850, NIR940) per batch; (s) trains its blocks at "
-      "--lr %s (k: the same with --ssm-balance 1; n: with --ssm-noise 1; h: with --ssm-route-hint 10)." % (test_ids, poses, steps, head, ids, per, ssm_lr))
+      "--lr %s (k: the same with --ssm-balance 1; n: with --ssm-noise 1; h: with --ssm-route-hint 10; v: the same with --ssm 2)." % (test_ids, poses, steps, head, ids, per, ssm_lr))
 # routing decisions at the last logged step of each (s) run
-for f in sorted(glob.glob(os.path.join(out, "ssm-[sknh]-*", "metrics.jsonl"))):
+for f in sorted(glob.glob(os.path.join(out, "ssm-[sknhv]-*", "metrics.jsonl"))):
     last = [json.loads(l) for l in open(f) if '"routing"' in l][-1]
     print()
     print("Routing, %s, step %d (fraction of each modality's batch images per expert):" % (os.path.basename(os.path.dirname(f)), last["step"]))

@@ -357,6 +357,23 @@ TEST_CASE("losses: the routing hint is the cross-entropy of the asked expert", "
   CHECK_THROWS_AS(routing_hint_loss(p.detach(), torch::tensor({0.0, 1.0, 2.0})), Error);
 }
 
+TEST_CASE("losses: the routing hint keeps the gallery modality's expert to itself", "[losses]") {
+  auto experts = [](std::int64_t m, std::int64_t e) {
+    const torch::Tensor t = route_hint_experts(m, e);
+    REQUIRE(t.scalar_type() == torch::kLong);
+    return std::vector<std::int64_t>(t.data_ptr<std::int64_t>(), t.data_ptr<std::int64_t>() + t.numel());
+  };
+  using V = std::vector<std::int64_t>;
+  CHECK(experts(3, 3) == V{0, 1, 2});        // one expert per modality
+  CHECK(experts(2, 3) == V{0, 1});
+  CHECK(experts(3, 2) == V{0, 1, 1});        // VIS, NIR850, NIR940 with 2 experts: the NIR bands share
+  CHECK(experts(5, 3) == V{0, 1, 2, 1, 2});  // probes cycle over the experts the gallery does not use
+  CHECK(experts(3, 1) == V{0, 0, 0});
+  CHECK(experts(1, 4) == V{0});
+  CHECK_THROWS_WITH(route_hint_experts(0, 2), Catch::Contains("routing hint"));
+  CHECK_THROWS_AS(route_hint_experts(2, 0), Error);
+}
+
 TEST_CASE("losses: DVG contrastive and teacher-student on hand-made inputs", "[losses]") {
   // positives identical (cos 1), negatives orthogonal (hinge inactive): -1
   torch::Tensor e = torch::eye(3, torch::kDouble);

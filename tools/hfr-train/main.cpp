@@ -116,7 +116,9 @@ hfr::cli::ToolSpec spec() {
       {"ssm-noise", 0, "S", "Stochastic routing in training: each image's expert is the argmax of log p + S * Gumbel noise "
        "(1: drawn from the router's probabilities; 0: always the most probable, as at inference).", "0", {}, Complete::none},
       {"ssm-route-hint", 0, "W", "Weight of a supervised routing hint in training: a cross-entropy asking each router to send "
-       "the images of the m-th modality of --modalities to expert m mod E (0: off, the routers learn alone). Inference still "
+       "the images of the gallery modality (the first of --modalities) to expert 0 and those of the k-th probe modality "
+       "to expert 1 + (k - 1) mod (E - 1): one expert per modality when E is at least their number, else the probe "
+       "modalities share the other experts (0: off, the routers learn alone). Inference still "
        "routes by the router alone, without the modality.", "0", {}, Complete::none},
       {"ssm-teacher", 0, "W", "Weight of the teacher-student loss: 1 - cos(student, frozen starting model) on the gallery "
        "modality (0: off).", "1", {}, Complete::none},

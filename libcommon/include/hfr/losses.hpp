@@ -130,9 +130,16 @@ torch::Tensor switch_balance_loss(const torch::Tensor& router_probs, double alph
 // A supervised routing hint (hfr's addition, not in the paper): the cross-entropy asking row i's
 // router to choose expert[i] (an integer tensor [B] of values in [0, N)):
 //   L_hint = -1/B Σ_i log max(p_i,expert[i], 1e-12)
-// hfr-train --ssm-route-hint sends modality m to expert m mod N in training; inference still
-// routes by the router alone.
+// hfr-train --ssm-route-hint asks for route_hint_experts in training; inference still routes by
+// the router alone.
 torch::Tensor routing_hint_loss(const torch::Tensor& router_probs, const torch::Tensor& expert);
+
+// The expert the routing hint asks for, per modality (M >= 1 modalities, the gallery modality first;
+// E >= 1 experts): the gallery modality to expert 0, the k-th probe modality (k >= 1) to expert
+// 1 + (k - 1) mod (E - 1) (to 0 when E = 1). One expert per modality when E >= M; with fewer
+// experts the probe modalities share the ones the gallery does not use, so the gallery modality
+// keeps an expert of its own (VIS, NIR850, NIR940 with E = 2: 0, 1, 1). A long tensor [M].
+torch::Tensor route_hint_experts(std::int64_t modalities, std::int64_t experts);
 
 // ---- 5. Teacher-student identity loss (methods.md §4) --------------------------------------------
 

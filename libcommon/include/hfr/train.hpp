@@ -69,7 +69,7 @@ struct Options {
   std::vector<std::string> ssm_at;   // or after these nodes
   double ssm_balance = 0.01;         // alpha of the routers' load-balancing loss
   double ssm_noise = 0;              // Gumbel noise scale of the routers' choice in training (1: draw from p; 0: top-1)
-  double ssm_route_hint = 0;         // weight of the supervised routing hint: modality m -> expert m mod E (0: off)
+  double ssm_route_hint = 0;         // weight of the supervised routing hint (losses::route_hint_experts; 0: off)
   double ssm_teacher = 1;            // weight of the teacher-student loss on the gallery modality (0: off)
   bool flip = true;                  // random horizontal flips
   Augment augment;
