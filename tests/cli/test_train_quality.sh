@@ -89,6 +89,17 @@ run hfr-embed -q --aligned -m dlib -o "$T/e0.hft" -r "$T/e0.jsonl" "$T/w/few.jso
 ! grep -q '"quality"' "$T/e0.jsonl" && pass "no quality from a model without the head" || fail "dlib records have a quality"
 ! grep -q '"ri"' "$T/e0.jsonl" && pass "and no ri" || fail "dlib records have an ri"
 
+# classifier-only steps (--head-steps = --steps) add the quality and keep the pretrained embedding
+run "${RI[@]}" --steps 2 --head-steps 2 -o "$T/q.hft" "$T/w/images.jsonl"
+expect_rc 0 "--ri with classifier-only steps"
+run hfr-embed -q --aligned -m "$T/q.hft" -o "$T/eq.hft" -r "$T/eq.jsonl" "$T/w/few.jsonl"
+hfr-tensor export --tensor=embeddings -o "$T/eq.npy" "$T/eq.hft" && hfr-tensor export --tensor=embeddings -o "$T/e0.npy" "$T/e0.hft" &&
+  $PY -c 'import json, sys, numpy as np
+a, b = np.load(sys.argv[1]), np.load(sys.argv[2])
+assert a.shape == b.shape and (a == b).all(), abs(a - b).max()
+assert all("quality" in json.loads(l) for l in open(sys.argv[3]))' "$T/eq.npy" "$T/e0.npy" "$T/eq.jsonl" 2>"$T/py.out" &&
+  pass "the embeddings equal dlib's bit for bit, with a quality per face" || fail "head-only: $(tail -c 300 "$T/py.out")"
+
 # resume: 2 + 2 == 4 (the UI centre is in the state)
 run "${RI[@]}" --steps 2 -o "$T/half.hft" "$T/w/images.jsonl"
 run "${RI[@]}" --steps 4 --resume "$T/half.hft.state" -o "$T/half.hft" "$T/w/images.jsonl"
