@@ -13,7 +13,9 @@
 #       perceptibility attention (--attention)
 #   (q) the pretrained dlib ResNet with the UI-distance quality added: --ri 1
 #       with every step classifier-only (--head-steps = --steps), so the
-#       embedding stays the pretrained one (CONFIGS="q", one seed is enough)
+#       embedding stays the pretrained one (CONFIGS="q")
+#   (u) (l)'s model of the same seed with the UI-distance quality added the
+#       same way (CONFIGS="u", after l)
 # Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes,
 # and of both sets together ("mix"); for (r), the error-versus-reject curve
 # of its quality score (hfr-eval --quality: the angle to the unrecognisable-
@@ -62,12 +64,14 @@ declare -A FLAGS=(
   [l]="--idmmd 1 --low-res 0.5 --low-res-min 8"
   [r]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1 --attention"
   [q]="--idmmd 0 --ri 1"
+  [u]="--idmmd 0 --ri 1"
 )
 declare -A NAME=(
   [a]="(a) pretrained dlib ResNet, as is"
   [l]="(l) CosFace + ID-MMD, low-resolution augmentation"
   [r]="(r) (l) + recognisability index + perceptibility attention"
   [q]="(q) pretrained dlib ResNet + UI-distance quality"
+  [u]="(u) (l) + UI-distance quality"
 )
 printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
 evr_columns() { # REPORT: FNMR, AUC [0, 0.95], pAUC [0, 0.3] and the oracle's areas of --quality, or "-"
@@ -120,15 +124,16 @@ PY
 mkdir -p "$OUT/vlr-a"
 evaluate a - dlib "$OUT/vlr-a"
 for seed in $SEEDS; do
-  for c in l r q; do
+  for c in l r q u; do
     R=$OUT/vlr-$c-$seed
     if [[ " $CONFIGS " == *" $c "* ]]; then
       mkdir -p "$R"
       if [ ! -f "$R/model.hft" ]; then
-        hs=$HEAD_STEPS
+        hs=$HEAD_STEPS base=dlib
         [ "$c" = q ] && hs=$STEPS
+        [ "$c" = u ] && hs=$STEPS base=$OUT/vlr-l-$seed/model.hft
         # shellcheck disable=SC2086
-        "${BIN}hfr-train" -q -t "$THREADS" -m dlib --steps "$STEPS" --head-steps "$hs" --ids "$IDS" --per-modality "$PER" \
+        "${BIN}hfr-train" -q -t "$THREADS" -m "$base" --steps "$STEPS" --head-steps "$hs" --ids "$IDS" --per-modality "$PER" \
           --seed "$seed" ${FLAGS[$c]} --metrics "$R/metrics.jsonl" -o "$R/model.hft" "$D/train.jsonl"
       fi
     elif [ ! -f "$R/model.hft" ]; then
