@@ -322,17 +322,14 @@ torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<to
 bool has_ui_quality(const Model& m) { return output_from(m, "quality", "uiq_"); }
 
 void remove_ui_quality(Model& m) {
-  bool changed = false;
-  std::vector<Node> kept;
-  for (auto& n : m.graph.nodes)
-    if (n.name.rfind("uiq_", 0) == 0) changed = true;
-    else kept.push_back(std::move(n));
-  m.graph.nodes = std::move(kept);
-  for (auto it = m.graph.consts.begin(); it != m.graph.consts.end();)
-    it = it->first.rfind("uiq_", 0) == 0 ? m.graph.consts.erase(it) : std::next(it);
+  const auto ours = [](const std::string& name) { return name.rfind("uiq_", 0) == 0; };
+  const std::size_t before = m.graph.nodes.size();
+  m.graph.nodes.erase(std::remove_if(m.graph.nodes.begin(), m.graph.nodes.end(), [&](const Node& n) { return ours(n.name); }),
+                      m.graph.nodes.end());
+  for (auto it = m.graph.consts.begin(); it != m.graph.consts.end();) it = ours(it->first) ? m.graph.consts.erase(it) : std::next(it);
   if (has_ui_quality(m)) m.outputs.erase("quality");
-  if (m.provenance.is_object() && m.provenance.contains("ui_quality")) m.provenance.erase("ui_quality"), changed = true;
-  if (changed) m.checksum = model_checksum(m);
+  const bool had_provenance = m.provenance.is_object() && m.provenance.erase("ui_quality") > 0;
+  if (m.graph.nodes.size() != before || had_provenance) m.checksum = model_checksum(m);
 }
 
 void set_ui_quality(Model& m, const torch::Tensor& ui_centre) {
@@ -350,15 +347,19 @@ void set_ui_quality(Model& m, const torch::Tensor& ui_centre) {
   const std::string f = b.rms_normalise(b.unary("StopGradient", m.outputs.at("embedding")), 1);  // unit rows
   const std::string w = b.given("centre", (u / norm * -0.5).to(at::kFloat).reshape({m.dim, 1}).contiguous());
   const std::string q = b.binary("AddV2", b.binary("MatMul", f, w), b.scalar("half", 0.5f));
-  Graph g = b.take();
-  for (const auto& n : m.graph.nodes)
-    if (n.name.rfind("uiq_", 0) == 0) throw Error(m.name + ": the graph already has a node " + n.name);
+  Graph g = b.take();  // remove_ui_quality left no uiq_ node behind
   for (auto& n : g.nodes) m.graph.nodes.push_back(std::move(n));
   for (auto& [k, v] : g.consts) m.graph.consts[k] = std::move(v);
   m.outputs["quality"] = q;
   m.provenance["ui_quality"] = {{"what", "(1 - cos(embedding, unrecognisable-identity centre)) / 2 (hfr-train --ri)"},
                                 {"centre", "running mean of the embeddings of training crops averaged down to 4x4 pixels"}};
   m.checksum = model_checksum(m);
+}
+
+torch::Tensor ui_quality(const torch::Tensor& embeddings, const torch::Tensor& ui_centre) {
+  const torch::Tensor e = embeddings.detach(), u = ui_centre.detach();
+  const torch::Tensor f = e / e.norm(2, 1, true).clamp_min(1e-12);
+  return ((1 - torch::matmul(f, u / u.norm().clamp_min(1e-12))) / 2).reshape({-1});
 }
 
 // ---- switch style modulation ------------------------------------------------------

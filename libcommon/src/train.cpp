@@ -861,8 +861,7 @@ int run(const Options& o) {
         m["index_diversion"] = div.item<double>();
         if (ri_t.defined()) m["ri_mean"] = ri_t.mean().item<double>();
         m["ri_head_mean"] = outs[1].mean().item<double>();
-        if (ui_centre.defined())  // the UI-distance quality of the batch (nn::set_ui_quality's formula)
-          m["ui_quality_mean"] = ((1 - torch::matmul(f.detach(), torch::nn::functional::normalize(ui_centre, torch::nn::functional::NormalizeFuncOptions().dim(0)))) / 2).mean().item<double>();
+        if (ui_centre.defined()) m["ui_quality_mean"] = nn::ui_quality(f, ui_centre).mean().item<double>();
       }
       mw->write(m);
       mw->flush();

@@ -100,12 +100,13 @@ for seed in $SEEDS; do
   done
 done
 
-$PY - "$OUT" "${NAME[a]}" "${NAME[m]}" "${NAME[s]}" "${NAME[k]}" "${NAME[n]}" "${NAME[h]}" "${NAME[v]}" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" \
-  >"$OUT/summary-ssm.md" <<'PY'
+names=()
+for c in "${!NAME[@]}"; do names+=("$c=${NAME[$c]}"); done
+$PY - "$OUT" "$STEPS" "$HEAD_STEPS" "$IDS" "$PER" "$TEST_IDS" "$POSES" "$SSM_LR" "${names[@]}" >"$OUT/summary-ssm.md" <<'PY'
 import csv, glob, json, os, statistics, sys
 out = sys.argv[1]
-names = {"a": sys.argv[2], "m": sys.argv[3], "s": sys.argv[4], "k": sys.argv[5], "n": sys.argv[6], "h": sys.argv[7], "v": sys.argv[8]}
-steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[9:16]
+steps, head, ids, per, test_ids, poses, ssm_lr = sys.argv[2:9]
+names = dict(a.split("=", 1) for a in sys.argv[9:])  # config letter = its name in the table
 rows = list(csv.DictReader(open(os.path.join(out, "runs-ssm.tsv")), delimiter="\t"))
 def cell(vals):
     if len(vals) == 1: return "%.1f" % (100 * vals[0])

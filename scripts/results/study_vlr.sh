@@ -66,13 +66,6 @@ declare -A FLAGS=(
   [q]="--idmmd 0 --ri 1"
   [u]="--idmmd 0 --ri 1"
 )
-declare -A NAME=(
-  [a]="(a) pretrained dlib ResNet, as is"
-  [l]="(l) CosFace + ID-MMD, low-resolution augmentation"
-  [r]="(r) (l) + recognisability index + perceptibility attention"
-  [q]="(q) pretrained dlib ResNet + UI-distance quality"
-  [u]="(u) (l) + UI-distance quality"
-)
 printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
 evr_columns() { # REPORT: FNMR, AUC [0, 0.95], pAUC [0, 0.3] and the oracle's areas of --quality, or "-"
   $PY - "$1" <<'PY'

@@ -86,6 +86,9 @@ torch::Tensor quality_head(const torch::Tensor& embeddings, const std::vector<to
 bool has_ui_quality(const Model& m);
 void set_ui_quality(Model& m, const torch::Tensor& ui_centre);
 void remove_ui_quality(Model& m);
+// The same score outside the graph, for embeddings [N, D] and a centre [D]
+// (neither normalised): [N], no gradient (hfr-train's ui_quality_mean metric).
+torch::Tensor ui_quality(const torch::Tensor& embeddings, const torch::Tensor& ui_centre);
 
 // Perceptibility attention (hfr-train --attention; methods.md §5): a
 // spatial gate on the last feature map of 7x7 or more the embedding depends
