@@ -1315,6 +1315,11 @@ Program::Program(const Graph& g, const std::string& input, const std::vector<std
         st.conv->weight = st.conv->weight.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+bool channels_last_trains_faster(const Graph& g, bool cuda) {
+  return cuda || std::any_of(g.nodes.begin(), g.nodes.end(),
+                             [](const Node& n) { return n.op == "DepthwiseConv2dNative" || n.op == "FusedDepthwiseConv2dNative"; });
+}
+
 Program::~Program() = default;
 Program::Program(Program&&) noexcept = default;
 Program& Program::operator=(Program&&) noexcept = default;

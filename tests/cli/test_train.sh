@@ -191,4 +191,25 @@ w = [r for r in recs[1:] if r.get("type") == "tensor" and r["name"].startswith("
 assert w and all(r["dtype"] == "f32" for r in w), [r for r in w if r["dtype"] != "f32"][:3]
 ' 2>"$T/err"; then pass "bf16 model file: float32 weights, precision in its provenance"; else fail "bf16 model file: $(head -c 600 "$T/err")"; fi
 
+# --layout: auto picks NCHW for the dlib ResNet (no depthwise convolutions) and
+# channels-last for MobileFaceNet; either layout trains to the same losses
+run hfr-train -t 2 --steps 2 --ids 2 --per-modality 1 --seed 5 --layout channels-last --metrics "$T/cl.jsonl" -o "$T/cl.hft" "$T/w/images.jsonl"
+expect_rc 0 "--layout channels-last trains"
+run hfr-train -t 2 --steps 1 --ids 2 --per-modality 1 --seed 5 -m mobilefacenet -o "$T/mfn.hft" "$T/w/images.jsonl"
+expect_rc 0 "MobileFaceNet trains with --layout auto"
+if $PY - "$T/cl.jsonl" "$T/f32.jsonl" "$T/cl.hft" "$T/f32.hft" "$T/mfn.hft" <<'PY' 2>"$T/err"; then pass "layouts: same losses (1e-4), auto = nchw for dlib, channels-last for MobileFaceNet, in the provenance"; else fail "layouts: $(head -c 600 "$T/err")"; fi
+import json, subprocess, sys
+a = [json.loads(l) for l in open(sys.argv[1])]
+b = [json.loads(l) for l in open(sys.argv[2])]
+assert len(a) == len(b) == 2, (len(a), len(b))
+for x, y in zip(a, b):
+    assert abs(x["loss"] - y["loss"]) <= 1e-4 * abs(y["loss"]), (x["loss"], y["loss"])
+def layout(f):
+    out = subprocess.run(["hfr-tensor", "info", "--json", f], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[0])["metadata"]["provenance"]["fine_tuning"]["layout"]
+assert [layout(f) for f in sys.argv[3:]] == ["channels-last", "nchw", "channels-last"], [layout(f) for f in sys.argv[3:]]
+PY
+run hfr-train --layout nhwc --steps 1 -o "$T/x.hft" "$T/w/images.jsonl"
+expect_rc 2 "--layout nhwc is a usage error"
+
 finish

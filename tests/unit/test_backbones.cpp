@@ -189,6 +189,45 @@ TEST_CASE("backbones: built from the seed, 512-d, trainable, saved and loaded ba
   }
 }
 
+TEST_CASE("training layout: channels-last for depthwise networks and CUDA, NCHW otherwise; both train alike",
+          "[backbones][train][layout]") {
+  CHECK(nn::channels_last_trains_faster(nn::build_backbone("mobilefacenet", 1).graph, false));
+  CHECK_FALSE(nn::channels_last_trains_faster(nn::build_backbone("iresnet18", 1).graph, false));
+  CHECK_FALSE(nn::channels_last_trains_faster(nn::build_backbone("lightcnn9", 1).graph, false));
+  CHECK(nn::channels_last_trains_faster(nn::build_backbone("iresnet18", 1).graph, true));
+  // the same network compiled in either layout: the same outputs and gradients (float rounding)
+  for (const std::string name : {"mobilefacenet", "iresnet18"}) {
+    INFO(name);
+    nn::Model m = nn::build_backbone(name, 1);
+    torch::manual_seed(4);
+    torch::Tensor x = torch::randn({3, 3, 112, 112});
+    std::vector<torch::Tensor> outs;
+    std::vector<std::vector<std::pair<std::string, torch::Tensor>>> params;
+    for (bool cl : {true, false}) {
+      nn::CompileOptions co;
+      co.trainable = true;
+      co.channels_last = cl;
+      nn::Program p = nn::compile(m, {"embedding"}, co);
+      torch::Tensor e = p.forward(x)[0];
+      e.pow(2).sum().backward();
+      outs.push_back(e.detach());
+      params.push_back(p.parameters());
+    }
+    INFO((outs[0] - outs[1]).abs().max().item<double>() << " of " << outs[0].abs().max().item<double>());
+    CHECK((outs[0] - outs[1]).abs().max().item<double>() < 1e-3);
+    CHECK(torch::nn::functional::cosine_similarity(outs[0], outs[1]).min().item<double>() > 0.99999);
+    REQUIRE(params[0].size() == params[1].size());
+    for (std::size_t i = 0; i < params[0].size(); ++i) {
+      INFO(params[0][i].first);
+      REQUIRE(params[0][i].first == params[1][i].first);
+      const torch::Tensor a = params[0][i].second.grad(), b = params[1][i].second.grad();
+      REQUIRE(a.defined());
+      REQUIRE(b.defined());
+      CHECK((a - b).abs().max().item<double>() <= 1e-3 * (1 + a.abs().max().item<double>()));
+    }
+  }
+}
+
 TEST_CASE("quality head: quality_head on a program's embeddings gives the graph's ri output, gradients to the head only",
           "[backbones][train][ri]") {
   nn::Model m = nn::build_backbone("mobilefacenet", 5);

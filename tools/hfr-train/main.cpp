@@ -94,6 +94,8 @@ hfr::cli::ToolSpec spec() {
       {"precision", 0, "P", "fp32 (default), bf16 (CPU or CUDA: convolutions and matrix products in bfloat16) or fp16 "
        "(CUDA: float16 with dynamic loss scaling; a step whose gradients overflow is skipped). Weights, optimizer state, "
        "losses and the saved model stay float32.", "fp32", {"fp32", "bf16", "fp16"}, Complete::choices},
+      {"layout", 0, "L", "Memory layout of the convolutions' activations: channels-last (NHWC strides), nchw "
+       "(contiguous), or auto (the faster one for the architecture on this device).", "auto", {"auto", "channels-last", "nchw"}, Complete::choices},
       {"loss", 0, "NAME", "Margin softmax.", "cosface", {"cosface", "arcface"}, Complete::choices},
       {"scale", 0, "S", "Margin softmax scale.", "64", {}, Complete::none},
       {"margin", 0, "M", "Margin (default 0.40 for CosFace, 0.50 for ArcFace).", "", {}, Complete::none},
@@ -164,6 +166,7 @@ int main(int argc, char** argv) {
     o.modalities = a.str("modalities");
     o.device = a.common().device;
     o.precision = a.str("precision");
+    o.layout = a.str("layout");
     hfr::amp::parse_precision(o.precision);  // a usage error before any work
     o.steps = static_cast<int>(a.integer("steps", 1, 100000000));
     o.ids_per_batch = static_cast<int>(a.integer("ids", 2, 100000));

@@ -56,6 +56,15 @@ Graph graph_from_json(const nlohmann::json& nodes, std::map<std::string, torch::
 // compilation folds them into a preceding convolution).
 Graph inference_form(const Graph& g, const std::string& context);
 
+// The convolution layout that trains g faster (hfr-train --layout auto):
+// channels-last on CUDA and for networks with depthwise convolutions (oneDNN's
+// NHWC depthwise kernels), NCHW otherwise. Measured here (CPU, batch 128,
+// bench/results-train.md): MobileFaceNet 1.1-1.2x faster channels-last;
+// IResNet-18 1.1-1.3x and LightCNN-9 1.2-1.35x faster NCHW; dlib and
+// LightCNN-29 within noise. On CUDA it is the layout cuDNN's tensor-core
+// kernels expect (not measured yet).
+bool channels_last_trains_faster(const Graph& g, bool cuda);
+
 // The ops Program can execute, sorted.
 const std::vector<std::string>& supported_ops();
 

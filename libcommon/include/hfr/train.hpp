@@ -80,6 +80,7 @@ struct Options {
   int threads = 1;
   std::string device = "cpu";        // cpu | cuda | cuda:N (data-parallel "cuda": cuda:LOCAL_RANK)
   std::string precision = "fp32";    // fp32 | bf16 | fp16 (CUDA): hfr/mixed_precision.hpp
+  std::string layout = "auto";       // auto | channels-last | nchw: the convolutions' memory layout
   double dist_timeout = 600;         // seconds to wait for the other processes (data-parallel runs)
 };
 
