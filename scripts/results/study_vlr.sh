@@ -16,6 +16,8 @@
 #       embedding stays the pretrained one (CONFIGS="q")
 #   (u) (l)'s model of the same seed with the UI-distance quality added the
 #       same way (CONFIGS="u", after l)
+#   (t) (l) + perceptibility attention alone (--attention; CONFIGS="t")
+#   (d) (l) + the index diversion alone (--ri 1 --ri-diversion 0.1; CONFIGS="d")
 # Rank-1, TAR@FAR and EER of the VLR and of the full-resolution NIR probes,
 # and of both sets together ("mix"); for (r), the error-versus-reject curve
 # of its quality score (hfr-eval --quality: the angle to the unrecognisable-
@@ -65,6 +67,8 @@ declare -A FLAGS=(
   [r]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1 --attention"
   [q]="--idmmd 0 --ri 1"
   [u]="--idmmd 0 --ri 1"
+  [t]="--idmmd 1 --low-res 0.5 --low-res-min 8 --attention"
+  [d]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1"
 )
 printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
 evr_columns() { # REPORT: FNMR, AUC [0, 0.95], pAUC [0, 0.3] and the oracle's areas of --quality, or "-"
@@ -117,7 +121,7 @@ PY
 mkdir -p "$OUT/vlr-a"
 evaluate a - dlib "$OUT/vlr-a"
 for seed in $SEEDS; do
-  for c in l r q u; do
+  for c in l r q u t d; do
     R=$OUT/vlr-$c-$seed
     if [[ " $CONFIGS " == *" $c "* ]]; then
       mkdir -p "$R"
@@ -136,4 +140,32 @@ for seed in $SEEDS; do
     echo "study_vlr: $c seed $seed done" >&2
   done
 done
-cat "$OUT/runs-vlr.tsv"
+# mean +- std over the seeds of each configuration and probe set
+$PY - "$OUT/runs-vlr.tsv" >"$OUT/summary-vlr.md" <<'PY'
+import collections, csv, statistics, sys
+rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
+groups = collections.OrderedDict()
+for r in rows:
+    groups.setdefault((r["config"], r["probes"]), []).append(r)
+def cell(rs, key, scale=100.0):
+    v = [float(r[key]) * scale for r in rs if r[key] != "-"]
+    if not v:
+        return "-"
+    return "%.1f" % v[0] if len(v) == 1 else "%.1f ± %.1f" % (statistics.mean(v), statistics.stdev(v))
+def area(rs, key, factor=1.0):
+    v = [float(r[key]) * factor for r in rs if r[key] != "-"]
+    if not v:
+        return "-"
+    return "%.3f" % v[0] if len(v) == 1 else "%.3f ± %.3f" % (statistics.mean(v), statistics.stdev(v))
+print("| config | probes | Rank-1 % | TAR@FAR=1e-3 % | TAR@FAR=1e-2 % | EER % | EvR AUC [0, 0.95] | random | oracle | seeds |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for (c, p), rs in groups.items():
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        c, p, cell(rs, "rank1"), cell(rs, "tar_1e-3"), cell(rs, "tar_1e-2"), cell(rs, "eer"),
+        area(rs, "evr_auc"), area(rs, "evr_fnmr", 0.95), area(rs, "oracle_auc"), ", ".join(r["seed"] for r in rs)))
+print()
+print("EvR AUC: the area under the error-versus-reject curve of the model's quality score (FNMR at FAR 1e-3 as the")
+print("lowest-quality probes are rejected, up to 95 %); random: rejecting at random (FNMR x 0.95); oracle: the best order.")
+print("Configs ending in -ri use the index head's prediction instead of the UI distance.")
+PY
+cat "$OUT/summary-vlr.md"
