@@ -16,9 +16,14 @@
 # pad), Python gets them through glibc's MALLOC_*_ variables (PY_MALLOC=default
 # leaves Python on glibc's defaults).
 # Each side: median over the timed steps after one warm-up step.
+# The host's speed drifts by up to a third within minutes here, so the three
+# runs of a model (hfr-train, Python channels-last, Python default) are
+# repeated ROUNDS times back to back; each round gives a ratio, and the table
+# shows the median of each column and of the rounds' ratios.
 # Usage: bench/run_train.sh [BUILD_DIR] [STEPS]   (writes bench/results-train.md;
 #        needs the demo's images: make demo, or DEMO_IMAGES=images.jsonl)
-#        MODELS="lightcnn9 ..." times only those; BENCH_OUT=FILE writes the table there instead.
+#        MODELS="lightcnn9 ..." times only those; BENCH_OUT=FILE writes the table there instead;
+#        ROUNDS=N (default 1).
 set -euo pipefail
 B=${1:-build}
 STEPS=${2:-4}
@@ -32,6 +37,7 @@ trap 'rm -rf "$W"' EXIT
 OUT=${BENCH_OUT:-$SRC/bench/results-train.md}
 MODELS=${MODELS:-dlib mobilefacenet iresnet18 lightcnn9 lightcnn29}
 THREADS=2
+ROUNDS=${ROUNDS:-1}
 subjects=$(grep -o '"subject":"[^"]*"' "$IMAGES" | sort -u | wc -l)
 
 cpp() { # model -> "images/s loader_wait_ms peakMB"
@@ -60,19 +66,29 @@ py() { # model [--channels-last] -> images/s
   echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p')), $(date -u +%Y-%m-%d), $THREADS threads both sides,"
   echo "LibTorch $($PY -c 'import torch; print(torch.__version__)') (Debian; BLAS: $(readlink -f /etc/alternatives/libblas.so.3-x86_64-linux-gnu 2>/dev/null || echo '?'))."
   echo "\`bash bench/run_train.sh $B $STEPS\`: batch 128 = 16 identities x 4 images x 2 modalities, CosFace + ID-MMD,"
-  echo "SGD with momentum, gradient clipping; $subjects classes; median of $STEPS steps after a warm-up step."
+  echo "SGD with momentum, gradient clipping; $subjects classes; median of $STEPS steps after a warm-up step;"
+  echo "$ROUNDS round(s) of the three runs per model, medians over the rounds (ratio: the median of each round's ratio)."
   echo "hfr-train reads, aligns and batches the demo's rendered crops itself (loader in the background);"
   echo "the Python reference trains on one fixed tensor (no loading)."
   echo "Allocator: hfr-train's tune_allocator(); Python: \`${PY_ENV[*]}\`."
   echo
-  echo "| model | hfr-train images/s | loader wait per step (ms) | hfr-train peak MB | Python images/s (channels-last) | Python images/s (default layout) | hfr-train / best Python |"
+  echo "| model | hfr-train images/s (--layout auto) | loader wait per step (ms) | hfr-train peak MB | Python images/s (channels-last) | Python images/s (default layout) | hfr-train / best Python |"
   echo "|---|---|---|---|---|---|---|"
   for m in $MODELS; do
-    read -r c wait mb < <(cpp "$m")
-    p1=$(py "$m" --channels-last)
-    p2=$(py "$m")
-    ratio=$($PY -c "print('%.2f' % ($c / max($p1, $p2)))")
-    echo "| $m | $c | $wait | $mb | $p1 | $p2 | ${ratio}x |"
+    rounds=()
+    for ((r = 0; r < ROUNDS; r++)); do
+      read -r c wait mb < <(cpp "$m")
+      rounds+=("$c $wait $mb $(py "$m" --channels-last) $(py "$m")")
+    done
+    $PY - "$m" "${rounds[@]}" <<'EOF'
+import statistics, sys
+rows = [[float(v) for v in r.split()] for r in sys.argv[2:]]
+med = lambda i: statistics.median(r[i] for r in rows)
+ratios = [r[0] / max(r[3], r[4]) for r in rows]
+each = " (rounds: %s)" % ", ".join("%.2f" % x for x in ratios) if len(rows) > 1 else ""
+print("| %s | %.2f | %.1f | %d | %.2f | %.2f | %.2fx%s |" % (sys.argv[1], med(0), med(1), max(r[2] for r in rows), med(3), med(4),
+                                                           statistics.median(ratios), each))
+EOF
   done
 } >"$OUT"
 cat "$OUT"
