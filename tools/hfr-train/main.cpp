@@ -95,7 +95,8 @@ hfr::cli::ToolSpec spec() {
        "(CUDA: float16 with dynamic loss scaling; a step whose gradients overflow is skipped). Weights, optimizer state, "
        "losses and the saved model stay float32.", "fp32", {"fp32", "bf16", "fp16"}, Complete::choices},
       {"layout", 0, "L", "Memory layout of the convolutions' activations: channels-last (NHWC strides), nchw "
-       "(contiguous), or auto (the faster one for the architecture on this device).", "auto", {"auto", "channels-last", "nchw"}, Complete::choices},
+       "(contiguous), or auto: channels-last on CUDA and for networks with depthwise convolutions (MobileFaceNet, faceres), "
+       "NCHW otherwise (dlib, IResNet, LightCNN), whichever trained faster here.", "auto", {"auto", "channels-last", "nchw"}, Complete::choices},
       {"loss", 0, "NAME", "Margin softmax.", "cosface", {"cosface", "arcface"}, Complete::choices},
       {"scale", 0, "S", "Margin softmax scale.", "64", {}, Complete::none},
       {"margin", 0, "M", "Margin (default 0.40 for CosFace, 0.50 for ArcFace).", "", {}, Complete::none},
