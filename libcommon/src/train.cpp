@@ -412,6 +412,8 @@ int run(const Options& o) {
   if (!root && log::level() > log::Level::quiet) log::set_level(log::Level::quiet);  // rank 0 reports
   const amp::Precision precision = amp::parse_precision(o.precision);
   amp::require_supported(precision, dev);  // before any work
+  if (o.layout != "auto" && o.layout != "channels-last" && o.layout != "nchw")
+    throw UsageError("--layout: " + o.layout + " is not auto, channels-last or nchw");
   amp::LossScaler scaler(precision == amp::Precision::fp16);
   if (root && (dev.is_cuda() || precision != amp::Precision::fp32))
     log::notice("training on " + dev.str() + " in " + amp::precision_name(precision));
@@ -473,10 +475,9 @@ int run(const Options& o) {
     log::notice(o.model + ": its UI-distance quality is left out of the output (it needs --ri to follow the new embedding)");
   nn::CompileOptions co;
   co.trainable = true;
-  if (o.layout != "auto" && o.layout != "channels-last" && o.layout != "nchw")
-    throw UsageError("--layout: " + o.layout + " is not auto, channels-last or nchw");
   co.channels_last = o.layout == "auto" ? nn::channels_last_trains_faster(model.graph, dev.is_cuda()) : o.layout == "channels-last";
-  if (root) log::info("convolutions " + std::string(co.channels_last ? "channels-last" : "NCHW") + " (--layout " + o.layout + ")");
+  const std::string layout = co.channels_last ? "channels-last" : "nchw";
+  if (root) log::info("convolutions " + layout + " (--layout " + o.layout + ")");
   std::vector<std::string> roles{"embedding"};
   if (use_ri) roles.push_back("ri");
   const std::size_t router_out = roles.size();  // outs[router_out + b]: router b's probabilities
@@ -609,7 +610,7 @@ int run(const Options& o) {
                                        {"blur", o.augment.blur}, {"low_res", o.augment.low_res}, {"low_res_min_px", o.augment.low_res_min}}},
                           {"modalities", mods}, {"subjects", C}, {"seed", o.seed},
                           {"device", dev.str()}, {"precision", amp::precision_name(precision)},
-                          {"layout", co.channels_last ? "channels-last" : "nchw"}};
+                          {"layout", layout}};
     if (use_ssm)
       details["switch_modulation"] = {{"experts", model.provenance["switch_modulation"].value("experts", 0)},
                                       {"inserted_after", ssm_where}, {"balance", o.ssm_balance}, {"teacher", o.ssm_teacher},

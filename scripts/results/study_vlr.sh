@@ -62,13 +62,14 @@ for j in "$D/jobs-test-vis.jsonl" "$D/jobs-test-nir.jsonl" "$V/jobs-test-nir.jso
   [ -f "$r" ] || "${BIN}hfr-render" -q -t "$THREADS" --ict "$ICT" --template dlib-150 --size 150 -r "$r" "$j"
 done
 
+LOWRES="--idmmd 1 --low-res 0.5 --low-res-min 8"  # (l); (r), (t) and (d) add to it
 declare -A FLAGS=(
-  [l]="--idmmd 1 --low-res 0.5 --low-res-min 8"
-  [r]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1 --attention"
+  [l]="$LOWRES"
+  [r]="$LOWRES --ri 1 --ri-diversion 0.1 --attention"
   [q]="--idmmd 0 --ri 1"
   [u]="--idmmd 0 --ri 1"
-  [t]="--idmmd 1 --low-res 0.5 --low-res-min 8 --attention"
-  [d]="--idmmd 1 --low-res 0.5 --low-res-min 8 --ri 1 --ri-diversion 0.1"
+  [t]="$LOWRES --attention"
+  [d]="$LOWRES --ri 1 --ri-diversion 0.1"
 )
 printf 'config\tseed\tprobes\trank1\ttar_1e-3\ttar_1e-2\teer\tevr_fnmr\tevr_auc\tevr_pauc\toracle_auc\toracle_pauc\n' >"$OUT/runs-vlr.tsv"
 evr_columns() { # REPORT: FNMR, AUC [0, 0.95], pAUC [0, 0.3] and the oracle's areas of --quality, or "-"
@@ -147,16 +148,12 @@ rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
 groups = collections.OrderedDict()
 for r in rows:
     groups.setdefault((r["config"], r["probes"]), []).append(r)
-def cell(rs, key, scale=100.0):
-    v = [float(r[key]) * scale for r in rs if r[key] != "-"]
-    if not v:
-        return "-"
-    return "%.1f" % v[0] if len(v) == 1 else "%.1f ± %.1f" % (statistics.mean(v), statistics.stdev(v))
-def area(rs, key, factor=1.0):
+def cell(rs, key, factor=100.0, fmt="%.1f"):  # mean ± std over the seeds (percent by default)
     v = [float(r[key]) * factor for r in rs if r[key] != "-"]
     if not v:
         return "-"
-    return "%.3f" % v[0] if len(v) == 1 else "%.3f ± %.3f" % (statistics.mean(v), statistics.stdev(v))
+    return fmt % v[0] if len(v) == 1 else (fmt + " ± " + fmt) % (statistics.mean(v), statistics.stdev(v))
+area = lambda rs, key, factor=1.0: cell(rs, key, factor, "%.3f")
 print("| config | probes | Rank-1 % | TAR@FAR=1e-3 % | TAR@FAR=1e-2 % | EER % | EvR AUC [0, 0.95] | random | oracle | seeds |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for (c, p), rs in groups.items():
